@@ -1,0 +1,124 @@
+"""Settings from the environment.
+
+Guarantees:
+- every setting has one environment name (the design's table for the shared ones,
+  ``SYNC_*`` / ``INTERCOM_*`` / ``PLATFORM_*`` for the rest) and a typed value;
+- a missing required setting fails at start with one line naming the variable
+  (:func:`require`), never with a traceback deep in a task;
+- secrets are ``SecretStr``: their ``repr`` and log lines show ``**********``.
+
+Read settings through :func:`get_settings` (cached per process); tests and the
+``dev`` command set environment variables before the processes they start read them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MissingSetting(RuntimeError):
+    """A required environment variable is not set; the message names it."""
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    # --- shared names (DESIGN.md) -------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    intercom_access_token: SecretStr | None = Field(None, validation_alias="INTERCOM_ACCESS_TOKEN")
+    intercom_api_url: str = Field("https://api.intercom.io", validation_alias="INTERCOM_API_URL")
+    intercom_api_version: str = Field("2.14", validation_alias="INTERCOM_API_VERSION")
+    intercom_client_secret: SecretStr | None = Field(None, validation_alias="INTERCOM_CLIENT_SECRET")
+    platform_api_url: str | None = Field(None, validation_alias="PLATFORM_API_URL")
+    platform_api_token: SecretStr | None = Field(None, validation_alias="PLATFORM_API_TOKEN")
+    sync_trigger_token: SecretStr | None = Field(None, validation_alias="SYNC_TRIGGER_TOKEN")
+    sync_admin_token: SecretStr | None = Field(None, validation_alias="SYNC_ADMIN_TOKEN")
+    excluded_emails: list[str] = Field(default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS")
+    display_timezone: str = Field("America/Toronto", validation_alias="SYNC_DISPLAY_TIMEZONE")
+
+    # --- HTTP clients ---------------------------------------------------------------
+    http_timeout_seconds: float = Field(10.0, validation_alias="SYNC_HTTP_TIMEOUT_SECONDS")
+    platform_timeout_seconds: float = Field(5.0, validation_alias="PLATFORM_TIMEOUT_SECONDS")
+
+    # --- attribute names: JSON object {key: "Intercom name"} overriding the defaults -
+    attribute_names: dict[str, str] = Field(default_factory=dict, validation_alias="SYNC_ATTRIBUTE_NAMES")
+
+    # --- webhooks -------------------------------------------------------------------
+    webhook_topics: list[str] = Field(
+        default_factory=lambda: ["conversation.user.created", "conversation.user.replied"],
+        validation_alias="SYNC_WEBHOOK_TOPICS",
+    )
+    webhook_max_body_bytes: int = Field(256 * 1024, validation_alias="SYNC_WEBHOOK_MAX_BODY_BYTES")
+
+    # --- rate limits (starting budgets; Intercom's headers take over once seen) ------
+    intercom_calls_per_window: int = Field(1666, validation_alias="INTERCOM_CALLS_PER_WINDOW")
+    intercom_window_seconds: int = Field(10, validation_alias="INTERCOM_WINDOW_SECONDS")
+    platform_calls_per_second: int = Field(20, validation_alias="PLATFORM_CALLS_PER_SECOND")
+
+    # --- retries ----------------------------------------------------------------------
+    task_max_retries: int = Field(6, validation_alias="SYNC_TASK_MAX_RETRIES")
+    retry_backoff_base_seconds: float = Field(2.0, validation_alias="SYNC_RETRY_BACKOFF_BASE_SECONDS")
+    retry_backoff_max_seconds: float = Field(600.0, validation_alias="SYNC_RETRY_BACKOFF_MAX_SECONDS")
+
+    # --- delivery ---------------------------------------------------------------------
+    visibility_timeout_seconds: int = Field(3600, validation_alias="SYNC_VISIBILITY_TIMEOUT_SECONDS")
+
+    # --- schedule ---------------------------------------------------------------------
+    resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
+
+    @field_validator("excluded_emails", "webhook_topics", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        return _csv(value)
+
+    @field_validator("excluded_emails")
+    @classmethod
+    def _normalise_emails(cls, value: list[str]) -> list[str]:
+        return [email.strip().lower() for email in value]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (for a process that changed its environment)."""
+    get_settings.cache_clear()
+
+
+_ENV_NAMES = {
+    "intercom_access_token": "INTERCOM_ACCESS_TOKEN",
+    "intercom_client_secret": "INTERCOM_CLIENT_SECRET",
+    "platform_api_url": "PLATFORM_API_URL",
+    "platform_api_token": "PLATFORM_API_TOKEN",
+    "sync_trigger_token": "SYNC_TRIGGER_TOKEN",
+    "sync_admin_token": "SYNC_ADMIN_TOKEN",
+}
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Raise :class:`MissingSetting` naming the first of ``names`` that is unset.
+
+    ``names`` are field names of :class:`Settings`; the message gives the environment
+    variable, e.g. ``INTERCOM_ACCESS_TOKEN is not set: the worker needs it to call Intercom``.
+    """
+    for name in names:
+        if getattr(settings, name) in (None, ""):
+            env = _ENV_NAMES.get(name, name.upper())
+            raise MissingSetting(f"{env} is not set")
+
+
+def secret(value: SecretStr | None) -> str | None:
+    """The plain text of a secret setting, or None."""
+    return value.get_secret_value() if value is not None else None
