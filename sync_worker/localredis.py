@@ -78,12 +78,18 @@ class LocalRedis:
     def _command(self) -> list[str]:
         args = [
             find_redis_server(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", self.directory,
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", os.path.join(self.directory, "redis.log"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            self.directory,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            os.path.join(self.directory, "redis.log"),
         ]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "always"]

@@ -32,9 +32,13 @@ class ServedApp:
 
     def start(self) -> ServedApp:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
+        self._server = make_server(
+            self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler
+        )
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"served-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"served-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -47,7 +51,9 @@ class ServedApp:
     def serve_forever(self) -> None:
         """Serve in the calling thread (for a sandbox run as its own process)."""
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
+        self._server = make_server(
+            self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler
+        )
         self.port = self._server.server_port
         self._server.serve_forever()
 

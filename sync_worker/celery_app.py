@@ -1,0 +1,111 @@
+"""The Celery application: queues, delivery guarantees, beat schedule.
+
+Guarantees:
+- two queues: ``sync.realtime`` (webhooks, manual triggers, connector, replays)
+  and ``sync.bulk`` (scheduled re-sync); a worker consuming both always takes
+  realtime work first (the Redis transport's ``priority`` queue order), so a
+  flood of bulk work delays a realtime sync by at most one running task;
+- at-least-once delivery: late acks, a message whose worker process dies is
+  requeued, prefetch of one, and a visibility timeout longer than the longest
+  countdown the code schedules plus the hard time limit (checked here, at
+  import, so a misconfiguration stops the process at start);
+- publishing never hangs a web request: a broker that cannot be reached fails
+  the publish within a couple of seconds, so the receiver can answer 503.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.schedules import crontab
+from kombu import Exchange, Queue
+
+from sync_worker.config import Settings, get_settings
+
+REALTIME_QUEUE = "sync.realtime"
+BULK_QUEUE = "sync.bulk"
+SYNC_TASK = "sync_worker.tasks.sync_contact"
+
+#: Hard and soft per-task time limits (seconds). A sync is a handful of HTTP calls.
+TASK_SOFT_TIME_LIMIT = 120
+TASK_TIME_LIMIT = 150
+#: The longest a rate-limit wait is served by rescheduling (seconds).
+MAX_RESCHEDULE_SECONDS = 300
+
+
+class DeliveryMisconfigured(RuntimeError):
+    """The visibility timeout would redeliver a message that is still legitimately pending."""
+
+
+def longest_countdown(settings: Settings) -> float:
+    """The longest countdown any code path schedules a message with."""
+    return max(settings.retry_backoff_max_seconds, MAX_RESCHEDULE_SECONDS)
+
+
+def check_visibility_timeout(settings: Settings) -> None:
+    needed = longest_countdown(settings) + TASK_TIME_LIMIT
+    if settings.visibility_timeout_seconds <= needed:
+        raise DeliveryMisconfigured(
+            f"SYNC_VISIBILITY_TIMEOUT_SECONDS={settings.visibility_timeout_seconds} must exceed "
+            f"the longest countdown plus the task time limit ({needed:.0f}s), "
+            "or pending retries would be delivered twice"
+        )
+
+
+def _crontab(expression: str) -> crontab:
+    minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    check_visibility_timeout(settings)
+    app = Celery("intercom_sync", broker=settings.redis_url, include=["sync_worker.tasks"])
+    exchange = Exchange("sync", type="direct")
+    app.conf.update(
+        task_queues=(
+            Queue(REALTIME_QUEUE, exchange, routing_key=REALTIME_QUEUE),
+            Queue(BULK_QUEUE, exchange, routing_key=BULK_QUEUE),
+        ),
+        task_default_queue=REALTIME_QUEUE,
+        task_default_exchange="sync",
+        task_default_routing_key=REALTIME_QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
+        task_time_limit=TASK_TIME_LIMIT,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "queue_order_strategy": "priority",
+            "socket_timeout": 5,
+            "socket_connect_timeout": 2,
+        },
+        broker_connection_retry_on_startup=True,
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        enable_utc=True,
+        timezone="UTC",
+        beat_schedule={
+            "nightly-resync": {
+                "task": "sync_worker.tasks.start_resync",
+                "schedule": _crontab(settings.resync_cron),
+                "options": {"queue": BULK_QUEUE},
+            },
+        },
+    )
+    return app
+
+
+app = create_celery()

@@ -1,0 +1,43 @@
+"""Every Redis key the service writes, named in one place.
+
+Guarantees: all keys start with ``intercom-sync:``, so the service can share a
+Redis database with Celery's own keys without collisions, and an operator can
+find (or delete) everything it keeps with one pattern.
+"""
+
+from __future__ import annotations
+
+PREFIX = "intercom-sync"
+
+
+def contact_key(contact_id: str | None, email: str | None) -> str:
+    """The identity a contact's state is kept under: its Intercom id, else its normalised email."""
+    if contact_id:
+        return f"id:{contact_id}"
+    if email:
+        return f"email:{email.strip().lower()}"
+    raise ValueError("a contact needs an id or an email")
+
+
+def pending(contact_key: str) -> str:
+    return f"{PREFIX}:pending:{contact_key}"
+
+
+def pending_payload(contact_key: str) -> str:
+    return f"{PREFIX}:pending-payload:{contact_key}"
+
+
+def last_known(contact_key: str) -> str:
+    return f"{PREFIX}:last-known:{contact_key}"
+
+
+def last_result(contact_key: str) -> str:
+    return f"{PREFIX}:last-result:{contact_key}"
+
+
+def data_attributes(workspace: str) -> str:
+    return f"{PREFIX}:data-attributes:{workspace}"
+
+
+def worker_heartbeat() -> str:
+    return f"{PREFIX}:worker-heartbeat"
