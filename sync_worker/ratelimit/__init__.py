@@ -1,0 +1,23 @@
+"""Shared rate limiting of the upstream calls (Redis + Lua, Redis's clock).
+
+- :mod:`.limiter`: :class:`RateLimiter`, one fixed-window budget per upstream,
+  shared by every worker process, following the upstream's own count and pauses;
+- :mod:`.hooks`: :class:`RateLimitHooks`, the HTTP clients' hooks that take a
+  token before each call and feed each response's rate-limit headers back;
+- :mod:`.headers`: pure parsing of ``X-RateLimit-*`` and ``Retry-After``.
+"""
+
+from sync_worker.ratelimit.headers import RetryAfter, UpstreamWindow, parse_intercom_window, parse_retry_after
+from sync_worker.ratelimit.hooks import RateLimitHooks
+from sync_worker.ratelimit.limiter import Decision, RateLimiter, RateLimitWait
+
+__all__ = [
+    "Decision",
+    "RateLimitHooks",
+    "RateLimitWait",
+    "RateLimiter",
+    "RetryAfter",
+    "UpstreamWindow",
+    "parse_intercom_window",
+    "parse_retry_after",
+]

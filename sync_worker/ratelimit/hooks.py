@@ -1,0 +1,72 @@
+"""The clients' request hooks that route every upstream call through its shared limiter.
+
+Guarantees (``RateLimitHooks`` implements :class:`sync_worker.http.RequestHooks`):
+- ``before_request`` takes a token from the upstream's limiter, waiting at most
+  ``max_wait`` seconds, else raises :class:`RateLimitWait` so the task
+  reschedules itself; an upstream without a limiter is not throttled;
+- ``after_response`` makes every worker follow the upstream: Intercom's
+  ``X-RateLimit-*`` headers lower the shared budget (:meth:`RateLimiter.observe`);
+  a 429 pauses every worker (Intercom: until its reset, bounded by one window
+  plus the skew margin since the reset is read on Intercom's clock; the
+  platform: for its ``Retry-After``, one window when absent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from sync_worker.logs import log_event
+from sync_worker.ratelimit.headers import parse_intercom_window, parse_retry_after
+from sync_worker.ratelimit.limiter import RateLimiter
+
+logger = logging.getLogger(__name__)
+
+INTERCOM = "intercom"
+
+
+class RateLimitHooks:
+    def __init__(self, limiters: Mapping[str, RateLimiter], max_wait: float):
+        self.limiters = dict(limiters)
+        self.max_wait = max_wait
+
+    def before_request(self, upstream: str, operation: str) -> None:
+        limiter = self.limiters.get(upstream)
+        if limiter is not None:
+            limiter.acquire(self.max_wait)
+
+    def after_response(self, upstream: str, status: int, headers: Mapping[str, str]) -> None:
+        limiter = self.limiters.get(upstream)
+        if limiter is None:
+            return
+        if upstream == INTERCOM:
+            self._follow_intercom(limiter, status, headers)
+        elif status == 429:
+            self._follow_retry_after(limiter, headers)
+
+    @staticmethod
+    def _follow_intercom(limiter: RateLimiter, status: int, headers: Mapping[str, str]) -> None:
+        window = parse_intercom_window(headers)
+        if window is not None:
+            limiter.observe(window.limit, window.remaining, window.reset_at)
+        if status != 429:
+            return
+        if window is not None:
+            paused = limiter.pause_until(
+                window.reset_at + limiter.skew_margin_seconds,
+                max_seconds=limiter.window_seconds + limiter.skew_margin_seconds,
+            )
+        else:
+            paused = limiter.pause_for(limiter.window_seconds)
+        log_event(logger, "rate_limit_paused", level=logging.WARNING, upstream=limiter.name, seconds=paused)
+
+    @staticmethod
+    def _follow_retry_after(limiter: RateLimiter, headers: Mapping[str, str]) -> None:
+        retry_after = parse_retry_after(headers)
+        if retry_after is not None and retry_after.until is not None:
+            paused = limiter.pause_until(retry_after.until)
+        elif retry_after is not None and retry_after.seconds is not None:
+            paused = limiter.pause_for(retry_after.seconds)
+        else:
+            paused = limiter.pause_for(limiter.window_seconds)
+        log_event(logger, "rate_limit_paused", level=logging.WARNING, upstream=limiter.name, seconds=paused)

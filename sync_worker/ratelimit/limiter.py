@@ -1,0 +1,303 @@
+"""A fixed-window rate limiter shared by every worker process through Redis.
+
+Guarantees:
+- every decision is one Lua script run on Redis's own clock (``TIME``): the
+  workers' clocks are never read, and two workers can never both take the last
+  token of a window;
+- within one window (``window id = floor(redis_now / window_seconds)``, so the
+  windows are aligned on multiples of the window length, like Intercom's
+  10-second windows) at most ``limit`` tokens are granted, where ``limit`` is
+  the configured one or, when the upstream told us another, that one;
+- while a pause is set (:meth:`RateLimiter.pause_until`, after a 429) no token
+  is granted to anyone;
+- after :meth:`RateLimiter.observe` no more tokens are granted, until the
+  upstream's window ends, than the upstream said remain (minus the calls that
+  may not have reached it yet, see :meth:`RateLimiter.observe`); we only ever
+  lower our budget from what the upstream says, never raise it above our own count;
+- a refusal says how long to wait (end of the window, of the pause, or of the
+  upstream's window), never 0, so a caller can sleep or reschedule exactly.
+
+The same class serves Intercom (``limit`` calls per 10-second window) and the
+platform (``N`` calls per second: ``window_seconds=1``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import redis as redis_lib
+
+from sync_worker import keys
+from sync_worker.errors import TransientError
+
+#: How long a limit the upstream reported stays in force without being reported again.
+OBSERVED_LIMIT_LIFETIME_SECONDS = 24 * 3600
+#: How long an idle limiter's state is kept in Redis.
+KEEP_SECONDS = 24 * 3600
+#: Default allowance for the upstream's clock running behind Redis's (see ``observe``).
+DEFAULT_SKEW_MARGIN_SECONDS = 1.0
+
+# Shared by the scripts: now in milliseconds on Redis's clock; integers as exact decimal text.
+_LUA_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function int(n) return string.format('%d', n) end
+local function keep_at_least(key, ms)
+  local ttl = redis.call('PTTL', key)
+  if ttl < ms then redis.call('PEXPIRE', key, int(ms)) end
+end
+"""
+
+# KEYS[1] limiter hash. ARGV: configured limit, window ms, observed-limit lifetime ms, keep ms.
+# Returns {granted 0/1, wait ms, grant sequence number, now ms}.
+_ACQUIRE = (
+    _LUA_PRELUDE
+    + """
+local key = KEYS[1]
+local window = tonumber(ARGV[2])
+local f = redis.call('HMGET', key, 'win', 'count', 'seq', 'limit', 'limit_at', 'pause', 'cap', 'cap_until')
+local limit = tonumber(ARGV[1])
+if f[4] and f[5] and now - tonumber(f[5]) < tonumber(ARGV[3]) then limit = tonumber(f[4]) end
+local seq = tonumber(f[3] or 0)
+local pause = tonumber(f[6] or 0)
+if pause > now then return {0, pause - now, seq, now} end
+local win = math.floor(now / window)
+local count = 0
+if tonumber(f[1] or -1) == win then count = tonumber(f[2] or 0) end
+if count >= limit then return {0, (win + 1) * window - now, seq, now} end
+local cap_until = tonumber(f[8] or 0)
+if cap_until > now and seq >= tonumber(f[7] or 0) then return {0, cap_until - now, seq, now} end
+seq = seq + 1
+redis.call('HSET', key, 'win', int(win), 'count', int(count + 1), 'seq', int(seq))
+keep_at_least(key, tonumber(ARGV[4]))
+return {1, 0, seq, now}
+"""
+)
+
+# KEYS[1] limiter hash. ARGV: limit, remaining, upstream reset (ms, upstream clock), granted seq
+# (-1: unknown), window ms, skew margin ms, keep ms. Returns the cap's remaining grants.
+_OBSERVE = (
+    _LUA_PRELUDE
+    + """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local remaining = math.max(0, tonumber(ARGV[2]))
+local reset = tonumber(ARGV[3])
+local window = tonumber(ARGV[5])
+local margin = tonumber(ARGV[6])
+local f = redis.call('HMGET', key, 'seq', 'cap', 'cap_until', 'cap_reset')
+local seq = tonumber(f[1] or 0)
+if limit > 0 then redis.call('HSET', key, 'limit', int(limit), 'limit_at', int(now)) end
+local base = tonumber(ARGV[4])
+if base < 0 or base > seq then base = seq end
+local cap = base + remaining
+local until_ = reset + margin
+local latest = now + window + margin
+if until_ > latest or until_ <= now then until_ = latest end
+local old_until = tonumber(f[3] or 0)
+if old_until > now then
+  local old_reset = tonumber(f[4] or 0)
+  if old_reset > reset then
+    keep_at_least(key, tonumber(ARGV[7]))
+    return math.max(0, tonumber(f[2]) - seq)
+  end
+  if old_reset == reset then
+    cap = math.min(cap, tonumber(f[2]))
+    until_ = math.max(until_, old_until)
+  end
+end
+redis.call('HSET', key, 'cap', int(cap), 'cap_until', int(until_), 'cap_reset', int(reset))
+keep_at_least(key, math.max(tonumber(ARGV[7]), until_ - now))
+return math.max(0, cap - seq)
+"""
+)
+
+# KEYS[1] limiter hash. ARGV: until ms ('' = use ARGV[2]), for ms, at most ms ('' = no bound), keep ms.
+# Returns the ms left of the pause in force (0: none).
+_PAUSE = (
+    _LUA_PRELUDE
+    + """
+local key = KEYS[1]
+local target
+if ARGV[1] ~= '' then target = tonumber(ARGV[1]) else target = now + tonumber(ARGV[2]) end
+if ARGV[3] ~= '' then target = math.min(target, now + tonumber(ARGV[3])) end
+local current = tonumber(redis.call('HGET', key, 'pause') or 0)
+if target > current and target > now then
+  redis.call('HSET', key, 'pause', int(target))
+  keep_at_least(key, target - now + tonumber(ARGV[4]))
+  current = target
+end
+return math.max(0, current - now)
+"""
+)
+
+
+class RateLimitWait(TransientError):
+    """No token within the caller's ``max_wait``: try again in ``retry_in`` seconds (reschedule, do not block)."""
+
+    code = "rate_limit_wait"
+
+    def __init__(self, retry_in: float, name: str = ""):
+        upstream = f" for {name}" if name else ""
+        super().__init__(f"no rate-limit token{upstream} for {retry_in:.2f}s", retry_after=retry_in)
+        self.retry_in = retry_in
+        self.name = name
+
+    def __reduce__(self) -> tuple[type[RateLimitWait], tuple[float, str]]:
+        # Survives pickling (Celery may serialise exceptions) with its own arguments, not the message.
+        return (type(self), (self.retry_in, self.name))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One answer of the limiter: ``wait`` is 0.0 when granted; ``at`` is Redis's time of the decision."""
+
+    granted: bool
+    wait: float
+    seq: int
+    at: float
+
+
+def limiter_key(name: str) -> str:
+    return f"{keys.PREFIX}:ratelimit:{name}"
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class RateLimiter:
+    """A named budget of ``limit`` calls per ``window_seconds``, shared through Redis."""
+
+    def __init__(
+        self,
+        redis: redis_lib.Redis,
+        name: str,
+        *,
+        limit: int,
+        window_seconds: float,
+        skew_margin_seconds: float = DEFAULT_SKEW_MARGIN_SECONDS,
+    ):
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if window_seconds < 0.001:
+            raise ValueError("window_seconds must be at least 1 ms")
+        self.name = name
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.skew_margin_seconds = skew_margin_seconds
+        self.key = limiter_key(name)
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._observe = redis.register_script(_OBSERVE)
+        self._pause = redis.register_script(_PAUSE)
+        self._local = threading.local()
+
+    # --- taking tokens --------------------------------------------------------------
+
+    def attempt(self) -> Decision:
+        """Take a token if one is free now; the full answer (see :meth:`try_acquire`)."""
+        granted, wait_ms, seq, now_ms = self._acquire(
+            keys=[self.key],
+            args=[
+                self.limit,
+                _ms(self.window_seconds),
+                _ms(OBSERVED_LIMIT_LIFETIME_SECONDS),
+                _ms(KEEP_SECONDS),
+            ],
+        )
+        if granted:
+            self._local.seq = int(seq)
+        return Decision(bool(granted), int(wait_ms) / 1000.0, int(seq), int(now_ms) / 1000.0)
+
+    def try_acquire(self) -> float:
+        """0.0 when a token was granted, else the seconds until one can be (always > 0)."""
+        return self.attempt().wait
+
+    def acquire(self, max_wait: float) -> None:
+        """Take a token, sleeping for it as long as the total wait stays within ``max_wait`` seconds.
+
+        Raises :class:`RateLimitWait` (with the wait Redis gave) as soon as the next
+        token is further away than what is left of ``max_wait``: the caller (a Celery
+        task) reschedules itself instead of holding a worker slot.
+        """
+        deadline = time.monotonic() + max_wait
+        while True:
+            wait = self.try_acquire()
+            if wait == 0.0:
+                return
+            if wait > deadline - time.monotonic():
+                raise RateLimitWait(wait, self.name)
+            # A few ms of jitter so the waiting workers do not all hit Redis at the same instant.
+            time.sleep(wait + random.uniform(0.0, min(0.005, self.window_seconds / 100)))
+
+    # --- following the upstream -----------------------------------------------------
+
+    def observe(self, limit: int, remaining: int, reset_at: float, *, granted_seq: int | None = None) -> int:
+        """Follow the upstream's own count (Intercom's ``X-RateLimit-Limit/Remaining/Reset``).
+
+        Returns how many more tokens the upstream's window allows by our reckoning.
+
+        ``limit``, when positive, replaces the configured limit for every worker
+        (stored in Redis) until another is reported, or for a day without reports.
+
+        ``remaining`` lowers our budget, conservatively, in two respects:
+
+        1. Calls in flight. ``remaining`` was counted when the upstream handled
+           this thread's last call (token number ``granted_seq``, by default the
+           last one this thread took from this limiter). Tokens granted after it,
+           by any worker, may or may not have reached the upstream yet; we assume
+           they have not, so they will still come out of ``remaining``. Hence a
+           cap on the token counter: at most ``granted_seq + remaining`` tokens
+           in total until the upstream's window ends. Two answers about the same
+           window keep the lower cap; an answer about an older window (a slow
+           response arriving late) is ignored.
+        2. Clock skew. The upstream's window ends at ``reset_at`` on *its*
+           clock (Intercom's resets fall on multiples of 10 s, like our window
+           ids, so with synchronised clocks the windows coincide); ours are cut
+           on Redis's clock, so with skew our window may start afresh while the
+           upstream's is still running (its count may then refuse what ours allows).
+           The cap therefore lives until ``reset_at + skew_margin_seconds`` on
+           Redis's clock, independent of our windows. If Redis's clock is behind
+           the upstream's, we hold the cap longer than needed (safe). If it is
+           ahead by more than the margin, a ``reset_at`` in the past or more
+           than a window away cannot be placed on our clock; since the answer
+           describes the upstream's *current* window, that window ends within
+           one window length, so the cap is held for ``window + margin`` from
+           now: at worst one window of unneeded waiting, never a call too many.
+
+        A 429 still gets through if other clients of the same token spend the
+        budget between two of our answers; the hooks then pause until the reset.
+        """
+        if granted_seq is None:
+            granted_seq = getattr(self._local, "seq", -1)
+        left = self._observe(
+            keys=[self.key],
+            args=[
+                int(limit),
+                int(remaining),
+                _ms(reset_at),
+                int(granted_seq),
+                _ms(self.window_seconds),
+                _ms(self.skew_margin_seconds),
+                _ms(KEEP_SECONDS),
+            ],
+        )
+        return int(left)
+
+    def pause_until(self, epoch_seconds: float, *, max_seconds: float | None = None) -> float:
+        """No token for anyone until ``epoch_seconds`` (Redis's clock); returns the seconds of pause in force.
+
+        A pause only ever extends the one in force. ``max_seconds`` bounds it
+        from Redis's now (for a reset time read on another clock).
+        """
+        at_most = "" if max_seconds is None else _ms(max_seconds)
+        left = self._pause(keys=[self.key], args=[_ms(epoch_seconds), "", at_most, _ms(KEEP_SECONDS)])
+        return int(left) / 1000.0
+
+    def pause_for(self, seconds: float) -> float:
+        """No token for anyone for ``seconds`` from Redis's now (a relative ``Retry-After``)."""
+        left = self._pause(keys=[self.key], args=["", _ms(seconds), "", _ms(KEEP_SECONDS)])
+        return int(left) / 1000.0
