@@ -1,0 +1,437 @@
+"""Intercom REST client: the few contact and data-attribute calls the sync makes.
+
+Guarantees:
+- every request carries ``Authorization: Bearer``, ``Accept: application/json``, the pinned
+  ``Intercom-Version`` header and a timeout;
+- ``hooks.before_request("intercom", operation)`` runs before every attempt (retries included)
+  and ``hooks.after_response("intercom", status, headers)`` after every response received;
+- every response's ``X-RateLimit-*`` headers are kept in :attr:`IntercomClient.last_rate_limit`;
+- a failure is raised as one :class:`IntercomError` subclass, which is also a
+  :class:`~sync_worker.errors.TransientError` (timeouts, connection errors, 5xx, 408/409, 429)
+  or a :class:`~sync_worker.errors.PermanentError` (everything else); each carries the HTTP
+  status, Intercom's error code and message, and the request id;
+- transient failures other than 429 are retried in the call, a few times with jittered
+  exponential backoff (well under the caller's time budget); a 429 is raised at once with
+  the window's reset time, so the caller can reschedule instead of blocking;
+- log lines carry operation names, statuses, codes and ids, never emails or attribute values.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.utils import parse_header_links
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from sync_worker.errors import PermanentError, SyncError, TransientError
+from sync_worker.http import NoHooks, RequestHooks
+from sync_worker.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM = "intercom"
+DEFAULT_RATE_LIMIT_WAIT = 10.0  # one Intercom window, when a 429 says nothing about its reset
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class IntercomError(SyncError):
+    """A failed Intercom call: ``status`` (None without a response), Intercom's ``intercom_code``."""
+
+    code = "intercom_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        intercom_code: str | None = None,
+        request_id: str | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message, code=code)
+        self.status = status
+        self.intercom_code = intercom_code
+        self.request_id = request_id
+
+
+class IntercomNotFound(IntercomError, PermanentError):
+    code = "intercom_not_found"
+
+
+class ContactMerged(IntercomError, PermanentError):
+    """The contact was merged into another one: ``survivor_id`` is the contact that remains."""
+
+    code = "contact_merged"
+
+    def __init__(self, message: str, *, survivor_id: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.survivor_id = survivor_id
+
+
+class IntercomRateLimited(IntercomError, TransientError):
+    """429: no call may succeed before ``reset_at`` (Unix seconds); ``retry_after`` is the wait."""
+
+    code = "intercom_rate_limited"
+
+    def __init__(self, message: str, *, reset_at: float, retry_after: float, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.reset_at = reset_at
+        self.retry_after = retry_after
+
+
+class InvalidAttribute(IntercomError, PermanentError):
+    """Intercom refused a custom attribute (unknown, wrong type, bad name); ``attribute`` if named."""
+
+    code = "invalid_attribute"
+
+    def __init__(self, message: str, *, attribute: str | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.attribute = attribute
+
+
+class IntercomAuthError(IntercomError, PermanentError):
+    code = "intercom_auth"
+
+
+class IntercomBadRequest(IntercomError, PermanentError):
+    code = "intercom_bad_request"
+
+
+class IntercomConflict(IntercomError, TransientError):
+    """408 or 409: the same request can succeed a moment later."""
+
+    code = "intercom_conflict"
+
+
+class IntercomUnavailable(IntercomError, TransientError):
+    """Timeouts, connection errors, 5xx, unreadable answers."""
+
+    code = "intercom_unavailable"
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    """What the last response said about the current rate-limit window."""
+
+    limit: int | None
+    remaining: int | None
+    reset_at: float | None  # Unix seconds
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimitState | None:
+        """The state in ``X-RateLimit-*`` headers (case-insensitive), or None when there are none."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+
+        def number(name: str) -> float | None:
+            try:
+                return float(lowered[name])
+            except (KeyError, TypeError, ValueError):
+                return None
+
+        limit, remaining, reset = (
+            number("x-ratelimit-limit"),
+            number("x-ratelimit-remaining"),
+            number("x-ratelimit-reset"),
+        )
+        if limit is None and remaining is None and reset is None:
+            return None
+        return cls(
+            int(limit) if limit is not None else None,
+            int(remaining) if remaining is not None else None,
+            reset,
+        )
+
+
+@dataclass(frozen=True)
+class ContactPage:
+    contacts: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def parse_error_body(payload: Any) -> tuple[str | None, str | None, str | None]:
+    """``(code, message, request_id)`` of Intercom's ``error.list`` body (Nones when absent)."""
+    if not isinstance(payload, Mapping):
+        return None, None, None
+    request_id = payload.get("request_id")
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+        first = errors[0]
+        return first.get("code"), first.get("message"), request_id
+    return None, payload.get("message"), request_id
+
+
+def survivor_from_link(link_header: str | None) -> str | None:
+    """The contact id a ``Link`` header points to (``<.../contacts/<id>>; rel=...``)."""
+    if not link_header:
+        return None
+    for link in parse_header_links(link_header):
+        path = urlsplit(link.get("url", "").strip("<> ")).path.rstrip("/")
+        match = re.search(r"/contacts/([^/]+)$", path)
+        if match:
+            return match.group(1)
+    return None
+
+
+_ATTRIBUTE_NAME = re.compile(r"""['"‘’“”]([^'"‘’“”]+)['"‘’“”]""")
+
+
+def error_for_response(
+    status: int,
+    headers: Mapping[str, str],
+    payload: Any,
+    *,
+    operation: str,
+    now: float,
+) -> IntercomError:
+    """The typed error for a non-2xx answer (pure: no I/O, ``now`` in Unix seconds)."""
+    code, message, request_id = parse_error_body(payload)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    request_id = request_id or lowered.get("x-request-id")
+    text = (
+        f"Intercom {operation} answered {status}"
+        + (f" {code}" if code else "")
+        + (f": {message}" if message else "")
+    )
+    common: dict[str, Any] = {"status": status, "intercom_code": code, "request_id": request_id}
+    if status in (401, 403):
+        return IntercomAuthError(text, **common)
+    if status == 404:
+        return IntercomNotFound(text, **common)
+    if status == 410:
+        survivor = survivor_from_link(lowered.get("link"))
+        if survivor:
+            return ContactMerged(text, survivor_id=survivor, **common)
+        return IntercomNotFound(text, **common)
+    if status == 429:
+        state = RateLimitState.from_headers(headers)
+        reset_at = state.reset_at if state and state.reset_at else now + DEFAULT_RATE_LIMIT_WAIT
+        return IntercomRateLimited(text, reset_at=reset_at, retry_after=max(0.0, reset_at - now), **common)
+    if status in (408, 409):
+        return IntercomConflict(text, **common)
+    if status >= 500:
+        return IntercomUnavailable(text, **common)
+    if 400 <= status < 500:
+        if message and "attribute" in message.lower() and status in (400, 422):
+            named = _ATTRIBUTE_NAME.search(message)
+            return InvalidAttribute(text, attribute=named.group(1) if named else None, **common)
+        return IntercomBadRequest(text, **common)
+    return IntercomUnavailable(text, **common)
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Call:
+    operation: str
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    attempts: int = field(default=0)
+
+
+class IntercomClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        version: str = "2.14",
+        timeout: float = 10.0,
+        hooks: RequestHooks | None = None,
+        session: requests.Session | None = None,
+        max_attempts: int = 3,
+        backoff_base: float = 0.1,
+        backoff_max: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.version = version
+        self.timeout = timeout
+        self.hooks: RequestHooks = hooks or NoHooks()
+        self.session = session or requests.Session()
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.clock = clock
+        self.last_rate_limit: RateLimitState | None = None
+        self._token = token
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"IntercomClient({self.base_url!r}, version={self.version!r})"
+
+    # --- operations ------------------------------------------------------------------
+
+    def get_contact(self, contact_id: str) -> dict[str, Any]:
+        return self._request(_Call("get_contact", "GET", f"/contacts/{_segment(contact_id)}"))
+
+    def search_contacts_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Contacts whose email is ``email`` (Intercom's search: new contacts show up after a delay)."""
+        body = {
+            "query": {"field": "email", "operator": "=", "value": email},
+            "pagination": {"per_page": 150},
+        }
+        answer = self._request(_Call("search_contacts", "POST", "/contacts/search", json=body))
+        return list(answer.get("data") or [])
+
+    def list_contacts(self, per_page: int = 150, starting_after: str | None = None) -> ContactPage:
+        params: dict[str, Any] = {"per_page": per_page}
+        if starting_after:
+            params["starting_after"] = starting_after
+        answer = self._request(_Call("list_contacts", "GET", "/contacts", params=params))
+        next_page = (answer.get("pages") or {}).get("next") or {}
+        cursor = next_page.get("starting_after") if isinstance(next_page, Mapping) else None
+        return ContactPage(list(answer.get("data") or []), cursor or None)
+
+    def iter_contacts(
+        self, per_page: int = 150, starting_after: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every contact, page by page, following ``pages.next.starting_after``."""
+        cursor = starting_after
+        while True:
+            page = self.list_contacts(per_page=per_page, starting_after=cursor)
+            yield from page.contacts
+            if not page.next_cursor or not page.contacts:
+                return
+            cursor = page.next_cursor
+
+    def update_contact(
+        self,
+        contact_id: str,
+        *,
+        custom_attributes: Mapping[str, Any],
+        standard: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One PUT writing ``custom_attributes`` and the ``standard`` fields (e.g. ``name``)."""
+        body: dict[str, Any] = dict(standard or {})
+        if "custom_attributes" in body:
+            raise ValueError("pass custom attributes as custom_attributes=, not inside standard=")
+        body["custom_attributes"] = dict(custom_attributes)
+        return self._request(_Call("update_contact", "PUT", f"/contacts/{_segment(contact_id)}", json=body))
+
+    def list_data_attributes(self, model: str = "contact") -> list[dict[str, Any]]:
+        answer = self._request(
+            _Call("list_data_attributes", "GET", "/data_attributes", params={"model": model})
+        )
+        return list(answer.get("data") or [])
+
+    def create_data_attribute(
+        self,
+        name: str,
+        *,
+        data_type: str = "string",
+        model: str = "contact",
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "model": model, "data_type": data_type}
+        if description is not None:
+            body["description"] = description
+        return self._request(_Call("create_data_attribute", "POST", "/data_attributes", json=body))
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- transport -------------------------------------------------------------------
+
+    def _request(self, call: _Call) -> dict[str, Any]:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
+            retry=retry_if_exception_type((IntercomUnavailable, IntercomConflict)),
+            reraise=True,
+        )
+        return retrying(self._attempt, call)
+
+    def _attempt(self, call: _Call) -> dict[str, Any]:
+        call.attempts += 1
+        self.hooks.before_request(UPSTREAM, call.operation)
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                call.method,
+                self.base_url + call.path,
+                params=call.params,
+                json=call.json,
+                headers=self._headers(),
+                timeout=self.timeout,
+            )
+        except requests.Timeout as exc:
+            self._log_failure(call, None, "timeout", None)
+            raise IntercomUnavailable(
+                f"Intercom {call.operation} timed out after {self.timeout}s", code="intercom_timeout"
+            ) from exc
+        except requests.RequestException as exc:
+            self._log_failure(call, None, type(exc).__name__, None)
+            raise IntercomUnavailable(f"Intercom {call.operation} failed: {type(exc).__name__}") from exc
+        headers = response.headers  # case-insensitive
+        state = RateLimitState.from_headers(headers)
+        if state is not None:
+            self.last_rate_limit = state
+        self.hooks.after_response(UPSTREAM, response.status_code, headers)
+        payload = _json_or_none(response)
+        if 200 <= response.status_code < 300:
+            if not isinstance(payload, dict):
+                raise IntercomUnavailable(
+                    f"Intercom {call.operation} answered {response.status_code} without a JSON object",
+                    status=response.status_code,
+                )
+            log_event(
+                logger,
+                "intercom_call",
+                level=logging.DEBUG,
+                operation=call.operation,
+                status=response.status_code,
+                attempt=call.attempts,
+                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+            return payload
+        error = error_for_response(
+            response.status_code, headers, payload, operation=call.operation, now=self.clock()
+        )
+        self._log_failure(call, response.status_code, error.intercom_code, error.request_id)
+        raise error
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "Intercom-Version": self.version,
+        }
+
+    def _log_failure(self, call: _Call, status: int | None, code: str | None, request_id: str | None) -> None:
+        log_event(
+            logger,
+            "intercom_call_failed",
+            level=logging.WARNING,
+            operation=call.operation,
+            status=status,
+            intercom_code=code,
+            request_id=request_id,
+            attempt=call.attempts,
+        )
+
+
+def _segment(value: str) -> str:
+    if not value:
+        raise ValueError("an Intercom id must not be empty")
+    return quote(str(value), safe="")
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
