@@ -94,6 +94,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
         enable_utc=True,
         timezone="UTC",

@@ -14,9 +14,10 @@ Read settings through :func:`get_settings` (cached per process); tests and the
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class MissingSetting(RuntimeError):
@@ -42,7 +43,7 @@ class Settings(BaseSettings):
     platform_api_token: SecretStr | None = Field(None, validation_alias="PLATFORM_API_TOKEN")
     sync_trigger_token: SecretStr | None = Field(None, validation_alias="SYNC_TRIGGER_TOKEN")
     sync_admin_token: SecretStr | None = Field(None, validation_alias="SYNC_ADMIN_TOKEN")
-    excluded_emails: list[str] = Field(default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS")
+    excluded_emails: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS")
     display_timezone: str = Field("America/Toronto", validation_alias="SYNC_DISPLAY_TIMEZONE")
 
     # --- HTTP clients ---------------------------------------------------------------
@@ -53,7 +54,7 @@ class Settings(BaseSettings):
     attribute_names: dict[str, str] = Field(default_factory=dict, validation_alias="SYNC_ATTRIBUTE_NAMES")
 
     # --- webhooks -------------------------------------------------------------------
-    webhook_topics: list[str] = Field(
+    webhook_topics: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["conversation.user.created", "conversation.user.replied"],
         validation_alias="SYNC_WEBHOOK_TOPICS",
     )

@@ -31,6 +31,11 @@ def last_known(contact_key: str) -> str:
     return f"{PREFIX}:last-known:{contact_key}"
 
 
+def shown(contact_key: str) -> str:
+    """Fingerprint of the values the contact shows now (see cache.py)."""
+    return f"{PREFIX}:shown:{contact_key}"
+
+
 def last_result(contact_key: str) -> str:
     return f"{PREFIX}:last-result:{contact_key}"
 
@@ -40,4 +45,10 @@ def data_attributes(workspace: str) -> str:
 
 
 def worker_heartbeat() -> str:
+    """Unix time of the latest heartbeat of any worker (a string key with a short expiry)."""
     return f"{PREFIX}:worker-heartbeat"
+
+
+def worker_heartbeats() -> str:
+    """Hash: worker hostname -> Unix time of its latest heartbeat."""
+    return f"{PREFIX}:worker-heartbeats"

@@ -54,6 +54,8 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
         try:
             if predicate():
                 return
+        except AssertionError:  # the predicate decided the wait is hopeless
+            raise
         except Exception:  # the thing polled may not be up yet
             pass
         if time.monotonic() >= deadline:

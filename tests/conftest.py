@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.redis",
-    "tests.fixtures.sandboxes",
+    "tests.fixtures.intercom_sandbox",
+    "tests.fixtures.platform_sandbox",
     "tests.fixtures.workers",
 ]

@@ -36,8 +36,9 @@ class ServedApp:
             self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler
         )
         self.port = self._server.server_port
+        server = self._server
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"served-{self.port}", daemon=True
+            target=lambda: server.serve_forever(poll_interval=0.05), name=f"served-{self.port}", daemon=True
         )
         self._thread.start()
         return self

@@ -1,0 +1,64 @@
+"""Last known values: what each contact was last shown, and when it was read.
+
+Guarantees:
+- :meth:`LastKnownValues.store` keeps, per contact id, the computed values of
+  the last successful platform read together with the time of that read; it is
+  written only after Intercom accepted those values, so the cache never holds
+  something the contact was not shown;
+- :meth:`LastKnownValues.load` returns them (or None) for the staleness path;
+- entries expire after ``ttl_seconds`` (default 90 days) so a workspace's
+  departed contacts do not accumulate for ever;
+- :meth:`LastKnownValues.fingerprint` is a hash of the values without the
+  timestamps that change on every read; :meth:`LastKnownValues.mark_shown`
+  keeps the fingerprint of what the contact shows now (live *or* stale), so
+  "write only what changed" compares against what Intercom really holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis as redis_lib
+
+from sync_worker import keys
+
+DEFAULT_TTL_SECONDS = 90 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class CachedValues:
+    values: dict[str, str | None]
+    fetched_at: datetime
+
+
+class LastKnownValues:
+    def __init__(self, client: redis_lib.Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS):
+        self._redis = client
+        self._ttl = ttl_seconds
+
+    def store(self, contact_id: str, values: Mapping[str, str | None], fetched_at: datetime) -> None:
+        document = {"values": dict(values), "fetched_at": fetched_at.astimezone(UTC).isoformat()}
+        self._redis.set(keys.last_known(f"id:{contact_id}"), json.dumps(document), ex=self._ttl)
+
+    def load(self, contact_id: str) -> CachedValues | None:
+        raw = self._redis.get(keys.last_known(f"id:{contact_id}"))
+        if not raw:
+            return None
+        document = json.loads(raw)
+        return CachedValues(document["values"], datetime.fromisoformat(document["fetched_at"]))
+
+    def mark_shown(self, contact_id: str, fingerprint: str) -> None:
+        self._redis.set(keys.shown(f"id:{contact_id}"), fingerprint, ex=self._ttl)
+
+    def shown(self, contact_id: str) -> str | None:
+        raw = self._redis.get(keys.shown(f"id:{contact_id}"))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    @staticmethod
+    def fingerprint(values: Mapping[str, str | None], volatile: frozenset[str]) -> str:
+        stable = {key: value for key, value in values.items() if key not in volatile}
+        return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,127 @@
+"""Everything a newcomer needs to see the service work, on one machine.
+
+Guarantees of :class:`DevStack`:
+- with no ``REDIS_URL`` in the environment it starts a private redis-server
+  (persistent, on a free port, files under the state directory);
+- with no ``INTERCOM_ACCESS_TOKEN`` it starts both sandboxes (Intercom and the
+  platform) seeded with the sample dataset, and points the service at them;
+  with one, it uses the real Intercom and the configured platform;
+- it then starts web (gunicorn), one worker and beat, each in its own process
+  group, and writes ``stack.json`` (URLs and the dev tokens) so ``sync-worker try``
+  can find them;
+- :meth:`DevStack.stop` stops every child it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from sync_worker.localredis import LocalRedis, free_port, wait_until
+from sync_worker.processes import Child, beat_argv, web_argv, worker_argv
+from sync_worker.sandbox.dataset import load_sample
+
+SANDBOX_INTERCOM_TOKEN = "sandbox-intercom-token"
+SANDBOX_PLATFORM_TOKEN = "sandbox-platform-token"
+#: A contact in the Intercom sandbox whose email has no platform account (shows `Platform Account Exists = No`).
+NO_ACCOUNT_EMAIL = "no.account@example.com"
+
+
+@dataclass
+class DevStack:
+    state_dir: Path
+    web_port: int = 8000
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    children: list[Child] = field(default_factory=list)
+    redis: LocalRedis | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+    def _child(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, argv, env=env, log_path=self.state_dir / f"{name}.log").start()
+        self.children.append(child)
+        return child
+
+    def start(self) -> dict[str, object]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env: dict[str, str] = {}
+        if not self.environ.get("REDIS_URL"):
+            self.redis = LocalRedis(directory=str(self.state_dir / "redis"), persistent=True)
+            Path(self.redis.directory).mkdir(parents=True, exist_ok=True)
+            self.redis.start()
+            env["REDIS_URL"] = self.redis.url
+        sandboxed = not self.environ.get("INTERCOM_ACCESS_TOKEN")
+        if sandboxed:
+            env.update(self._start_sandboxes())
+        env.setdefault("SYNC_TRIGGER_TOKEN", self.environ.get("SYNC_TRIGGER_TOKEN") or secrets.token_urlsafe(16))
+        env.setdefault("SYNC_ADMIN_TOKEN", self.environ.get("SYNC_ADMIN_TOKEN") or secrets.token_urlsafe(16))
+        env.setdefault("INTERCOM_CLIENT_SECRET",
+                       self.environ.get("INTERCOM_CLIENT_SECRET") or secrets.token_urlsafe(16))
+        child_env = {**self.environ, **env}
+        self._child("web", web_argv(port=self.web_port, workers=2), child_env)
+        self._child("worker", worker_argv(concurrency=2, hostname="dev-worker@%h"), child_env)
+        self._child("beat", beat_argv(schedule_file=str(self.state_dir / "celerybeat-schedule")), child_env)
+        web_url = f"http://127.0.0.1:{self.web_port}"
+        wait_until(lambda: requests.get(f"{web_url}/healthz", timeout=1).ok, 60, message="web /healthz")
+        wait_until(lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, 60, message="a worker heartbeat")
+        self.info = {
+            "web_url": web_url,
+            "redis_url": child_env["REDIS_URL"],
+            "intercom_api_url": child_env.get("INTERCOM_API_URL", "https://api.intercom.io"),
+            "platform_api_url": child_env.get("PLATFORM_API_URL"),
+            "sandboxed": sandboxed,
+            "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
+            "sync_admin_token": env["SYNC_ADMIN_TOKEN"],
+            "logs": str(self.state_dir),
+        }
+        (self.state_dir / "stack.json").write_text(json.dumps(self.info, indent=2))
+        return self.info
+
+    def _start_sandboxes(self) -> dict[str, str]:
+        intercom_port, platform_port = free_port(), free_port()
+        self._child("intercom-sandbox", [sys.executable, "-m", "sync_worker.sandbox.intercom",
+                                         "--port", str(intercom_port), "--token", SANDBOX_INTERCOM_TOKEN], {})
+        self._child("platform-sandbox", [sys.executable, "-m", "sync_worker.sandbox.platform",
+                                         "--port", str(platform_port), "--token", SANDBOX_PLATFORM_TOKEN], {})
+        intercom_url = f"http://127.0.0.1:{intercom_port}"
+        platform_url = f"http://127.0.0.1:{platform_port}"
+        wait_until(lambda: requests.get(f"{intercom_url}/_sandbox/stats", timeout=1).ok, 60,
+                   message="the Intercom sandbox")
+        wait_until(lambda: requests.get(f"{platform_url}/v1/health", timeout=1).ok, 60,
+                   message="the platform sandbox")
+        seed_intercom_contacts(intercom_url)
+        return {
+            "INTERCOM_API_URL": intercom_url,
+            "INTERCOM_ACCESS_TOKEN": SANDBOX_INTERCOM_TOKEN,
+            "PLATFORM_API_URL": platform_url,
+            "PLATFORM_API_TOKEN": SANDBOX_PLATFORM_TOKEN,
+        }
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def sample_contacts() -> list[dict[str, str]]:
+    """One Intercom contact per distinct sample email, plus one with no platform account."""
+    contacts: dict[str, dict[str, str]] = {}
+    for record in load_sample():
+        email = record["email"].strip().lower()
+        name = f"{record['first_name']} {record['last_name']}".strip()
+        contacts.setdefault(email, {"email": email, "name": name})
+    contacts[NO_ACCOUNT_EMAIL] = {"email": NO_ACCOUNT_EMAIL, "name": "Nora Account"}
+    return list(contacts.values())
+
+
+def seed_intercom_contacts(intercom_url: str) -> list[dict]:
+    response = requests.post(f"{intercom_url}/_sandbox/contacts", json=sample_contacts(), timeout=10)
+    response.raise_for_status()
+    return response.json()

@@ -1,0 +1,147 @@
+"""The service's processes as child processes: how to start, stop and kill them.
+
+Guarantees: each :class:`Child` runs in its own process group, so
+:meth:`Child.stop` (SIGTERM, then SIGKILL after a grace period) and
+:meth:`Child.kill` reach every process it forked (Celery's pool children,
+gunicorn's workers); the command lines are the ones the README and
+``docker-compose.yml`` document, built in one place (:func:`worker_argv`,
+:func:`beat_argv`, :func:`web_argv`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE
+
+
+def worker_argv(
+    *,
+    concurrency: int = 2,
+    hostname: str = "worker@%h",
+    queues: Sequence[str] = (REALTIME_QUEUE, BULK_QUEUE),
+    loglevel: str = "INFO",
+    pool: str = "prefork",
+) -> list[str]:
+    """``celery worker`` consuming the queues in priority order (realtime first)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "sync_worker.celery_app",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--hostname",
+        hostname,
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def beat_argv(*, schedule_file: str, loglevel: str = "INFO") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "sync_worker.celery_app",
+        "beat",
+        "--schedule",
+        schedule_file,
+        "--loglevel",
+        loglevel,
+    ]
+
+
+def web_argv(*, port: int, workers: int = 2, host: str = "127.0.0.1") -> list[str]:
+    """gunicorn serving ``web:create_app()``."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--access-logfile",
+        "-",
+        "--log-level",
+        "warning",
+        "web:create_app()",
+    ]
+
+
+class Child:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        log_path: str | Path | None = None,
+        cwd: str | Path | None = None,
+    ):
+        self.name = name
+        self.argv = list(argv)
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = Path(log_path) if log_path else None
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Child:
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.cwd,
+        )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def stop(self, grace: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash or an OOM kill would."""
+        if self.process is None:
+            return
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

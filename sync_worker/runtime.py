@@ -1,0 +1,119 @@
+"""The composition root: builds a process's clients and shared state from its settings.
+
+Guarantees: one :class:`Runtime` per process (``get_runtime``), built lazily on
+first use, after the process has read its environment; every upstream call
+goes through the shared rate limiters (the clients' hooks); nothing in here
+computes or decides, it only wires the parts together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis as redis_lib
+
+from sync_worker.attributes import resolve_names
+from sync_worker.cache import LastKnownValues
+from sync_worker.circuit import CircuitBreaker
+from sync_worker.config import Settings, get_settings, require, secret
+from sync_worker.deadletter import DeadLetterStore
+from sync_worker.intercom import IntercomClient
+from sync_worker.platform import PlatformClient
+from sync_worker.profiles import get_profile
+from sync_worker.ratelimit import RateLimiter, RateLimitHooks
+from sync_worker.schema import AttributeSchema, workspace_id
+from sync_worker.sync import ContactSync
+
+#: How long a task may block waiting for a rate-limit token before it reschedules itself instead.
+MAX_INLINE_WAIT_SECONDS = 2.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def redis(self) -> redis_lib.Redis:
+        return redis_lib.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+
+    @cached_property
+    def limiters(self) -> dict[str, RateLimiter]:
+        return {
+            "intercom": RateLimiter(
+                self.redis,
+                "intercom",
+                limit=self.settings.intercom_calls_per_window,
+                window_seconds=self.settings.intercom_window_seconds,
+            ),
+            "platform": RateLimiter(
+                self.redis, "platform", limit=self.settings.platform_calls_per_second, window_seconds=1
+            ),
+        }
+
+    @cached_property
+    def hooks(self) -> RateLimitHooks:
+        return RateLimitHooks(self.limiters, max_wait=MAX_INLINE_WAIT_SECONDS)
+
+    @cached_property
+    def intercom(self) -> IntercomClient:
+        require(self.settings, "intercom_access_token")
+        return IntercomClient(
+            self.settings.intercom_api_url,
+            secret(self.settings.intercom_access_token) or "",
+            version=self.settings.intercom_api_version,
+            timeout=self.settings.http_timeout_seconds,
+            hooks=self.hooks,
+        )
+
+    @cached_property
+    def platform(self) -> PlatformClient:
+        require(self.settings, "platform_api_url", "platform_api_token")
+        return PlatformClient(
+            self.settings.platform_api_url or "",
+            secret(self.settings.platform_api_token) or "",
+            timeout=self.settings.platform_timeout_seconds,
+            hooks=self.hooks,
+        )
+
+    @cached_property
+    def circuit(self) -> CircuitBreaker:
+        return CircuitBreaker(self.redis, "platform")
+
+    @cached_property
+    def cache(self) -> LastKnownValues:
+        return LastKnownValues(self.redis)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetterStore:
+        return DeadLetterStore(self.redis)
+
+    @cached_property
+    def schema(self) -> AttributeSchema:
+        workspace = workspace_id(self.settings.intercom_api_url, secret(self.settings.intercom_access_token) or "")
+        return AttributeSchema(self.intercom, self.redis, workspace)
+
+    @cached_property
+    def contact_sync(self) -> ContactSync:
+        profile = get_profile("clients", display_timezone=self.settings.display_timezone)
+        resolve_names(profile.attributes, self.settings.attribute_names)  # a bad name fails here, once
+        return ContactSync(
+            intercom=self.intercom,
+            platform=self.platform,
+            profile=profile,
+            schema=self.schema,
+            cache=self.cache,
+            circuit=self.circuit,
+            excluded_emails=tuple(self.settings.excluded_emails),
+            attribute_names=self.settings.attribute_names,
+        )
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime

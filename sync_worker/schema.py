@@ -1,0 +1,89 @@
+"""Make sure the custom data attributes a sync writes exist in Intercom.
+
+Guarantees:
+- :meth:`AttributeSchema.ensure` returns only when every name given exists in
+  the workspace as a ``string`` contact attribute, creating the missing ones
+  (each once: the known names are cached in Redis for every worker);
+- an attribute that exists with another type raises :class:`AttributeTypeClash`
+  (permanent: Intercom never changes an attribute's type) naming it;
+- Intercom is listed at most once per ``ttl_seconds`` per workspace while all
+  names are known, so a steady-state sync costs no schema call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import redis as redis_lib
+
+from sync_worker import keys
+from sync_worker.errors import PermanentError
+from sync_worker.intercom import IntercomClient, IntercomError
+
+DATA_TYPE = "string"
+
+
+class AttributeTypeClash(PermanentError):
+    code = "attribute_type_clash"
+
+
+def workspace_id(api_url: str, token: str) -> str:
+    """A stable, non-secret name for the workspace a token writes to."""
+    return hashlib.sha256(f"{api_url}|{token}".encode()).hexdigest()[:16]
+
+
+class AttributeSchema:
+    def __init__(self, intercom: IntercomClient, client: redis_lib.Redis, workspace: str, *, ttl_seconds: int = 3600):
+        self._intercom = intercom
+        self._redis = client
+        self._key = keys.data_attributes(workspace)
+        self._ttl = ttl_seconds
+
+    def _known(self) -> dict[str, str]:
+        raw = self._redis.hgetall(self._key)
+        return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+                for k, v in raw.items()}
+
+    def _remember(self, attributes: dict[str, str]) -> None:
+        if attributes:
+            pipe = self._redis.pipeline()
+            pipe.hset(self._key, mapping=attributes)
+            pipe.expire(self._key, self._ttl)
+            pipe.execute()
+
+    def _check(self, name: str, data_type: str) -> None:
+        if data_type != DATA_TYPE:
+            raise AttributeTypeClash(
+                f"custom attribute {name!r} exists in Intercom as {data_type!r}, not {DATA_TYPE!r}; "
+                "rename it in SYNC_ATTRIBUTE_NAMES or archive the old attribute"
+            )
+
+    def ensure(self, names: Iterable[str]) -> None:
+        wanted = list(dict.fromkeys(names))
+        known = self._known()
+        missing = [name for name in wanted if name not in known]
+        if missing:
+            listed = {
+                attribute["name"]: attribute.get("data_type", DATA_TYPE)
+                for attribute in self._intercom.list_data_attributes(model="contact")
+                if attribute.get("custom", True)
+            }
+            self._remember(listed)
+            known.update(listed)
+        for name in wanted:
+            if name in known:
+                self._check(name, known[name])
+                continue
+            try:
+                created = self._intercom.create_data_attribute(name, data_type=DATA_TYPE, model="contact")
+            except IntercomError:
+                # Another worker may have created it a moment ago: look again before giving up.
+                again = {a["name"]: a.get("data_type", DATA_TYPE) for a in self._intercom.list_data_attributes()}
+                if name not in again:
+                    raise
+                self._check(name, again[name])
+                self._remember({name: again[name]})
+                continue
+            self._remember({name: created.get("data_type", DATA_TYPE)})
+            known[name] = DATA_TYPE

@@ -1,0 +1,226 @@
+"""One contact's sync: from a trigger to the attributes written on the contact.
+
+Guarantees (the order of a run):
+1. screening first: an excluded or invalid address ends the run as ``skipped``
+   before any platform or Intercom call;
+2. the contact is resolved to Intercom ids (by id, else by email search); a
+   merged contact (410) is followed to the survivor once;
+3. the platform is read through a shared circuit breaker: when it cannot be
+   read, the contact gets its last known values with the staleness flag (or
+   only ``Data Status`` when there are none) and the outcome is ``stale`` so
+   the caller schedules a fresh sync; a failed read never writes
+   ``Platform Account Exists = No``;
+4. values are computed by the profile (pure) from the records and the clock,
+   the data attributes are ensured, and one ``PUT`` writes them;
+5. only after Intercom accepted them are the values stored as the contact's
+   last known values.
+
+Every error is a :class:`~sync_worker.errors.SyncError`; what to retry is the
+task's business (:mod:`sync_worker.tasks`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from sync_worker.attributes import build_update
+from sync_worker.cache import LastKnownValues
+from sync_worker.circuit import CircuitBreaker
+from sync_worker.dispatch import SyncRequest
+from sync_worker.errors import PermanentError, TransientError
+from sync_worker.intercom import ContactMerged, IntercomClient
+from sync_worker.logs import log_event
+from sync_worker.platform import PlatformClient, PlatformUnavailable
+from sync_worker.profiles.base import Profile
+from sync_worker.schema import AttributeSchema
+from sync_worker.screening import normalise_email, screen
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+#: How many Intercom contacts one email may resolve to before we stop (several = duplicates in Intercom).
+MAX_CONTACTS_PER_EMAIL = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ContactNotFoundYet(TransientError):
+    """No Intercom contact has this email (yet: new contacts take minutes to reach search)."""
+
+    code = "contact_not_found"
+
+
+class PlatformDataError(PermanentError):
+    """A platform record broke the contract in a way the profile cannot format."""
+
+    code = "platform_data_invalid"
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What one run did. ``status``: synced, no_account, stale, unchanged or skipped."""
+
+    status: str
+    contact_id: str | None
+    trigger: str
+    reason: str | None = None
+    data_status: str | None = None
+    written: bool = False
+    accounts: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class ContactSync:
+    """Everything a run needs, passed in: clients, profile, shared state and a clock."""
+
+    intercom: IntercomClient
+    platform: PlatformClient
+    profile: Profile
+    schema: AttributeSchema
+    cache: LastKnownValues
+    circuit: CircuitBreaker
+    excluded_emails: tuple[str, ...] = ()
+    attribute_names: Mapping[str, str] | None = None
+    clock: Clock = utc_now
+
+    def run(self, request: SyncRequest) -> list[SyncOutcome]:
+        """Sync every Intercom contact the request designates (normally one)."""
+        skip = self._screen(request.email, request)
+        if skip is not None:
+            return [skip]
+        contacts = self._resolve(request)
+        outcomes = []
+        for contact in contacts:
+            skip = self._screen(contact.get("email"), request, contact_id=contact["id"])
+            outcomes.append(skip or self._sync_contact(contact["id"], contact["email"], request))
+        return outcomes
+
+    # --- steps ------------------------------------------------------------------------
+
+    def _screen(
+        self, email: str | None, request: SyncRequest, contact_id: str | None = None
+    ) -> SyncOutcome | None:
+        if email is None and request.contact_id:
+            return None  # resolved from Intercom next
+        found = screen(
+            email or "",
+            author_email=request.author_email,
+            reply_to=request.reply_to,
+            excluded=self.excluded_emails,
+        )
+        if found is None:
+            return None
+        return SyncOutcome("skipped", contact_id or request.contact_id, request.trigger, reason=found.message)
+
+    def _resolve(self, request: SyncRequest) -> list[dict]:
+        if request.contact_id:
+            if request.email:
+                return [{"id": request.contact_id, "email": request.email}]
+            try:
+                contact = self.intercom.get_contact(request.contact_id)
+            except ContactMerged as merged:
+                contact = self.intercom.get_contact(merged.survivor_id)
+            return [{"id": contact["id"], "email": contact.get("email")}]
+        email = normalise_email(request.email or "")
+        found = self.intercom.search_contacts_by_email(email)
+        if not found:
+            raise ContactNotFoundYet("no Intercom contact has this email yet")
+        return [{"id": c["id"], "email": c.get("email") or email} for c in found[:MAX_CONTACTS_PER_EMAIL]]
+
+    def _read_platform(self, email: str) -> list[dict] | None:
+        """The platform's accounts for ``email``, or None when the platform cannot be read."""
+        if not self.circuit.allow():
+            return None
+        try:
+            records = self.platform.clients_by_email(normalise_email(email))
+        except PlatformUnavailable:
+            self.circuit.record_failure()
+            return None
+        self.circuit.record_success()
+        return records
+
+    def _sync_contact(self, contact_id: str, email: str, request: SyncRequest) -> SyncOutcome:
+        return self.apply_records(contact_id, self._read_platform(email), request)
+
+    def apply_records(self, contact_id: str, records: list[dict] | None, request: SyncRequest) -> SyncOutcome:
+        """Steps 3 to 5 for a contact whose platform records were already read (None: unreadable).
+
+        The bulk re-sync reads records for many contacts in one batch call and comes in here.
+        """
+        now = self.clock()
+        if records is None:
+            return self._write_stale(contact_id, request)
+        try:
+            values = self.profile.compute(records, now=now, fetched_at=now)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise PlatformDataError(
+                f"platform record could not be read: {exc.__class__.__name__}: {exc}"
+            ) from exc
+        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+        if not request.force_write and self.cache.shown(contact_id) == fingerprint:
+            return SyncOutcome("unchanged", contact_id, request.trigger, accounts=len(records))
+        contact_id = self._write(contact_id, values)
+        self.cache.store(contact_id, values, now)
+        self.cache.mark_shown(contact_id, fingerprint)
+        status = "synced" if records else "no_account"
+        outcome = SyncOutcome(
+            status,
+            contact_id,
+            request.trigger,
+            data_status=values.get("data_status"),
+            written=True,
+            accounts=len(records),
+        )
+        log_event(
+            logger,
+            "contact_synced",
+            contact_id=contact_id,
+            status=status,
+            accounts=len(records),
+            trigger=request.trigger,
+        )
+        return outcome
+
+    def _write_stale(self, contact_id: str, request: SyncRequest) -> SyncOutcome:
+        state = self.circuit.state()
+        since = state.unavailable_since or self.clock()
+        cached = self.cache.load(contact_id)
+        values = self.profile.stale(cached.values if cached else None, unavailable_since=since)
+        contact_id = self._write(contact_id, values)
+        self.cache.mark_shown(contact_id, LastKnownValues.fingerprint(values, self.profile.volatile_keys))
+        log_event(
+            logger,
+            "contact_stale_written",
+            level=logging.WARNING,
+            contact_id=contact_id,
+            had_cache=cached is not None,
+            trigger=request.trigger,
+        )
+        return SyncOutcome(
+            "stale",
+            contact_id,
+            request.trigger,
+            reason="platform unavailable",
+            data_status=values.get("data_status"),
+            written=True,
+        )
+
+    def _write(self, contact_id: str, values: Mapping[str, str | None]) -> str:
+        """Ensure the attributes exist and PUT the contact; returns the id written (the survivor if merged)."""
+        custom, standard = build_update(values, self.profile.attributes, self.attribute_names or {})
+        self.schema.ensure(custom.keys())
+        try:
+            self.intercom.update_contact(contact_id, custom_attributes=custom, standard=standard or None)
+        except ContactMerged as merged:
+            contact_id = merged.survivor_id
+            self.intercom.update_contact(contact_id, custom_attributes=custom, standard=standard or None)
+        return contact_id

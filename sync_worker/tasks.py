@@ -1,0 +1,232 @@
+"""Celery tasks: thin wrappers that decide what happens after a run.
+
+Guarantees of :func:`sync_contact`:
+- it claims the contact's pending marker first, so a trigger arriving during
+  the run queues one more sync (:mod:`sync_worker.dispatch`);
+- waiting for a rate-limit token longer than a moment reschedules the task
+  (same task id, ``countdown`` = the wait) without spending an error retry;
+- transient errors retry with exponential backoff and full jitter up to
+  ``SYNC_TASK_MAX_RETRIES``; permanent errors, and transient ones that ran out
+  of retries, park the contact in the dead-letter store and end the task
+  (acknowledged: a parked contact is replayed by an operator, not redelivered);
+- a ``stale`` run (platform unreadable) schedules a fresh sync with the same
+  backoff; when those run out the contact is parked with the outage as reason;
+- a message delivered more than ``MAX_DELIVERIES`` times (its worker process
+  died each time, e.g. a poison contact killing the process) is parked
+  instead of run again;
+- every run leaves its outcome under the contact's ``last-result`` key and a
+  structured log line with the contact id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import setup_logging, task_failure, worker_ready
+
+from sync_worker import keys
+from sync_worker.celery_app import MAX_RESCHEDULE_SECONDS, SYNC_TASK, app
+from sync_worker.dispatch import SyncRequest, claim
+from sync_worker.errors import SyncError, TransientError
+from sync_worker.logs import configure_logging, log_event
+from sync_worker.ratelimit import RateLimitWait
+from sync_worker.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+MAX_DELIVERIES = 3
+LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
+HEARTBEAT_SECONDS = 10
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: a random wait in [0.5, 1] x min(cap, base x 2^attempt)."""
+    return min(cap, base * (2**attempt)) * random.uniform(0.5, 1.0)
+
+
+def _record_result(contact_key: str, result: dict[str, Any]) -> None:
+    runtime = get_runtime()
+    document = {**result, "finished_at": time.time()}
+    runtime.redis.set(keys.last_result(contact_key), json.dumps(document), ex=LAST_RESULT_TTL_SECONDS)
+    runtime.redis.set(keys.worker_heartbeat(), str(time.time()), ex=60)
+
+
+def _park(request: SyncRequest, error: SyncError | Exception, attempts: int) -> dict[str, Any]:
+    runtime = get_runtime()
+    code = getattr(error, "code", error.__class__.__name__)
+    message = getattr(error, "message", str(error))
+    runtime.dead_letters.park(
+        contact_id=request.contact_id,
+        email=request.email,
+        error_code=code,
+        error_message=message,
+        trigger=request.trigger,
+        kwargs=request.to_kwargs(),
+    )
+    result = {
+        "status": "failed",
+        "contact_id": request.contact_id,
+        "reason": f"{code}: {message}",
+        "trigger": request.trigger,
+        "attempts": attempts,
+    }
+    log_event(
+        logger,
+        "contact_dead_lettered",
+        level=logging.ERROR,
+        contact_id=request.contact_id,
+        error_code=code,
+        attempts=attempts,
+        trigger=request.trigger,
+    )
+    _record_result(request.contact_key, result)
+    return result
+
+
+def _deliveries(task: Task) -> int:
+    runtime = get_runtime()
+    key = f"{keys.PREFIX}:deliveries:{task.request.id}:{task.request.retries}"
+    pipe = runtime.redis.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, 24 * 3600)
+    count, _ = pipe.execute()
+    return int(count)
+
+
+@app.task(bind=True, name=SYNC_TASK, max_retries=None)
+def sync_contact(self: Task, attempt: int = 0, **kwargs: Any) -> list[dict[str, Any]] | dict[str, Any]:
+    runtime = get_runtime()
+    settings = runtime.settings
+    request = SyncRequest.from_kwargs(kwargs)
+    if _deliveries(self) > MAX_DELIVERIES:
+        return _park(
+            request,
+            SyncError("the worker process died while syncing this contact", code="worker_lost"),
+            attempt + 1,
+        )
+    request = claim(runtime.redis, request)
+    started = time.monotonic()
+    try:
+        outcomes = runtime.contact_sync.run(request)
+    except RateLimitWait as wait:
+        countdown = min(MAX_RESCHEDULE_SECONDS, max(0.1, wait.retry_after or 1.0))
+        log_event(
+            logger,
+            "sync_rescheduled_rate_limit",
+            contact_id=request.contact_id,
+            countdown=round(countdown, 2),
+        )
+        raise self.retry(kwargs={**request.to_kwargs(), "attempt": attempt}, countdown=countdown) from None
+    except (SyncError, SoftTimeLimitExceeded) as error:
+        if isinstance(error, SoftTimeLimitExceeded):
+            error = TransientError("the sync ran past its time limit", code="time_limit")
+        if error.transient and attempt < settings.task_max_retries:
+            countdown = backoff_seconds(
+                attempt, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
+            )
+            if isinstance(error, TransientError) and error.retry_after:
+                countdown = max(countdown, min(error.retry_after, MAX_RESCHEDULE_SECONDS))
+            log_event(
+                logger,
+                "sync_retry",
+                level=logging.WARNING,
+                contact_id=request.contact_id,
+                error_code=error.code,
+                attempt=attempt + 1,
+                countdown=round(countdown, 2),
+            )
+            raise self.retry(
+                kwargs={**request.to_kwargs(), "attempt": attempt + 1}, countdown=countdown
+            ) from None
+        return _park(request, error, attempt + 1)
+    results = [outcome.to_dict() for outcome in outcomes]
+    elapsed = round(time.monotonic() - started, 3)
+    for outcome in outcomes:
+        log_event(
+            logger,
+            "sync_finished",
+            contact_id=outcome.contact_id,
+            status=outcome.status,
+            trigger=outcome.trigger,
+            seconds=elapsed,
+        )
+    _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
+    if any(outcome.status == "stale" for outcome in outcomes):
+        _schedule_fresh_sync(request, attempt)
+    return results
+
+
+def _schedule_fresh_sync(request: SyncRequest, attempt: int) -> None:
+    """After a stale write: try the platform again later, parking the contact when retries run out."""
+    settings = get_runtime().settings
+    if attempt >= settings.task_max_retries:
+        _park(
+            request,
+            TransientError("the platform stayed unavailable", code="platform_unavailable"),
+            attempt + 1,
+        )
+        return
+    countdown = backoff_seconds(
+        attempt, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
+    )
+    fresh = {**request.to_kwargs(), "trigger": "stale_refresh", "attempt": attempt + 1}
+    sync_contact.apply_async(kwargs=fresh, countdown=countdown, queue=app.conf.task_default_queue)
+
+
+@task_failure.connect
+def _park_on_unexpected_failure(
+    sender: Task | None = None,
+    exception: BaseException | None = None,
+    kwargs: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """A task that failed outside its own handling (a bug, a hard time limit) still parks its contact."""
+    if sender is None or sender.name != SYNC_TASK or not kwargs:
+        return
+    try:
+        request = SyncRequest.from_kwargs(kwargs)
+        error = exception if isinstance(exception, Exception) else RuntimeError(repr(exception))
+        _park(request, error, int(kwargs.get("attempt", 0)) + 1)
+    except Exception:  # never let the signal handler take the worker down
+        logger.exception("dead_letter_park_failed")
+
+
+@setup_logging.connect
+def _json_logging(loglevel: str | int | None = None, **_: Any) -> None:
+    """Celery's processes log JSON lines too (and Celery adds no handlers of its own)."""
+    configure_logging(loglevel or "INFO")
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Keep ``/readyz``'s worker heartbeat fresh while this worker runs."""
+    configure_logging()
+    hostname = getattr(sender, "hostname", None) or "worker"
+
+    def beat() -> None:
+        runtime = get_runtime()
+        while True:
+            try:
+                now = str(time.time())
+                pipe = runtime.redis.pipeline()
+                pipe.set(keys.worker_heartbeat(), now, ex=60)
+                pipe.hset(keys.worker_heartbeats(), hostname, now)
+                pipe.execute()
+            except Exception:
+                logger.warning("heartbeat_failed")
+            time.sleep(HEARTBEAT_SECONDS)
+
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+@app.task(name="sync_worker.tasks.start_resync")
+def start_resync() -> None:
+    """Placeholder for the scheduled bulk re-sync (built with the bulk re-sync issue)."""
+    log_event(logger, "resync_not_implemented", level=logging.WARNING)
