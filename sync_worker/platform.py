@@ -1,0 +1,365 @@
+"""Platform API client: the read side the sync uses (``spec/platform-api.yaml``).
+
+Guarantees:
+- every request carries ``Authorization: Bearer <token>``, ``Accept: application/json`` and a
+  timeout (``timeout`` seconds, for connecting and for reading);
+- ``hooks.before_request("platform", operation)`` runs before every attempt (in-call retries
+  included) and ``hooks.after_response("platform", status, headers)`` after every response;
+- a failure is raised as one :class:`PlatformError` subclass:
+  :class:`PlatformUnavailable` (timeouts, connection errors, 5xx, a 2xx that is not JSON;
+  transient), :class:`PlatformRateLimited` (429, ``retry_after`` in seconds from ``Retry-After``;
+  transient), :class:`PlatformAuthError` (401/403; permanent), :class:`PlatformRequestError`
+  (any other 4xx, with the contract's ``{"error": ...}`` message; permanent),
+  :class:`PlatformContractError` (a JSON answer that breaks the contract; permanent);
+- :class:`PlatformUnavailable` failures are retried in the call (``max_attempts`` attempts,
+  jittered exponential backoff capped at ``backoff_max``: about a second in all with the
+  defaults); a 429 is raised at once, so the caller can reschedule instead of blocking;
+- every returned record is a ``dict`` holding every required field of the contract's ``Client``
+  schema (nested objects included), so a missing field fails here, not as a ``KeyError`` later;
+- :meth:`PlatformClient.lookup` accepts any number of emails: it sends them normalised
+  (trimmed, lower-cased, duplicates dropped) in calls of at most :data:`LOOKUP_BATCH` emails and
+  answers every requested email, keyed by its normalised form (``[]`` for no account);
+- log lines carry operation names, statuses, attempts and error codes, never emails, names
+  or the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from sync_worker.errors import PermanentError, SyncError, TransientError
+from sync_worker.http import NoHooks, RequestHooks
+from sync_worker.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM = "platform"
+#: The most emails one ``POST /v1/clients/lookup`` may carry (the contract's ``maxItems``).
+LOOKUP_BATCH = 100
+#: The wait assumed for a 429 without a usable ``Retry-After``.
+DEFAULT_RETRY_AFTER = 1.0
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class PlatformError(SyncError):
+    """A failed platform call; ``status`` is the HTTP status (None without a response)."""
+
+    code = "platform_error"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class PlatformUnavailable(PlatformError, TransientError):
+    """Timeouts, connection errors, 5xx: the platform cannot be read right now."""
+
+    code = "platform_unavailable"
+
+
+class PlatformRateLimited(PlatformError, TransientError):
+    """429: wait ``retry_after`` seconds before the next call."""
+
+    code = "platform_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, status: int | None = 429):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class PlatformAuthError(PlatformError, PermanentError):
+    """401/403: the token is wrong or lacks access."""
+
+    code = "platform_auth"
+
+
+class PlatformRequestError(PlatformError, PermanentError):
+    """Any other 4xx: the request itself is wrong."""
+
+    code = "platform_bad_request"
+
+
+class PlatformContractError(PlatformError, PermanentError):
+    """The platform answered, but not in the shape the contract promises."""
+
+    code = "platform_contract"
+
+
+# --- the contract's minimum shape (pure) -----------------------------------------------------
+
+#: Required fields of ``Client`` and the container type each must have (None: any JSON value).
+CLIENT_REQUIRED: dict[str, type | None] = {
+    "id": None,
+    "email": None,
+    "first_name": None,
+    "last_name": None,
+    "status": None,
+    "created_at": None,
+    "organization": dict,
+    "care_team": list,
+    "tags": list,
+    "invoices": list,
+    "card_on_file": None,
+    "appointments": list,
+    "intake_forms_completed": None,
+    "linked_accounts": list,
+}
+#: Required fields of the objects nested in a ``Client``.
+NESTED_REQUIRED: dict[str, tuple[str, ...]] = {
+    "organization": ("id", "name", "currency"),
+    "care_team": ("name", "is_primary"),
+    "invoices": ("id", "status", "balance", "currency"),
+    "appointments": ("id", "start_at", "status"),
+    "linked_accounts": ("client_id", "name", "relationship", "is_primary"),
+}
+
+
+def shape_problems(record: Any) -> list[str]:
+    """What keeps ``record`` from having the contract's required ``Client`` fields ([] if none).
+
+    Messages name fields and positions, never values (they end up in logs and dead letters).
+    """
+    if not isinstance(record, Mapping):
+        return [f"a client record is a {type(record).__name__}, not an object"]
+    problems = []
+    for name, kind in CLIENT_REQUIRED.items():
+        if name not in record:
+            problems.append(f"missing required field {name}")
+        elif kind is not None and not isinstance(record[name], kind):
+            problems.append(f"{name} is not {'an object' if kind is dict else 'an array'}")
+    for name, required in NESTED_REQUIRED.items():
+        value = record.get(name)
+        items = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
+        for index, item in enumerate(items):
+            where = name if isinstance(value, Mapping) else f"{name}[{index}]"
+            if not isinstance(item, Mapping):
+                problems.append(f"{where} is not an object")
+                continue
+            problems += [f"{where} is missing {field}" for field in required if field not in item]
+    return problems
+
+
+def normalise_email(email: str) -> str:
+    """The form emails are matched and keyed in: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float:
+    """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP date), never negative."""
+    if value is None or not value.strip():
+        return DEFAULT_RETRY_AFTER
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return DEFAULT_RETRY_AFTER
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now
+    if not math.isfinite(seconds):
+        return DEFAULT_RETRY_AFTER
+    return max(0.0, seconds)
+
+
+def error_for_response(
+    status: int, headers: Mapping[str, str], payload: Any, *, operation: str, now: float
+) -> PlatformError:
+    """The typed error for a non-2xx answer (pure: no I/O; ``now`` in Unix seconds)."""
+    message = payload.get("error") if isinstance(payload, Mapping) else None
+    text = f"platform {operation} answered {status}" + (
+        f": {message}" if isinstance(message, str) and message else ""
+    )
+    if status == 429:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        return PlatformRateLimited(text, retry_after=parse_retry_after(lowered.get("retry-after"), now=now))
+    if status in (401, 403):
+        return PlatformAuthError(text, status=status)
+    if 400 <= status < 500:
+        return PlatformRequestError(text, status=status)
+    return PlatformUnavailable(text, status=status)
+
+
+def _checked_records(value: Any, *, operation: str, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise PlatformContractError(f"platform {operation}: {where} is not an array")
+    for index, record in enumerate(value):
+        problems = shape_problems(record)
+        if problems:
+            raise PlatformContractError(
+                f"platform {operation}: {where}[{index}] breaks the contract: {'; '.join(problems[:5])}"
+            )
+    return value
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+class PlatformClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 5.0,
+        hooks: RequestHooks | None = None,
+        session: requests.Session | None = None,
+        max_attempts: int = 3,
+        backoff_base: float = 0.1,
+        backoff_max: float = 0.5,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.hooks: RequestHooks = hooks or NoHooks()
+        self.session = session or requests.Session()
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._token = token
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"PlatformClient({self.base_url!r})"
+
+    # --- operations ------------------------------------------------------------------
+
+    def clients_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Every account whose email matches ``email`` (trimmed, case-insensitive), as the platform orders them."""
+        wanted = normalise_email(email)
+        if not wanted:
+            raise ValueError("clients_by_email needs a non-blank email")
+        operation = "clients_by_email"
+        payload = self._request(operation, "GET", "/v1/clients", params={"email": wanted})
+        return _checked_records(payload.get("data"), operation=operation, where="data")
+
+    def lookup(self, emails: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Accounts for each email, keyed by the normalised email; ``[]`` for an email with no account.
+
+        More than :data:`LOOKUP_BATCH` distinct emails are split into several calls, in order; a
+        failing call raises (nothing partial is returned). Blank emails raise ``ValueError``.
+        """
+        wanted = list(dict.fromkeys(normalise_email(email) for email in emails))
+        if any(not email for email in wanted):
+            raise ValueError("lookup needs non-blank emails")
+        operation = "lookup"
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            batch = wanted[start : start + LOOKUP_BATCH]
+            payload = self._request(operation, "POST", "/v1/clients/lookup", json={"emails": batch})
+            data = payload.get("data")
+            if not isinstance(data, Mapping):
+                raise PlatformContractError(f"platform {operation}: data is not an object")
+            answered = {normalise_email(str(key)): value for key, value in data.items()}
+            for position, email in enumerate(batch, start=start):
+                if email not in answered:
+                    raise PlatformContractError(
+                        f"platform {operation}: no answer for requested email #{position}"
+                    )
+                found[email] = _checked_records(
+                    answered[email], operation=operation, where=f"data[#{position}]"
+                )
+        return found
+
+    def health(self) -> bool:
+        """True when ``GET /v1/health`` answers 2xx (one attempt; failures answer False)."""
+        self.hooks.before_request(UPSTREAM, "health")
+        try:
+            response = self.session.get(
+                self.base_url + "/v1/health", headers=self._headers(), timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            log_event(logger, "platform_health_failed", level=logging.WARNING, error=type(exc).__name__)
+            return False
+        self.hooks.after_response(UPSTREAM, response.status_code, dict(response.headers))
+        return 200 <= response.status_code < 300
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- transport -------------------------------------------------------------------
+
+    def _request(self, operation: str, method: str, path: str, **kwargs: Any) -> Mapping[str, Any]:
+        attempts = [0]
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
+            retry=retry_if_exception_type(PlatformUnavailable),
+            reraise=True,
+        )
+        return retrying(self._attempt, operation, method, path, attempts, **kwargs)
+
+    def _attempt(
+        self, operation: str, method: str, path: str, attempts: list[int], **kwargs: Any
+    ) -> Mapping[str, Any]:
+        attempts[0] += 1
+        attempt = attempts[0]
+        self.hooks.before_request(UPSTREAM, operation)
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                method, self.base_url + path, headers=self._headers(), timeout=self.timeout, **kwargs
+            )
+        except requests.Timeout as exc:
+            self._log_failure(operation, None, "timeout", attempt)
+            raise PlatformUnavailable(f"platform {operation} timed out after {self.timeout}s") from exc
+        except requests.RequestException as exc:
+            self._log_failure(operation, None, type(exc).__name__, attempt)
+            raise PlatformUnavailable(f"platform {operation} failed: {type(exc).__name__}") from exc
+        headers = dict(response.headers)
+        self.hooks.after_response(UPSTREAM, response.status_code, headers)
+        payload = _json_or_none(response)
+        if 200 <= response.status_code < 300:
+            if not isinstance(payload, Mapping):
+                self._log_failure(operation, response.status_code, "not_json", attempt)
+                raise PlatformUnavailable(
+                    f"platform {operation} answered {response.status_code} without a JSON object",
+                    status=response.status_code,
+                )
+            log_event(
+                logger,
+                "platform_call",
+                level=logging.DEBUG,
+                operation=operation,
+                status=response.status_code,
+                attempt=attempt,
+                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+            return payload
+        error = error_for_response(
+            response.status_code, headers, payload, operation=operation, now=time.time()
+        )
+        self._log_failure(operation, response.status_code, error.code, attempt)
+        raise error
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+
+    @staticmethod
+    def _log_failure(operation: str, status: int | None, error: str | None, attempt: int) -> None:
+        log_event(
+            logger,
+            "platform_call_failed",
+            level=logging.WARNING,
+            operation=operation,
+            status=status,
+            error=error,
+            attempt=attempt,
+        )
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
