@@ -58,10 +58,13 @@ class DevStack:
         sandboxed = not self.environ.get("INTERCOM_ACCESS_TOKEN")
         if sandboxed:
             env.update(self._start_sandboxes())
-        env.setdefault("SYNC_TRIGGER_TOKEN", self.environ.get("SYNC_TRIGGER_TOKEN") or secrets.token_urlsafe(16))
+        env.setdefault(
+            "SYNC_TRIGGER_TOKEN", self.environ.get("SYNC_TRIGGER_TOKEN") or secrets.token_urlsafe(16)
+        )
         env.setdefault("SYNC_ADMIN_TOKEN", self.environ.get("SYNC_ADMIN_TOKEN") or secrets.token_urlsafe(16))
-        env.setdefault("INTERCOM_CLIENT_SECRET",
-                       self.environ.get("INTERCOM_CLIENT_SECRET") or secrets.token_urlsafe(16))
+        env.setdefault(
+            "INTERCOM_CLIENT_SECRET", self.environ.get("INTERCOM_CLIENT_SECRET") or secrets.token_urlsafe(16)
+        )
         child_env = {**self.environ, **env}
         self._child("web", web_argv(port=self.web_port, workers=2), child_env)
         self._child("worker", worker_argv(concurrency=2, hostname="dev-worker@%h"), child_env)
@@ -76,24 +79,55 @@ class DevStack:
             "platform_api_url": child_env.get("PLATFORM_API_URL"),
             "sandboxed": sandboxed,
             "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
+            "generated_trigger_token": not self.environ.get("SYNC_TRIGGER_TOKEN"),
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],
             "logs": str(self.state_dir),
         }
-        (self.state_dir / "stack.json").write_text(json.dumps(self.info, indent=2))
+        stack_file = self.state_dir / "stack.json"
+        stack_file.touch(mode=0o600)
+        stack_file.write_text(json.dumps(self.info, indent=2))
         return self.info
 
     def _start_sandboxes(self) -> dict[str, str]:
         intercom_port, platform_port = free_port(), free_port()
-        self._child("intercom-sandbox", [sys.executable, "-m", "sync_worker.sandbox.intercom",
-                                         "--port", str(intercom_port), "--token", SANDBOX_INTERCOM_TOKEN], {})
-        self._child("platform-sandbox", [sys.executable, "-m", "sync_worker.sandbox.platform",
-                                         "--port", str(platform_port), "--token", SANDBOX_PLATFORM_TOKEN], {})
+        self._child(
+            "intercom-sandbox",
+            [
+                sys.executable,
+                "-m",
+                "sync_worker.sandbox.intercom",
+                "--port",
+                str(intercom_port),
+                "--token",
+                SANDBOX_INTERCOM_TOKEN,
+            ],
+            {},
+        )
+        self._child(
+            "platform-sandbox",
+            [
+                sys.executable,
+                "-m",
+                "sync_worker.sandbox.platform",
+                "--port",
+                str(platform_port),
+                "--token",
+                SANDBOX_PLATFORM_TOKEN,
+            ],
+            {},
+        )
         intercom_url = f"http://127.0.0.1:{intercom_port}"
         platform_url = f"http://127.0.0.1:{platform_port}"
-        wait_until(lambda: requests.get(f"{intercom_url}/_sandbox/stats", timeout=1).ok, 60,
-                   message="the Intercom sandbox")
-        wait_until(lambda: requests.get(f"{platform_url}/v1/health", timeout=1).ok, 60,
-                   message="the platform sandbox")
+        wait_until(
+            lambda: requests.get(f"{intercom_url}/_sandbox/stats", timeout=1).ok,
+            60,
+            message="the Intercom sandbox",
+        )
+        wait_until(
+            lambda: requests.get(f"{platform_url}/v1/health", timeout=1).ok,
+            60,
+            message="the platform sandbox",
+        )
         seed_intercom_contacts(intercom_url)
         return {
             "INTERCOM_API_URL": intercom_url,

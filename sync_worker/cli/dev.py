@@ -19,16 +19,24 @@ import redis as redis_lib
 import requests
 
 from sync_worker import keys
+from sync_worker.attributes import resolve_names
+from sync_worker.config import get_settings
 from sync_worker.devstack import DevStack, sample_contacts
 from sync_worker.intercom import IntercomClient
+from sync_worker.profiles import get_profile
 
 DEFAULT_STATE_DIR = Path("var/dev")
 
 
 @click.command()
 @click.option("--port", default=8000, show_default=True, help="Port of the web receiver.")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR, show_default=True,
-              help="Where logs, the embedded Redis's files and stack.json go.")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Where logs, the embedded Redis's files and stack.json go.",
+)
 def dev(port: int, state_dir: Path) -> None:
     """Run Redis (embedded if REDIS_URL is unset), the sandboxes (if INTERCOM_ACCESS_TOKEN is unset),
     web, worker and beat, until Ctrl-C."""
@@ -63,7 +71,12 @@ def _print_banner(info: dict) -> None:
         f"  intercom API     {info['intercom_api_url']}" + ("   (sandbox)" if info["sandboxed"] else ""),
         f"  platform API     {info['platform_api_url']}" + ("   (sandbox)" if info["sandboxed"] else ""),
         "  worker, beat     running; logs in " + str(info["logs"]),
-        f"  trigger token    {info['sync_trigger_token']}   (dev only; set SYNC_TRIGGER_TOKEN to choose one)",
+        "  trigger token    "
+        + (
+            f"{info['sync_trigger_token']}   (generated for this run; set SYNC_TRIGGER_TOKEN to choose one)"
+            if info.get("generated_trigger_token")
+            else "from SYNC_TRIGGER_TOKEN"
+        ),
         "",
         "Sync a sample contact and show what Intercom now holds (in another terminal):",
         "",
@@ -71,7 +84,7 @@ def _print_banner(info: dict) -> None:
         "",
         "or by hand:",
         "",
-        f"  curl -s -X POST {info['web_url']}/v1/sync -H 'Authorization: Bearer {info['sync_trigger_token']}' "
+        f'  curl -s -X POST {info["web_url"]}/v1/sync -H "Authorization: Bearer $SYNC_TRIGGER_TOKEN" '
         f"-H 'Content-Type: application/json' -d '{{\"email\": \"{example}\"}}'",
         "",
         "Ctrl-C stops everything.",
@@ -111,7 +124,9 @@ def try_contact(email: str, state_dir: Path, timeout: float) -> None:
             break
         time.sleep(0.2)
     if result is None:
-        raise click.ClickException(f"no result within {timeout}s: is the worker running? (see {info['logs']})")
+        raise click.ClickException(
+            f"no result within {timeout}s: is the worker running? (see {info['logs']})"
+        )
     click.echo(f"worker result: {result['status']}")
     contact_id = next((o.get("contact_id") for o in result.get("outcomes", []) if o.get("contact_id")), None)
     if not contact_id:
@@ -123,7 +138,19 @@ def try_contact(email: str, state_dir: Path, timeout: float) -> None:
     from sync_worker.devstack import SANDBOX_INTERCOM_TOKEN
 
     contact = IntercomClient(info["intercom_api_url"], SANDBOX_INTERCOM_TOKEN).get_contact(contact_id)
-    click.echo(f"\nIntercom contact {contact_id} ({contact.get('name')}):")
-    width = max((len(name) for name in contact.get("custom_attributes", {})), default=0)
-    for name, value in contact.get("custom_attributes", {}).items():
-        click.echo(f"  {name.ljust(width)}  {value}")
+    click.echo(f"\nIntercom contact {contact_id}:")
+    for name, value in _in_display_order(contact):
+        click.echo(f"  {name.ljust(26)}  {value}")
+
+
+def _in_display_order(contact: dict) -> list[tuple[str, str]]:
+    """The contact's synced values in the profile's display order (standard fields included)."""
+    profile = get_profile("clients")
+    targets = resolve_names(profile.attributes, get_settings().attribute_names)
+    shown = []
+    for spec in profile.attributes:
+        target, is_custom = targets[spec.key]
+        value = contact.get("custom_attributes", {}).get(target) if is_custom else contact.get(target)
+        if value is not None:
+            shown.append((spec.default_name if not is_custom else target, str(value)))
+    return shown

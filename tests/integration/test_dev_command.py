@@ -1,0 +1,75 @@
+"""`sync-worker dev` and `sync-worker try` as a newcomer runs them (the README's run command).
+
+With no REDIS_URL and no INTERCOM_ACCESS_TOKEN in the environment, `dev` must
+start its own Redis and both sandboxes, print a `try` command that works, and
+stop every child on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from sync_worker.localredis import free_port, wait_until
+
+SCRIPT = Path(sys.executable).parent / "sync-worker"
+UNSET = (
+    "REDIS_URL",
+    "INTERCOM_ACCESS_TOKEN",
+    "INTERCOM_API_URL",
+    "PLATFORM_API_URL",
+    "PLATFORM_API_TOKEN",
+    "SYNC_TRIGGER_TOKEN",
+    "SYNC_ADMIN_TOKEN",
+    "INTERCOM_CLIENT_SECRET",
+)
+
+
+def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    port = free_port()
+    output = tmp_path / "dev.out"
+    with output.open("wb") as sink:
+        dev = subprocess.Popen(
+            [str(SCRIPT), "dev", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: "Ctrl-C stops everything" in output.read_text() or dev.poll() is not None,
+            120,
+            message="the dev banner",
+        )
+        banner = output.read_text()
+        assert dev.poll() is None, banner
+        assert "(sandbox)" in banner
+        command = re.search(r"^\s+(\.venv/bin/sync-worker try \S+)$", banner, re.MULTILINE)
+        assert command, banner
+        email = command.group(1).split()[-1]
+        tried = subprocess.run(
+            [str(SCRIPT), "try", email], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert tried.returncode == 0, tried.stdout + tried.stderr
+        assert "worker result: synced" in tried.stdout
+        assert re.search(r"Data Status\s+Live", tried.stdout), tried.stdout
+        assert re.search(r"Platform Account Exists\s+Yes", tried.stdout), tried.stdout
+        assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(60)
+    assert "stopped." in output.read_text()
+    try:
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        web_still_up = True
+    except requests.ConnectionError:
+        web_still_up = False
+    assert not web_still_up
