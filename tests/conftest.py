@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.intercom_sandbox",
     "tests.fixtures.platform_sandbox",
     "tests.fixtures.workers",
+    "tests.fixtures.web",
 ]

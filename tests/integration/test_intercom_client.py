@@ -29,7 +29,6 @@ from sync_worker.intercom import (
     survivor_from_link,
 )
 from sync_worker.localredis import free_port, wait_until
-from tests.fixtures.intercom_sandbox import intercom_sandbox, intercom_sandbox_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +55,7 @@ class RecordingHooks:
 
 
 @pytest.fixture
-def sandbox(intercom_sandbox):  # noqa: F811
+def sandbox(intercom_sandbox):
     return intercom_sandbox
 
 

@@ -1,7 +1,6 @@
 """The platform client against the platform sandbox (and a misbehaving stand-in), over real HTTP."""
 
 # The fixture is imported (until conftest registers it), so its parameter names redefine the import.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from sync_worker.platform import (
 from sync_worker.sandbox.dataset import load_sample, synthetic_record
 from sync_worker.sandbox.platform import EXTENSION, create_app
 from sync_worker.sandbox.server import ServedApp
-from tests.fixtures.platform_sandbox import PlatformSandbox, platform_sandbox  # noqa: F401
+from tests.fixtures.platform_sandbox import PlatformSandbox
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,35 @@
+"""The receiver: a Flask app that verifies, validates and enqueues.
+
+Guarantees: :func:`create_app` builds a complete app from the settings given
+(or the process's environment), with its own Redis clients and Celery producer;
+it never calls the platform or Intercom. The WSGI entry point for gunicorn is
+``web:create_app()``. Routes (one blueprint each): ``/webhooks/intercom``,
+``/v1/sync``, ``/v1/admin/dead-letters``, ``/healthz``, ``/readyz``, ``/metrics``,
+``/openapi.json``; every answer is JSON (errors included) with an ``X-Request-Id``.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from sync_worker.config import Settings, get_settings
+from sync_worker.logs import configure_logging
+from web import admin, health, openapi, triggers, webhooks
+from web.access import install_access_hooks
+from web.context import build_context, install
+from web.errors import register_error_handlers
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """A new receiver app wired to ``settings`` (default: read from the environment)."""
+    settings = settings or get_settings()
+    configure_logging()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    install(app, build_context(settings))
+    register_error_handlers(app)
+    install_access_hooks(app)
+    for blueprint in (webhooks.bp, triggers.bp, admin.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    return app

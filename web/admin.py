@@ -1,0 +1,142 @@
+"""``/v1/admin/dead-letters``: operators list, inspect, replay and remove parked contacts.
+
+Guarantees:
+- only a caller holding ``SYNC_ADMIN_TOKEN`` is served (403 when it is unset,
+  401 when missing or wrong), checked before anything is read;
+- replays go through :func:`sync_worker.dispatch.enqueue_replay` (realtime queue,
+  the worker re-reads the platform); a replay that cannot be stored is 503 and
+  the entry stays parked (``retry-all`` reports how many replays failed, and is
+  503 when none could be stored);
+- entry ids are the store's (``id:<contact id>`` or ``email:<address>``) and may
+  hold ``/``: the id is the whole path after ``dead-letters/``;
+- purging everything needs ``?confirm=true`` (400 otherwise);
+- an unknown entry id is 404 ``dead_letter_not_found``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, g, request
+
+from sync_worker.deadletter import DeadLetterStore
+from sync_worker.dispatch import EnqueueResult, QueueUnavailable, enqueue_replay
+from web.auth import require_bearer
+from web.context import web_context
+from web.errors import ApiError
+from web.intake import queue_unavailable
+
+bp = Blueprint("admin", __name__, url_prefix="/v1/admin/dead-letters")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+@bp.before_request
+def _require_admin() -> None:
+    require_bearer(
+        request.headers.get("Authorization"),
+        web_context().settings.sync_admin_token,
+        setting="SYNC_ADMIN_TOKEN",
+    )
+
+
+def _store() -> DeadLetterStore:
+    return DeadLetterStore(web_context().redis)
+
+
+class _Replayer:
+    """The ``enqueue`` callback handed to the store: replays via :func:`enqueue_replay`, keeping the results."""
+
+    def __init__(self) -> None:
+        context = web_context()
+        self._redis, self._celery = context.redis, context.celery
+        self.results: list[EnqueueResult] = []
+        self.contact_ids: list[str | None] = []
+        self.failures = 0
+
+    def __call__(self, kwargs: Mapping[str, Any]) -> EnqueueResult:
+        try:
+            result = enqueue_replay(kwargs, self._redis, self._celery)
+        except QueueUnavailable:
+            self.failures += 1
+            raise
+        self.results.append(result)
+        self.contact_ids.append(kwargs.get("contact_id"))
+        return result
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer.") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high}.")
+    return value
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "dead_letter_not_found", "No dead letter with this id.")
+
+
+@bp.get("")
+def list_entries() -> Any:
+    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    store = _store()
+    items = [entry.to_dict() for entry in store.list(offset, limit)]
+    return {"count": store.count(), "offset": offset, "limit": limit, "items": items}
+
+
+@bp.delete("")
+def purge_entries() -> Any:
+    if request.args.get("confirm") != "true":
+        raise ApiError(400, "confirmation_required", "Purging every dead letter needs ?confirm=true.")
+    removed = _store().purge()
+    g.outcome = "purged"
+    return {"status": "purged", "removed": removed}
+
+
+@bp.post("/retry-all")
+def retry_all() -> Any:
+    replayer = _Replayer()
+    replayed = _store().replay_all(replayer)
+    if replayer.failures and not replayed:
+        raise queue_unavailable()
+    g.outcome = "replayed"
+    return {"replayed": replayed, "failed": replayer.failures}, 202
+
+
+@bp.get("/<path:entry_id>")
+def get_entry(entry_id: str) -> Any:
+    entry = _store().get(entry_id)
+    if entry is None:
+        raise _not_found()
+    return entry.to_dict()
+
+
+@bp.delete("/<path:entry_id>")
+def remove_entry(entry_id: str) -> Any:
+    if not _store().remove(entry_id):
+        raise _not_found()
+    return {"status": "removed", "removed": 1}
+
+
+@bp.post("/<path:entry_id>/retry")
+def retry_entry(entry_id: str) -> Any:
+    replayer = _Replayer()
+    try:
+        found = _store().replay(entry_id, replayer)
+    except QueueUnavailable:
+        raise queue_unavailable() from None
+    if not found:
+        raise _not_found()
+    [result] = replayer.results
+    g.contact_id = replayer.contact_ids[0]
+    g.outcome = f"replay_{result.status}"
+    return {"status": result.status, "contact_key": result.contact_key, "task_id": result.task_id}, 202

@@ -1,0 +1,69 @@
+"""Who may call what: bearer tokens and Intercom's webhook signature.
+
+Guarantees:
+- secrets are compared with :func:`hmac.compare_digest` on bytes (constant time
+  in the secret's content);
+- a route whose secret is not configured refuses every call (403
+  ``not_configured``), whatever the caller sends: an unset token never means open;
+- a missing credential is 401 ``missing_token`` / ``missing_signature``, a wrong one
+  401 ``invalid_token`` / ``invalid_signature``; messages never echo what was sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from pydantic import SecretStr
+
+from web.errors import ApiError
+
+SIGNATURE_HEADER = "X-Hub-Signature"
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="intercom-sync"'}
+
+
+def _plain(secret: SecretStr | None) -> bytes | None:
+    if secret is None:
+        return None
+    value = secret.get_secret_value()
+    return value.encode() if value else None
+
+
+def require_bearer(authorization: str | None, expected: SecretStr | None, *, setting: str) -> None:
+    """Raise :class:`ApiError` unless ``authorization`` is ``Bearer <expected>``."""
+    token = _plain(expected)
+    if token is None:
+        raise ApiError(403, "not_configured", f"{setting} is not set: this route is disabled.")
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(
+            401,
+            "missing_token",
+            "Send the token as 'Authorization: Bearer <token>'.",
+            headers=_BEARER_CHALLENGE,
+        )
+    if not hmac.compare_digest(presented.strip().encode(), token):
+        raise ApiError(401, "invalid_token", "The bearer token is not valid.", headers=_BEARER_CHALLENGE)
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Hub-Signature`` value Intercom sends for ``body``: ``sha1=<hex HMAC-SHA1>``."""
+    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+def require_signature(body: bytes, header: str | None, secret: SecretStr | None) -> None:
+    """Raise :class:`ApiError` unless ``header`` is the body's signature with ``secret``."""
+    key = _plain(secret)
+    if key is None:
+        raise ApiError(
+            403, "not_configured", "INTERCOM_CLIENT_SECRET is not set: webhooks are refused until it is."
+        )
+    if not header:
+        raise ApiError(401, "missing_signature", f"The {SIGNATURE_HEADER} header is required.")
+    expected = ("sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()).encode()
+    if not hmac.compare_digest(header.strip().lower().encode(), expected):
+        raise ApiError(
+            401,
+            "invalid_signature",
+            f"{SIGNATURE_HEADER} does not match the body signed with the client secret.",
+        )

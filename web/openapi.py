@@ -1,0 +1,419 @@
+"""Our own OpenAPI 3.1 description of the receiver, served at ``GET /openapi.json``.
+
+Guarantees: :func:`build_spec` (pure) describes every route the receiver serves
+(and ``POST /v1/connector/client-attributes``), their security schemes, request
+bodies and every status each can answer, with the JSON error envelope and the
+``X-Request-Id`` header on every response. The webhook and trigger bodies come
+from the same pydantic models that validate them, so the description cannot
+drift from the checks.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flask import Blueprint
+from pydantic.json_schema import models_json_schema
+
+from sync_worker.config import Settings
+from web.context import web_context
+from web.notifications import Conversation, Notification, NotificationData
+from web.triggers import MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
+
+bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+JSON = "application/json"
+SCHEMA_VERSION = "0.1.0"
+
+_STATUS_TEXT = {
+    400: "Malformed JSON, or a body or parameter that does not have the documented shape.",
+    401: "Credential missing or wrong.",
+    403: "The route's secret is not configured: every call is refused.",
+    404: "No such entry.",
+    413: "The body is over the size limit.",
+    415: "The body is not application/json.",
+    503: "Redis cannot be reached: nothing was stored. Retry later.",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _response(description: str, schema: dict[str, Any] | None = None, media: str = JSON) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "headers": {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}},
+    }
+    if schema is not None:
+        response["content"] = {media: {"schema": schema}}
+    return response
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): _response(_STATUS_TEXT[status], _ref("Error")) for status in statuses}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def _model_schemas(settings: Settings) -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [(Notification, "validation"), (Conversation, "validation"), (NotificationData, "validation")],
+        ref_template=REF,
+    )
+    schemas = copy.deepcopy(definitions["$defs"])
+    topic = schemas["Notification"]["properties"]["topic"]
+    schemas["Notification"]["properties"]["topic"] = {
+        "anyOf": [{"enum": [*settings.webhook_topics, "ping"]}, topic],
+        "description": "The subscribed topics queue a sync; ping and any other topic are acknowledged.",
+    }
+    schemas["NotificationData"]["properties"]["item"] = {
+        "anyOf": [_ref("Conversation"), {"type": "object"}],
+        "description": "A conversation for conversation.* topics; another object for other topics.",
+    }
+    return schemas
+
+
+def _address(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": MAX_ADDRESS_LENGTH, "description": description}
+
+
+def _component_schemas(settings: Settings) -> dict[str, Any]:
+    error = {
+        "type": "object",
+        "required": ["error", "request_id"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "request_id": {"type": ["string", "null"]},
+        },
+    }
+    contact_id = {
+        "type": "string",
+        "pattern": r"^[A-Za-z0-9_.:-]{1,128}$",
+        "description": "Intercom contact id.",
+    }
+    trigger = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "email": _address("The contact's email address."),
+            "contact_id": contact_id,
+            "reply_to": _address("A reply-to address carried by the trigger; screened for exclusion."),
+        },
+        "anyOf": [{"required": ["email"]}, {"required": ["contact_id"]}],
+        "description": f"At least one of email and contact_id; at most {MAX_BODY_BYTES} bytes.",
+    }
+    skipped = {
+        "type": "object",
+        "required": ["status", "reason", "message"],
+        "properties": {
+            "status": {"const": "skipped"},
+            "reason": {"type": "string", "description": "excluded, invalid_email, no_contact"},
+            "message": {"type": "string"},
+        },
+    }
+    queued = {
+        "type": "object",
+        "required": ["status", "contact_key", "task_id", "expected_delay_seconds"],
+        "properties": {
+            "status": {"enum": ["queued", "folded"]},
+            "contact_key": {"type": "string"},
+            "task_id": {"type": ["string", "null"]},
+            "expected_delay_seconds": {"type": ["number", "null"], "minimum": 0},
+        },
+    }
+    webhook_answer = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"enum": ["ok", "ignored", "duplicate", "skipped", "queued", "folded"]},
+            "topic": {"type": "string"},
+            "task_id": {"type": ["string", "null"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "notification_id": {"type": "string"},
+        },
+    }
+    dead_letter = {
+        "type": "object",
+        "required": ["id"],
+        "properties": {"id": {"type": "string"}},
+        "additionalProperties": True,
+        "description": "A contact whose sync failed for good: its ids, error and the trigger to replay.",
+    }
+    return {
+        "Error": error,
+        "TriggerBody": trigger,
+        "SyncQueued": queued,
+        "Skipped": skipped,
+        "WebhookAnswer": webhook_answer,
+        "DeadLetter": dead_letter,
+        "DeadLetterPage": {
+            "type": "object",
+            "required": ["count", "offset", "limit", "items"],
+            "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "offset": {"type": "integer", "minimum": 0},
+                "limit": {"type": "integer", "minimum": 1},
+                "items": {"type": "array", "items": _ref("DeadLetter")},
+            },
+        },
+        "Replayed": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"enum": ["queued", "folded"]},
+                "contact_key": {"type": "string"},
+                "task_id": {"type": ["string", "null"]},
+            },
+        },
+        "ReplayedAll": {
+            "type": "object",
+            "required": ["replayed"],
+            "properties": {"replayed": {"type": "integer", "minimum": 0}},
+        },
+        "Removed": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"enum": ["removed", "purged"]}, "removed": {"type": "integer"}},
+        },
+        "ConnectorRequest": {
+            "type": "object",
+            "required": ["email"],
+            "additionalProperties": False,
+            "properties": {"email": _address("The contact's email."), "contact_id": contact_id},
+        },
+        "ClientAttributes": {
+            "type": "object",
+            "required": ["data_status", "stale"],
+            "properties": {"data_status": {"type": "string"}, "stale": {"type": "boolean"}},
+            "additionalProperties": {"type": "string"},
+            "description": "Attribute key -> formatted value, plus data_status and the stale flag.",
+        },
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+        **_model_schemas(settings),
+    }
+
+
+def _paths(settings: Settings) -> dict[str, Any]:
+    trigger_auth = [{"triggerToken": []}]
+    admin_auth = [{"adminToken": []}]
+    entry_id = {
+        "name": "entry_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+    }
+    pagination = [
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+        },
+    ]
+    topics = ", ".join(settings.webhook_topics)
+    return {
+        "/webhooks/intercom": {
+            "head": {
+                "operationId": "checkWebhookUrl",
+                "summary": "Intercom's URL check.",
+                "responses": {"200": _response("The URL is served.")},
+            },
+            "post": {
+                "operationId": "receiveIntercomWebhook",
+                "summary": "Receive an Intercom webhook notification.",
+                "description": (
+                    "Signed with X-Hub-Signature: sha1=<hex HMAC-SHA1 of the raw body with the app's client "
+                    f"secret>. Subscribed topics ({topics}) queue one sync for the conversation's contact; "
+                    "ping and other topics are acknowledged and ignored. A notification id already handled "
+                    f"answers duplicate. Body limit {settings.webhook_max_body_bytes} bytes."
+                ),
+                "security": [{"intercomSignature": []}],
+                "requestBody": _body(_ref("Notification")),
+                "responses": {
+                    "200": _response(
+                        "Acknowledged: queued, folded, skipped, duplicate or ignored.", _ref("WebhookAnswer")
+                    ),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            },
+        },
+        "/v1/sync": {
+            "post": {
+                "operationId": "triggerSync",
+                "summary": "Queue a sync for one contact.",
+                "security": trigger_auth,
+                "requestBody": _body(_ref("TriggerBody")),
+                "responses": {
+                    "202": _response(
+                        "Stored: queued, or folded into the contact's waiting sync.", _ref("SyncQueued")
+                    ),
+                    "200": _response("Not synced: the address is excluded or invalid.", _ref("Skipped")),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            },
+        },
+        "/v1/connector/client-attributes": {
+            "post": {
+                "operationId": "connectorClientAttributes",
+                "summary": "The contact's attribute values for Intercom's data connector.",
+                "description": "Answers within a deadline from a fresh lookup or the last known values.",
+                "security": trigger_auth,
+                "requestBody": _body(_ref("ConnectorRequest")),
+                "responses": {
+                    "200": _response("The values and their freshness.", _ref("ClientAttributes")),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            },
+        },
+        "/v1/admin/dead-letters": {
+            "get": {
+                "operationId": "listDeadLetters",
+                "summary": "List parked contacts.",
+                "security": admin_auth,
+                "parameters": pagination,
+                "responses": {
+                    "200": _response("A page of entries and the total count.", _ref("DeadLetterPage")),
+                    **_errors(400, 401, 403, 503),
+                },
+            },
+            "delete": {
+                "operationId": "purgeDeadLetters",
+                "summary": "Remove every entry (requires confirm=true).",
+                "security": admin_auth,
+                "parameters": [
+                    {
+                        "name": "confirm",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["true"]},
+                    }
+                ],
+                "responses": {
+                    "200": _response("Purged.", _ref("Removed")),
+                    **_errors(400, 401, 403, 503),
+                },
+            },
+        },
+        "/v1/admin/dead-letters/retry-all": {
+            "post": {
+                "operationId": "retryAllDeadLetters",
+                "summary": "Replay every entry (each re-reads the platform).",
+                "security": admin_auth,
+                "responses": {
+                    "202": _response("Replays stored.", _ref("ReplayedAll")),
+                    **_errors(401, 403, 503),
+                },
+            },
+        },
+        "/v1/admin/dead-letters/{entry_id}": {
+            "parameters": [entry_id],
+            "get": {
+                "operationId": "getDeadLetter",
+                "security": admin_auth,
+                "responses": {
+                    "200": _response("The entry.", _ref("DeadLetter")),
+                    **_errors(401, 403, 404, 503),
+                },
+            },
+            "delete": {
+                "operationId": "removeDeadLetter",
+                "security": admin_auth,
+                "responses": {"200": _response("Removed.", _ref("Removed")), **_errors(401, 403, 404, 503)},
+            },
+        },
+        "/v1/admin/dead-letters/{entry_id}/retry": {
+            "parameters": [entry_id],
+            "post": {
+                "operationId": "retryDeadLetter",
+                "security": admin_auth,
+                "responses": {
+                    "202": _response("Replay stored; the entry is removed.", _ref("Replayed")),
+                    **_errors(401, 403, 404, 503),
+                },
+            },
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "The process is up (no I/O).",
+                "responses": {"200": _response("Up.", _ref("Health"))},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Redis answers and a worker heartbeat is at most 30 s old.",
+                "responses": {
+                    "200": _response("Ready.", _ref("Health")),
+                    "503": _response("Not ready; the error names the failed check.", _ref("Error")),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus text format, shared by all web processes.",
+                "responses": {
+                    "200": _response("Metrics.", {"type": "string"}, media="text/plain"),
+                    **_errors(503),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This description.",
+                "responses": {"200": _response("OpenAPI 3.1 document.", {"type": "object"})},
+            }
+        },
+    }
+
+
+def build_spec(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a receiver configured with ``settings`` (pure)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "intercom-sync receiver",
+            "version": SCHEMA_VERSION,
+            "description": (
+                "Verifies, validates and enqueues syncs of Intercom contacts. Every error answers "
+                '{"error": {"code", "message"}, "request_id"}; every response carries X-Request-Id.'
+            ),
+        },
+        "paths": _paths(settings),
+        "components": {
+            "securitySchemes": {
+                "triggerToken": {"type": "http", "scheme": "bearer", "description": "SYNC_TRIGGER_TOKEN"},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "SYNC_ADMIN_TOKEN"},
+                "intercomSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Hub-Signature",
+                    "description": "sha1=<hex HMAC-SHA1 of the raw body, keyed with INTERCOM_CLIENT_SECRET>",
+                },
+            },
+            "headers": {
+                "RequestId": {
+                    "description": "The request id (the caller's X-Request-Id when sane, else a new one).",
+                    "schema": {"type": "string"},
+                }
+            },
+            "schemas": _component_schemas(settings),
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Any:
+    return build_spec(web_context().settings)

@@ -1,0 +1,112 @@
+"""``HEAD/POST /webhooks/intercom``: Intercom's notifications in, syncs queued.
+
+Guarantees (in the order they are checked):
+1. ``HEAD`` answers 200 (Intercom checks the URL with it);
+2. with no ``INTERCOM_CLIENT_SECRET`` every POST is refused (403);
+3. the body is capped (413), then its ``X-Hub-Signature`` (HMAC-SHA1 of the raw
+   bytes) must match (401), then it must be JSON (415/400) of Intercom's
+   notification shape (400); nothing is parsed before the signature is checked;
+4. ``ping`` and topics not subscribed (``SYNC_WEBHOOK_TOPICS``) are acknowledged
+   with 200 and do nothing (never 410, which would disable the subscription);
+5. a notification id already handled is acknowledged as ``duplicate`` and not
+   queued again; an id is remembered for a day, and only once its sync is stored
+   (or it was skipped), so a delivery answered 503 can be retried;
+6. an excluded or invalid address is acknowledged 200 ``skipped`` with the reason;
+7. otherwise one sync is stored before the 200; a Redis that cannot be reached is 503.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import redis as redis_lib
+from flask import Blueprint, g, request
+from pydantic import ValidationError
+
+from sync_worker.dispatch import SyncRequest
+from sync_worker.screening import Skip
+from web import keys, metrics
+from web.auth import SIGNATURE_HEADER, require_signature
+from web.context import web_context
+from web.errors import ApiError
+from web.intake import queue_unavailable, screen_trigger, skipped, store
+from web.jsonbody import describe_errors, parse_json, read_body, require_json, validate
+from web.notifications import Conversation, Notification, subject_of
+
+bp = Blueprint("webhooks", __name__)
+
+SOURCE = "webhook"
+PING = "ping"
+NO_CONTACT = Skip("no_contact", "The conversation names no contact to sync.")
+
+
+def _conversation(item: dict[str, Any]) -> Conversation:
+    try:
+        return Conversation.model_validate(item)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_body", "data.item: " + describe_errors(exc)) from None
+
+
+def _already_seen(client: redis_lib.Redis, notification_id: str) -> bool:
+    try:
+        return bool(client.exists(keys.webhook_seen(notification_id)))
+    except redis_lib.RedisError:
+        raise queue_unavailable() from None
+
+
+def _mark_seen(client: redis_lib.Redis, notification_id: str) -> None:
+    # Best effort: the sync is already stored; a lost marker only lets a retry fold into it.
+    with contextlib.suppress(redis_lib.RedisError):
+        client.set(keys.webhook_seen(notification_id), "1", ex=keys.WEBHOOK_SEEN_TTL_SECONDS)
+
+
+@bp.route("/webhooks/intercom", methods=["HEAD", "POST"])
+def intercom_webhook() -> Any:
+    if request.method == "HEAD":
+        return "", 200
+    context = web_context()
+    settings = context.settings
+    if settings.intercom_client_secret is None:
+        require_signature(b"", None, None)  # raises the 403 with its reason
+    body = read_body(settings.webhook_max_body_bytes)
+    require_signature(body, request.headers.get(SIGNATURE_HEADER), settings.intercom_client_secret)
+    require_json()
+    notification = validate(Notification, parse_json(body))
+    g.notification_id = notification.id
+    if notification.topic == PING:
+        return {"status": "ok", "topic": PING}
+    if notification.topic not in settings.webhook_topics:
+        metrics.count("skipped", source=SOURCE, reason="topic_not_subscribed")
+        return {"status": "ignored", "topic": notification.topic}
+    conversation = _conversation(notification.data.item)
+    if _already_seen(context.redis, notification.id):
+        metrics.count("duplicate", source=SOURCE)
+        g.outcome = "duplicate"
+        return {"status": "duplicate", "notification_id": notification.id}
+    subject = subject_of(conversation)
+    skip: Skip | None = NO_CONTACT
+    if subject is not None:
+        g.contact_id = subject.contact_id
+        skip = screen_trigger(
+            email=subject.email,
+            contact_id=subject.contact_id,
+            author_email=subject.author_email,
+            excluded=settings.excluded_emails,
+        )
+    if subject is None or skip is not None:
+        reason = skip or NO_CONTACT
+        skipped(reason, SOURCE)
+        _mark_seen(context.redis, notification.id)
+        return {"status": "skipped", "reason": reason.reason_code, "message": reason.message}
+    result = store(
+        SyncRequest(
+            contact_id=subject.contact_id,
+            email=subject.email,
+            trigger=SOURCE,
+            author_email=subject.author_email,
+        ),
+        SOURCE,
+    )
+    _mark_seen(context.redis, notification.id)
+    return {"status": result.status, "task_id": result.task_id}
