@@ -40,9 +40,30 @@ class LastKnownValues:
         self._redis = client
         self._ttl = ttl_seconds
 
-    def store(self, contact_id: str, values: Mapping[str, str | None], fetched_at: datetime) -> None:
+    def store(
+        self,
+        contact_id: str,
+        values: Mapping[str, str | None],
+        fetched_at: datetime,
+        *,
+        email: str | None = None,
+    ) -> None:
+        """Keep ``values`` for the contact; with ``email``, also find them by that address later."""
         document = {"values": dict(values), "fetched_at": fetched_at.astimezone(UTC).isoformat()}
-        self._redis.set(keys.last_known(f"id:{contact_id}"), json.dumps(document), ex=self._ttl)
+        pipe = self._redis.pipeline()
+        pipe.set(keys.last_known(f"id:{contact_id}"), json.dumps(document), ex=self._ttl)
+        if email:
+            pipe.set(keys.last_known(keys.contact_key(None, email)), contact_id, ex=self._ttl)
+        pipe.execute()
+
+    def load_by_email(self, email: str) -> tuple[str, CachedValues] | None:
+        """The contact id and last known values last stored for ``email`` (trimmed, case-insensitive)."""
+        contact_id = self._redis.get(keys.last_known(keys.contact_key(None, email)))
+        if not contact_id:
+            return None
+        contact_id = contact_id.decode() if isinstance(contact_id, bytes) else contact_id
+        cached = self.load(contact_id)
+        return (contact_id, cached) if cached else None
 
     def load(self, contact_id: str) -> CachedValues | None:
         raw = self._redis.get(keys.last_known(f"id:{contact_id}"))

@@ -149,9 +149,11 @@ class ContactSync:
         return records
 
     def _sync_contact(self, contact_id: str, email: str, request: SyncRequest) -> SyncOutcome:
-        return self.apply_records(contact_id, self._read_platform(email), request)
+        return self.apply_records(contact_id, self._read_platform(email), request, email=email)
 
-    def apply_records(self, contact_id: str, records: list[dict] | None, request: SyncRequest) -> SyncOutcome:
+    def apply_records(
+        self, contact_id: str, records: list[dict] | None, request: SyncRequest, *, email: str | None = None
+    ) -> SyncOutcome:
         """Steps 3 to 5 for a contact whose platform records were already read (None: unreadable).
 
         The bulk re-sync reads records for many contacts in one batch call and comes in here.
@@ -169,7 +171,7 @@ class ContactSync:
         if not request.force_write and self.cache.shown(contact_id) == fingerprint:
             return SyncOutcome("unchanged", contact_id, request.trigger, accounts=len(records))
         contact_id = self._write(contact_id, values)
-        self.cache.store(contact_id, values, now)
+        self.cache.store(contact_id, values, now, email=email or request.email)
         self.cache.mark_shown(contact_id, fingerprint)
         status = "synced" if records else "no_account"
         outcome = SyncOutcome(
