@@ -23,16 +23,18 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import threading
 import time
 from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import setup_logging, task_failure, worker_ready
+from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
 
 from sync_worker import keys
 from sync_worker.celery_app import MAX_RESCHEDULE_SECONDS, SYNC_TASK, app
+from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.logs import configure_logging, log_event
@@ -196,6 +198,16 @@ def _park_on_unexpected_failure(
         _park(request, error, int(kwargs.get("attempt", 0)) + 1)
     except Exception:  # never let the signal handler take the worker down
         logger.exception("dead_letter_park_failed")
+
+
+@celeryd_init.connect
+def _check_required_settings(**_: Any) -> None:
+    """A worker without its credentials stops at start with one line naming what is missing."""
+    try:
+        require(get_runtime().settings, "intercom_access_token", "platform_api_url", "platform_api_token")
+    except MissingSetting as missing:
+        print(f"intercom-sync worker: {missing}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 @setup_logging.connect

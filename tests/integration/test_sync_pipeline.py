@@ -1,0 +1,118 @@
+"""`ContactSync` in-process, wired by the real composition root to the test Redis and both sandboxes.
+
+These cover the steps of one run that the end-to-end tests do not single out:
+screening before any call, data attributes created once, a type clash, a
+merged contact, the staleness path with and without last known values, and
+"write only what changed".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sync_worker.config import Settings
+from sync_worker.dispatch import SyncRequest
+from sync_worker.runtime import Runtime
+from sync_worker.schema import AttributeTypeClash
+
+OLIVIA = "olivia.brandt@example.com"
+
+
+@pytest.fixture
+def runtime(service_env) -> Runtime:
+    runtime = Runtime(Settings(**{**service_env, "SYNC_EXCLUDED_EMAILS": "support@example.com"}))
+    yield runtime
+    runtime.redis.close()
+
+
+@pytest.fixture
+def olivia(intercom_sandbox) -> str:
+    return intercom_sandbox.seed({"email": OLIVIA, "name": "Olivia Brandt"})[0]["id"]
+
+
+def _calls(sandbox, operation: str) -> int:
+    return sandbox.stats()["calls_by_operation"].get(operation, 0)
+
+
+def test_excluded_and_invalid_addresses_are_skipped_before_any_call(
+    runtime, intercom_sandbox, platform_sandbox
+):
+    excluded = runtime.contact_sync.run(SyncRequest(email="Support@Example.com "))
+    invalid = runtime.contact_sync.run(SyncRequest(email="not-an-email"))
+    by_reply_to = runtime.contact_sync.run(SyncRequest(email=OLIVIA, reply_to="support@example.com"))
+    assert [o.status for o in excluded + invalid + by_reply_to] == ["skipped"] * 3
+    assert invalid[0].reason == "Invalid email address: not-an-email"
+    assert intercom_sandbox.stats()["received_total"] == 0
+    assert sum(platform_sandbox.stats().get("calls", {}).values()) == 0
+
+
+def test_data_attributes_are_created_once_for_every_worker(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    created = _calls(intercom_sandbox, "createDataAttribute")
+    assert created == 21  # every custom attribute of the profile (Name is the standard field)
+    second = Runtime(runtime.settings)  # another worker process: same Redis, empty memory
+    second.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    assert _calls(intercom_sandbox, "createDataAttribute") == created
+    assert _calls(intercom_sandbox, "UpdateContact") == 2
+
+
+def test_an_attribute_of_another_type_is_a_clear_permanent_error(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    intercom_sandbox.create_attribute("Number of Sessions", data_type="integer")
+    with pytest.raises(AttributeTypeClash) as raised:
+        runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    assert "Number of Sessions" in str(raised.value)
+    assert raised.value.transient is False
+    assert _calls(intercom_sandbox, "UpdateContact") == 0
+
+
+def test_a_merged_contact_is_written_on_the_survivor(runtime, intercom_sandbox, platform_sandbox):
+    old, survivor = intercom_sandbox.seed({"email": OLIVIA}, {"email": OLIVIA.upper()})
+    intercom_sandbox.merge(old["id"], into=survivor["id"])
+    [outcome] = runtime.contact_sync.run(SyncRequest(contact_id=old["id"], email=OLIVIA))
+    assert outcome.contact_id == survivor["id"]
+    assert intercom_sandbox.contact(survivor["id"])["custom_attributes"]["Client ID"] == "131451"
+
+
+def test_platform_down_shows_last_known_values_flagged_stale(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    [live] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    before = intercom_sandbox.contact(olivia)["custom_attributes"]
+    platform_sandbox.config(outage="503")
+    [stale] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    after = intercom_sandbox.contact(olivia)["custom_attributes"]
+    assert (live.status, stale.status) == ("synced", "stale")
+    assert after["Data Status"].startswith("Stale - platform unavailable since ")
+    assert after["Platform Account Exists"] == "Yes"
+    assert after["User Data Updated On"] == before["User Data Updated On"]
+    assert {k: v for k, v in after.items() if k != "Data Status"} == {
+        k: v for k, v in before.items() if k != "Data Status"
+    }
+    platform_sandbox.config(outage=None)
+    runtime.circuit.record_success()  # the circuit may have opened; a probe would close it the same way
+    [fresh] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA, force_write=False))
+    assert fresh.status == "synced"  # stale was shown, so the same live values are written again
+    assert intercom_sandbox.contact(olivia)["custom_attributes"]["Data Status"] == "Live"
+
+
+def test_platform_down_with_nothing_known_writes_only_the_status(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    platform_sandbox.config(outage="503")
+    [outcome] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    attributes = intercom_sandbox.contact(olivia)["custom_attributes"]
+    assert outcome.status == "stale"
+    assert list(attributes) == ["Data Status"]
+    assert attributes["Data Status"].startswith("Stale - platform unavailable since ")
+
+
+def test_unchanged_values_cost_no_write_unless_forced(runtime, intercom_sandbox, platform_sandbox, olivia):
+    runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    [unchanged] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA, force_write=False))
+    [forced] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA, force_write=True))
+    assert (unchanged.status, forced.status) == ("unchanged", "synced")
+    assert _calls(intercom_sandbox, "UpdateContact") == 2
