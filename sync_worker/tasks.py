@@ -3,8 +3,9 @@
 Guarantees of :func:`sync_contact`:
 - it claims the contact's pending marker first, so a trigger arriving during
   the run queues one more sync (:mod:`sync_worker.dispatch`);
-- waiting for a rate-limit token longer than a moment reschedules the task
-  (same task id, ``countdown`` = the wait) without spending an error retry;
+- waiting for a rate-limit token longer than a moment, or an upstream's 429,
+  reschedules the task (same task id, ``countdown`` = the wait) without
+  spending an error retry (up to ``MAX_RATE_LIMIT_WAITS`` times);
 - transient errors retry with exponential backoff and full jitter up to
   ``SYNC_TASK_MAX_RETRIES``; permanent errors, and transient ones that ran out
   of retries, park the contact in the dead-letter store and end the task
@@ -37,13 +38,18 @@ from sync_worker.celery_app import MAX_RESCHEDULE_SECONDS, SYNC_TASK, app
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim
 from sync_worker.errors import SyncError, TransientError
+from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import configure_logging, log_event
+from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 3
+#: Rate-limit waits (ours or an upstream's 429) reschedule without spending an error retry, this many times.
+MAX_RATE_LIMIT_WAITS = 100
+RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
 HEARTBEAT_SECONDS = 10
 
@@ -103,7 +109,9 @@ def _deliveries(task: Task) -> int:
 
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
-def sync_contact(self: Task, attempt: int = 0, **kwargs: Any) -> list[dict[str, Any]] | dict[str, Any]:
+def sync_contact(
+    self: Task, attempt: int = 0, waits: int = 0, **kwargs: Any
+) -> list[dict[str, Any]] | dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
     request = SyncRequest.from_kwargs(kwargs)
@@ -117,15 +125,19 @@ def sync_contact(self: Task, attempt: int = 0, **kwargs: Any) -> list[dict[str, 
     started = time.monotonic()
     try:
         outcomes = runtime.contact_sync.run(request)
-    except RateLimitWait as wait:
+    except RATE_LIMIT_SIGNALS as wait:
+        if waits >= MAX_RATE_LIMIT_WAITS:
+            return _park(request, wait, attempt + 1)
         countdown = min(MAX_RESCHEDULE_SECONDS, max(0.1, wait.retry_after or 1.0))
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
             contact_id=request.contact_id,
+            error_code=wait.code,
             countdown=round(countdown, 2),
         )
-        raise self.retry(kwargs={**request.to_kwargs(), "attempt": attempt}, countdown=countdown) from None
+        again = {**request.to_kwargs(), "attempt": attempt, "waits": waits + 1}
+        raise self.retry(kwargs=again, countdown=countdown) from None
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
             error = TransientError("the sync ran past its time limit", code="time_limit")
