@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     platform_api_token: SecretStr | None = Field(None, validation_alias="PLATFORM_API_TOKEN")
     sync_trigger_token: SecretStr | None = Field(None, validation_alias="SYNC_TRIGGER_TOKEN")
     sync_admin_token: SecretStr | None = Field(None, validation_alias="SYNC_ADMIN_TOKEN")
-    excluded_emails: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS")
+    excluded_emails: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS"
+    )
     display_timezone: str = Field("America/Toronto", validation_alias="SYNC_DISPLAY_TIMEZONE")
 
     # --- HTTP clients ---------------------------------------------------------------

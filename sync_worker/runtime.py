@@ -90,7 +90,9 @@ class Runtime:
 
     @cached_property
     def schema(self) -> AttributeSchema:
-        workspace = workspace_id(self.settings.intercom_api_url, secret(self.settings.intercom_access_token) or "")
+        workspace = workspace_id(
+            self.settings.intercom_api_url, secret(self.settings.intercom_access_token) or ""
+        )
         return AttributeSchema(self.intercom, self.redis, workspace)
 
     @cached_property

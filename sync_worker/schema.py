@@ -34,7 +34,9 @@ def workspace_id(api_url: str, token: str) -> str:
 
 
 class AttributeSchema:
-    def __init__(self, intercom: IntercomClient, client: redis_lib.Redis, workspace: str, *, ttl_seconds: int = 3600):
+    def __init__(
+        self, intercom: IntercomClient, client: redis_lib.Redis, workspace: str, *, ttl_seconds: int = 3600
+    ):
         self._intercom = intercom
         self._redis = client
         self._key = keys.data_attributes(workspace)
@@ -42,8 +44,10 @@ class AttributeSchema:
 
     def _known(self) -> dict[str, str]:
         raw = self._redis.hgetall(self._key)
-        return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
-                for k, v in raw.items()}
+        return {
+            k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+            for k, v in raw.items()
+        }
 
     def _remember(self, attributes: dict[str, str]) -> None:
         if attributes:
@@ -79,7 +83,9 @@ class AttributeSchema:
                 created = self._intercom.create_data_attribute(name, data_type=DATA_TYPE, model="contact")
             except IntercomError:
                 # Another worker may have created it a moment ago: look again before giving up.
-                again = {a["name"]: a.get("data_type", DATA_TYPE) for a in self._intercom.list_data_attributes()}
+                again = {
+                    a["name"]: a.get("data_type", DATA_TYPE) for a in self._intercom.list_data_attributes()
+                }
                 if name not in again:
                     raise
                 self._check(name, again[name])

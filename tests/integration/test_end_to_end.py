@@ -121,7 +121,9 @@ def test_manual_trigger_by_email_syncs_the_contact(intercom_sandbox, platform_sa
     _assert_olivia(_synced(intercom_sandbox, contact_id))
 
 
-def test_no_platform_account_shows_no_and_keeps_the_name(intercom_sandbox, platform_sandbox, workers, web_app):
+def test_no_platform_account_shows_no_and_keeps_the_name(
+    intercom_sandbox, platform_sandbox, workers, web_app
+):
     contact = _seeded(intercom_sandbox)[NO_ACCOUNT_EMAIL]
     workers.start(1)
     response = requests.post(
