@@ -1,17 +1,29 @@
 """The ``sync-worker`` command.
 
 Subcommands live one per module (``dev``, ``try``, ``dead-letters`` ...), each a
-click command registered on :data:`main` here.
+click command registered on :data:`main` here. A missing required setting ends
+any of them with one line naming the variable, not a traceback.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from sync_worker.cli.dev import dev, try_contact
+from sync_worker.config import MissingSetting
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MissingSetting as missing:
+            raise click.ClickException(str(missing)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """intercom-sync: keep Intercom contacts in step with the platform."""
 
