@@ -65,7 +65,9 @@ def _crontab(expression: str) -> crontab:
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     check_visibility_timeout(settings)
-    app = Celery("intercom_sync", broker=settings.redis_url, include=["sync_worker.tasks"])
+    app = Celery(
+        "intercom_sync", broker=settings.redis_url, include=["sync_worker.tasks", "sync_worker.resync.tasks"]
+    )
     exchange = Exchange("sync", type="direct")
     app.conf.update(
         task_queues=(
@@ -100,8 +102,13 @@ def create_celery(settings: Settings | None = None) -> Celery:
         timezone="UTC",
         beat_schedule={
             "nightly-resync": {
-                "task": "sync_worker.tasks.start_resync",
+                "task": "sync_worker.resync.tasks.start_resync",
                 "schedule": _crontab(settings.resync_cron),
+                "options": {"queue": BULK_QUEUE},
+            },
+            "resync-watchdog": {
+                "task": "sync_worker.resync.tasks.watchdog",
+                "schedule": 60.0,
                 "options": {"queue": BULK_QUEUE},
             },
         },

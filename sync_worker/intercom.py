@@ -158,6 +158,7 @@ class RateLimitState:
 class ContactPage:
     contacts: list[dict[str, Any]]
     next_cursor: str | None
+    total_count: int | None = None
 
 
 def parse_error_body(payload: Any) -> tuple[str | None, str | None, str | None]:
@@ -294,7 +295,10 @@ class IntercomClient:
         answer = self._request(_Call("list_contacts", "GET", "/contacts", params=params))
         next_page = (answer.get("pages") or {}).get("next") or {}
         cursor = next_page.get("starting_after") if isinstance(next_page, Mapping) else None
-        return ContactPage(list(answer.get("data") or []), cursor or None)
+        total = answer.get("total_count")
+        return ContactPage(
+            list(answer.get("data") or []), cursor or None, total if isinstance(total, int) else None
+        )
 
     def iter_contacts(
         self, per_page: int = 150, starting_after: str | None = None

@@ -7,7 +7,8 @@ Guarantees:
 - an attribute that exists with another type raises :class:`AttributeTypeClash`
   (permanent: Intercom never changes an attribute's type) naming it;
 - Intercom is listed at most once per ``ttl_seconds`` per workspace while all
-  names are known, so a steady-state sync costs no schema call.
+  names are known, so a steady-state sync costs no schema call; listing and
+  creating happen under a Redis lock, so workers starting together do it once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import redis as redis_lib
 
 from sync_worker import keys
 from sync_worker.errors import PermanentError
-from sync_worker.intercom import IntercomClient, IntercomError
+from sync_worker.intercom import IntercomClient
 
 DATA_TYPE = "string"
 
@@ -66,8 +67,17 @@ class AttributeSchema:
     def ensure(self, names: Iterable[str]) -> None:
         wanted = list(dict.fromkeys(names))
         known = self._known()
-        missing = [name for name in wanted if name not in known]
-        if missing:
+        if all(name in known for name in wanted):
+            for name in wanted:
+                self._check(name, known[name])
+            return
+        # One worker at a time lists and creates, so N workers starting together cost one round.
+        with self._redis.lock(f"{self._key}:lock", timeout=60, blocking_timeout=60):
+            self._ensure_locked(wanted)
+
+    def _ensure_locked(self, wanted: list[str]) -> None:
+        known = self._known()
+        if any(name not in known for name in wanted):
             listed = {
                 attribute["name"]: attribute.get("data_type", DATA_TYPE)
                 for attribute in self._intercom.list_data_attributes(model="contact")
@@ -79,17 +89,5 @@ class AttributeSchema:
             if name in known:
                 self._check(name, known[name])
                 continue
-            try:
-                created = self._intercom.create_data_attribute(name, data_type=DATA_TYPE, model="contact")
-            except IntercomError:
-                # Another worker may have created it a moment ago: look again before giving up.
-                again = {
-                    a["name"]: a.get("data_type", DATA_TYPE) for a in self._intercom.list_data_attributes()
-                }
-                if name not in again:
-                    raise
-                self._check(name, again[name])
-                self._remember({name: again[name]})
-                continue
+            created = self._intercom.create_data_attribute(name, data_type=DATA_TYPE, model="contact")
             self._remember({name: created.get("data_type", DATA_TYPE)})
-            known[name] = DATA_TYPE

@@ -66,7 +66,7 @@ def _record_result(contact_key: str, result: dict[str, Any]) -> None:
     runtime.redis.set(keys.worker_heartbeat(), str(time.time()), ex=60)
 
 
-def _park(request: SyncRequest, error: SyncError | Exception, attempts: int) -> dict[str, Any]:
+def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: int) -> dict[str, Any]:
     runtime = get_runtime()
     code = getattr(error, "code", error.__class__.__name__)
     message = getattr(error, "message", str(error))
@@ -116,7 +116,7 @@ def sync_contact(
     settings = runtime.settings
     request = SyncRequest.from_kwargs(kwargs)
     if _deliveries(self) > MAX_DELIVERIES:
-        return _park(
+        return park_contact(
             request,
             SyncError("the worker process died while syncing this contact", code="worker_lost"),
             attempt + 1,
@@ -127,7 +127,7 @@ def sync_contact(
         outcomes = runtime.contact_sync.run(request)
     except RATE_LIMIT_SIGNALS as wait:
         if waits >= MAX_RATE_LIMIT_WAITS:
-            return _park(request, wait, attempt + 1)
+            return park_contact(request, wait, attempt + 1)
         countdown = min(MAX_RESCHEDULE_SECONDS, max(0.1, wait.retry_after or 1.0))
         log_event(
             logger,
@@ -159,7 +159,7 @@ def sync_contact(
             raise self.retry(
                 kwargs={**request.to_kwargs(), "attempt": attempt + 1}, countdown=countdown
             ) from None
-        return _park(request, error, attempt + 1)
+        return park_contact(request, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
@@ -181,7 +181,7 @@ def _schedule_fresh_sync(request: SyncRequest, attempt: int) -> None:
     """After a stale write: try the platform again later, parking the contact when retries run out."""
     settings = get_runtime().settings
     if attempt >= settings.task_max_retries:
-        _park(
+        park_contact(
             request,
             TransientError("the platform stayed unavailable", code="platform_unavailable"),
             attempt + 1,
@@ -207,7 +207,7 @@ def _park_on_unexpected_failure(
     try:
         request = SyncRequest.from_kwargs(kwargs)
         error = exception if isinstance(exception, Exception) else RuntimeError(repr(exception))
-        _park(request, error, int(kwargs.get("attempt", 0)) + 1)
+        park_contact(request, error, int(kwargs.get("attempt", 0)) + 1)
     except Exception:  # never let the signal handler take the worker down
         logger.exception("dead_letter_park_failed")
 
@@ -248,9 +248,3 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-
-
-@app.task(name="sync_worker.tasks.start_resync")
-def start_resync() -> None:
-    """Placeholder for the scheduled bulk re-sync (built with the bulk re-sync issue)."""
-    log_event(logger, "resync_not_implemented", level=logging.WARNING)

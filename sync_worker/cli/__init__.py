@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from sync_worker.cli.dev import dev, try_contact
+from sync_worker.cli.resync import resync
 from sync_worker.config import MissingSetting
 
 
@@ -30,3 +31,4 @@ def main() -> None:
 
 main.add_command(dev)
 main.add_command(try_contact)
+main.add_command(resync)

@@ -1,0 +1,145 @@
+"""``sync-worker resync``: start a bulk re-sync by hand, follow it, read its report.
+
+- ``sync-worker resync [--dry-run] [--all] [--follow] [--json]`` starts a run (or resumes
+  the unfinished one, or names the one running) and, with ``--follow``, shows a progress
+  bar until it ends;
+- ``sync-worker resync status [RUN_ID] [--follow] [--json]``: one run (default: the
+  latest) as figures, or followed live;
+- ``sync-worker resync list``: the recent runs; ``sync-worker resync cancel RUN_ID``.
+
+It talks to Redis (``REDIS_URL``) directly and publishes with the worker's Celery app;
+it needs no Intercom or platform credentials. Exit status: 0, or 1 when a followed run
+ends ``failed``/``cancelled`` or a run id is unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+import redis as redis_lib
+
+from sync_worker.config import get_settings
+from sync_worker.resync.progress import progress_line, summarize
+from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord
+from sync_worker.resync.settings import get_resync_settings
+from sync_worker.resync.starter import make_store, start
+
+FOLLOW_INTERVAL_SECONDS = 1.0
+
+
+def _redis() -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def _load(client: redis_lib.Redis, run_id: str | None) -> RunRecord:
+    store = make_store(client, get_resync_settings())
+    record = store.load(run_id) if run_id else store.latest()
+    if record is None:
+        raise click.ClickException(f"no re-sync run {run_id}" if run_id else "no re-sync run yet")
+    return record
+
+
+def _follow(client: redis_lib.Redis, run_id: str, as_json: bool) -> RunRecord:
+    """Print progress until the run ends; a bar on a terminal, a line every few seconds otherwise."""
+    store = make_store(client, get_resync_settings())
+    tty = sys.stdout.isatty() and not as_json
+    last_print = 0.0
+    while True:
+        record = store.load(run_id)
+        if record is None:
+            raise click.ClickException(f"re-sync run {run_id} disappeared")
+        summary = summarize(record, time.time())
+        now = time.monotonic()
+        ended = record.status != RUNNING
+        if as_json:
+            if ended or now - last_print >= 5:
+                click.echo(json.dumps(summary))
+                last_print = now
+        elif tty:
+            click.echo("\r" + progress_line(summary), nl=ended)
+        elif ended or now - last_print >= 5:
+            click.echo(progress_line(summary))
+            last_print = now
+        if ended:
+            return record
+        time.sleep(FOLLOW_INTERVAL_SECONDS)
+
+
+def _exit_for(record: RunRecord) -> None:
+    if record.status not in (FINISHED, RUNNING):
+        raise SystemExit(1)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--dry-run", is_flag=True, help="Compute and count what would change; write nothing.")
+@click.option("--all", "write_all", is_flag=True, help="Write every contact, changed or not.")
+@click.option("--follow", "-f", is_flag=True, help="Show progress until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def resync(ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_json: bool) -> None:
+    """Start a bulk re-sync of every Intercom contact (or resume the unfinished one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = get_resync_settings()
+    from sync_worker.celery_app import app  # the broker of REDIS_URL
+
+    client = _redis()
+    only_changed = settings.only_changed and not write_all
+    result = start(
+        client, app, RunOptions(dry_run=dry_run, only_changed=only_changed, trigger="manual"), settings
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        reason = f" ({result.reason})" if result.reason else ""
+        click.echo(f"{result.status}: {result.run_id or '-'}{reason}")
+    if follow and result.run_id and result.status != "skipped":
+        _exit_for(_follow(client, result.run_id, as_json))
+
+
+@resync.command()
+@click.argument("run_id", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Show progress until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def status(run_id: str | None, follow: bool, as_json: bool) -> None:
+    """Show a run (default: the latest): counts, rate, ETA."""
+    client = _redis()
+    record = _load(client, run_id)
+    if follow:
+        _exit_for(_follow(client, record.id, as_json))
+        return
+    summary = summarize(record, time.time())
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(
+        f"run {record.id}  {record.status}  trigger={record.trigger}"
+        f"{'  dry-run' if record.dry_run else ''}{'  only-changed' if record.only_changed else '  all'}"
+    )
+    click.echo(progress_line(summary))
+    if record.error:
+        click.echo(f"error: {record.error}")
+
+
+@resync.command(name="list")
+@click.option("--limit", default=10, show_default=True)
+def list_runs(limit: int) -> None:
+    """The recent runs, newest first."""
+    store = make_store(_redis(), get_resync_settings())
+    for record in store.recent(limit):
+        summary = summarize(record, time.time())
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.started_at))
+        click.echo(f"{record.id}  {started}Z  {record.status:<9}  {progress_line(summary, width=10)}")
+
+
+@resync.command()
+@click.argument("run_id")
+def cancel(run_id: str) -> None:
+    """Stop a running run: its pending chunks are dropped, the lock is released."""
+    store = make_store(_redis(), get_resync_settings())
+    if not store.end(run_id, CANCELLED, "cancelled by an operator"):
+        raise click.ClickException(f"run {run_id} is not running")
+    click.echo(f"cancelled: {run_id}")

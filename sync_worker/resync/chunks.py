@@ -1,0 +1,209 @@
+"""One chunk: a batched platform read for up to 100 contacts, then each one written if changed.
+
+Guarantees:
+- a chunk runs only while its run is running and only in its current version (a
+  duplicate message, or one for an older version, does nothing and counts nothing);
+- one ``POST /v1/clients/lookup`` for the whole chunk; each contact then goes through
+  :meth:`ContactSync.apply_records` (or, in a dry run, :func:`preview`, which computes
+  and compares but never writes) with ``trigger="schedule"`` and
+  ``force_write = not only_changed``;
+- the task never blocks on the rate limit or on a slow chunk: a :class:`RateLimitWait`,
+  a 429, a transient error, or the chunk's time budget running out stores the contacts not
+  done yet as the chunk's next version and asks to be re-run after a countdown (the
+  budget: at once, so realtime work can take the slot); transient errors count one
+  attempt of the chunk, up to ``SYNC_TASK_MAX_RETRIES``; rate-limit waits count none;
+- a permanent error parks the contact (dead-letter store) and counts it ``failed``;
+  a transient one that ran out of attempts does the same; a platform that stays
+  unreadable after the attempts gets the contacts' stale values written, as a realtime
+  sync would (``stale``);
+- the counts and the rest of the chunk are recorded in one script, so the run's totals
+  are exact however often a chunk is delivered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sync_worker.cache import LastKnownValues
+from sync_worker.circuit import CircuitBreaker
+from sync_worker.dispatch import SyncRequest
+from sync_worker.errors import SyncError, TransientError
+from sync_worker.intercom import IntercomRateLimited
+from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUnavailable
+from sync_worker.ratelimit import RateLimitWait
+from sync_worker.resync.runs import RUNNING, Chunk, RunStore
+from sync_worker.screening import normalise_email
+from sync_worker.sync import ContactSync, PlatformDataError
+
+Park = Callable[[SyncRequest, Exception, int], object]
+Backoff = Callable[[int], float]
+
+#: Outcome statuses that mean the contact was (dry run: would be) written.
+WRITTEN = ("synced", "no_account", "stale")
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """``status``: noop (not this chunk's turn), done, rescheduled (``rest`` after ``countdown``)."""
+
+    status: str
+    counts: dict[str, int] = field(default_factory=dict)
+    rest: Chunk | None = None
+    countdown: float = 0.0
+    finished: bool = False
+
+
+def preview(
+    contact_sync: ContactSync, contact_id: str, records: list[dict] | None, request: SyncRequest
+) -> str:
+    """What :meth:`ContactSync.apply_records` would do, without writing: the outcome status."""
+    if records is None:
+        return "stale"
+    now = contact_sync.clock()
+    try:
+        values = contact_sync.profile.compute(records, now=now, fetched_at=now)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise PlatformDataError(
+            f"platform record could not be read: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    fingerprint = LastKnownValues.fingerprint(values, contact_sync.profile.volatile_keys)
+    if not request.force_write and contact_sync.cache.shown(contact_id) == fingerprint:
+        return "unchanged"
+    return "synced" if records else "no_account"
+
+
+class _Reschedule(Exception):
+    def __init__(self, countdown: float, *, attempt_used: bool):
+        super().__init__(countdown)
+        self.countdown = countdown
+        self.attempt_used = attempt_used
+
+
+@dataclass
+class ChunkRunner:
+    """Everything a chunk needs, passed in (the task builds it from the process's runtime)."""
+
+    store: RunStore
+    platform: PlatformClient
+    circuit: CircuitBreaker
+    contact_sync: ContactSync
+    park: Park
+    backoff: Backoff
+    max_retries: int
+    time_budget_seconds: float
+    clock: Callable[[], float] = time.monotonic
+
+    def run(self, run_id: str, chunk_id: str, version: int) -> ChunkOutcome:
+        record = self.store.load(run_id)
+        chunk = self.store.chunk(run_id, chunk_id)
+        if record is None or record.status != RUNNING or chunk is None or chunk.version != version:
+            return ChunkOutcome("noop")
+        counts: Counter[str] = Counter()
+        try:
+            records = self._lookup(chunk)
+        except _Reschedule as wait:
+            return self._record(run_id, chunk_id, chunk, counts, 0, wait)
+        except SyncError as error:  # permanent: the batch cannot be read as sent
+            for contact_id, email in chunk.contacts:
+                self._fail(
+                    counts, self._request(contact_id, email, record.only_changed), error, chunk.attempt
+                )
+            return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
+        deadline = self.clock() + self.time_budget_seconds
+        for index, (contact_id, email) in enumerate(chunk.contacts):
+            if index and self.clock() > deadline:
+                return self._record(
+                    run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=False)
+                )
+            request = self._request(contact_id, email, record.only_changed)
+            found = None if records is None else records.get(normalise_email(email), [])
+            try:
+                if record.dry_run:
+                    status = preview(self.contact_sync, contact_id, found, request)
+                else:
+                    status = self.contact_sync.apply_records(contact_id, found, request).status
+            except RateLimitWait as wait:
+                return self._record(
+                    run_id, chunk_id, chunk, counts, index, _Reschedule(wait.retry_in, attempt_used=False)
+                )
+            except IntercomRateLimited as limited:
+                return self._record(
+                    run_id,
+                    chunk_id,
+                    chunk,
+                    counts,
+                    index,
+                    _Reschedule(limited.retry_after, attempt_used=False),
+                )
+            except Exception as error:  # a bug in one contact must not stall the run
+                retryable = not isinstance(error, SyncError) or error.transient
+                if retryable and chunk.attempt < self.max_retries:
+                    countdown = self.backoff(chunk.attempt)
+                    if isinstance(error, TransientError) and error.retry_after:
+                        countdown = max(countdown, error.retry_after)
+                    return self._record(
+                        run_id, chunk_id, chunk, counts, index, _Reschedule(countdown, attempt_used=True)
+                    )
+                self._fail(counts, request, error, chunk.attempt)
+                continue
+            counts[status] += 1
+            if status in WRITTEN:
+                counts["written"] += 1
+        return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
+
+    # --- steps ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _request(contact_id: str, email: str, only_changed: bool) -> SyncRequest:
+        return SyncRequest(
+            contact_id=contact_id, email=email, trigger="schedule", force_write=not only_changed
+        )
+
+    def _lookup(self, chunk: Chunk) -> dict[str, list[dict]] | None:
+        """The chunk's records by normalised email; None when the platform stays unreadable."""
+        unreadable: SyncError | None = None
+        if self.circuit.allow():
+            try:
+                found = self.platform.lookup(email for _, email in chunk.contacts)
+            except RateLimitWait as wait:
+                raise _Reschedule(wait.retry_in, attempt_used=False) from None
+            except PlatformRateLimited as limited:
+                raise _Reschedule(limited.retry_after, attempt_used=False) from None
+            except PlatformUnavailable as error:
+                self.circuit.record_failure()
+                unreadable = error
+            else:
+                self.circuit.record_success()
+                return found
+        if chunk.attempt < self.max_retries:
+            countdown = self.backoff(chunk.attempt)
+            if isinstance(unreadable, TransientError) and unreadable.retry_after:
+                countdown = max(countdown, unreadable.retry_after)
+            raise _Reschedule(countdown, attempt_used=True)
+        return None
+
+    def _fail(self, counts: Counter[str], request: SyncRequest, error: Exception, attempt: int) -> None:
+        self.park(request, error, attempt + 1)
+        counts["failed"] += 1
+
+    def _record(
+        self,
+        run_id: str,
+        chunk_id: str,
+        chunk: Chunk,
+        counts: Counter[str],
+        done: int,
+        wait: _Reschedule | None,
+    ) -> ChunkOutcome:
+        rest = None
+        if wait is not None and done < len(chunk.contacts):
+            rest = chunk.rest(done, attempt=chunk.attempt + 1 if wait.attempt_used else chunk.attempt)
+        recorded, finished = self.store.record_chunk(run_id, chunk_id, chunk.version, counts, rest)
+        if not recorded:
+            return ChunkOutcome("noop", dict(counts))
+        if rest is None:
+            return ChunkOutcome("done", dict(counts), finished=finished)
+        return ChunkOutcome("rescheduled", dict(counts), rest, wait.countdown if wait else 0.0)

@@ -1,0 +1,153 @@
+"""Celery tasks of the bulk re-sync (``sync_worker.resync.tasks.*``), all on ``sync.bulk``.
+
+Guarantees:
+- ``start_resync`` (the beat's entry) starts a run or resumes the unfinished one, at most
+  one at a time (:mod:`sync_worker.resync.starter`);
+- ``walk`` runs one walk step and re-publishes itself for the next (or, under
+  backpressure or a rate-limit wait, after a countdown): no task holds a long loop, and
+  a killed worker loses at most the page it was reading;
+- ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
+  left of it after the countdown it asks for;
+- a walk step's transient Intercom errors retry with backoff up to ``SYNC_TASK_MAX_RETRIES``;
+  a permanent one (or the last transient one) ends the run as ``failed`` with the error code;
+- ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
+  it also runs when a worker starts, so restarting a crashed worker picks a stalled run up;
+- log lines carry run and chunk ids and counts, never emails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_ready
+
+from sync_worker.celery_app import app
+from sync_worker.errors import SyncError
+from sync_worker.intercom import IntercomRateLimited
+from sync_worker.logs import log_event
+from sync_worker.ratelimit import RateLimitWait
+from sync_worker.resync import messages
+from sync_worker.resync.chunks import ChunkRunner
+from sync_worker.resync.runs import FAILED, RunOptions
+from sync_worker.resync.settings import get_resync_settings
+from sync_worker.resync.starter import make_lock, make_store, resume_if_stalled, start
+from sync_worker.resync.walk import walk_step
+from sync_worker.runtime import get_runtime
+from sync_worker.tasks import backoff_seconds, park_contact
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(name=messages.START_TASK)
+def start_resync(
+    dry_run: bool = False, only_changed: bool | None = None, trigger: str = "schedule"
+) -> dict[str, Any]:
+    settings = get_resync_settings()
+    options = RunOptions(
+        dry_run=dry_run,
+        only_changed=settings.only_changed if only_changed is None else only_changed,
+        trigger=trigger,
+    )
+    result = start(get_runtime().redis, app, options, settings)
+    log_event(
+        logger, "resync_start", status=result.status, run_id=result.run_id, trigger=trigger, dry_run=dry_run
+    )
+    return result.to_dict()
+
+
+@app.task(name=messages.WATCHDOG_TASK)
+def watchdog() -> dict[str, Any] | None:
+    result = resume_if_stalled(get_runtime().redis, app, get_resync_settings())
+    if result is not None:
+        log_event(logger, "resync_resumed", level=logging.WARNING, run_id=result.run_id)
+        return result.to_dict()
+    return None
+
+
+@app.task(name=messages.WALK_TASK)
+def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
+    runtime, settings = get_runtime(), get_resync_settings()
+    store = make_store(runtime.redis, settings)
+    try:
+        outcome = walk_step(
+            run_id,
+            gen,
+            page,
+            store=store,
+            lock=make_lock(runtime.redis, settings),
+            intercom=runtime.intercom,
+            excluded=tuple(runtime.settings.excluded_emails),
+            settings=settings,
+            publish_chunk=lambda rid, cid, version: messages.publish_chunk(app, rid, cid, version),
+        )
+    except (RateLimitWait, IntercomRateLimited) as wait:
+        countdown = wait.retry_in if isinstance(wait, RateLimitWait) else wait.retry_after
+        messages.publish_walk(app, run_id, gen, page, countdown=max(0.1, countdown), attempt=attempt)
+        return {"status": "rate_limited", "page": page}
+    except SyncError as error:
+        if error.transient and attempt < runtime.settings.task_max_retries:
+            countdown = backoff_seconds(
+                attempt,
+                runtime.settings.retry_backoff_base_seconds,
+                runtime.settings.retry_backoff_max_seconds,
+            )
+            log_event(
+                logger,
+                "resync_walk_retry",
+                level=logging.WARNING,
+                run_id=run_id,
+                page=page,
+                error_code=error.code,
+                attempt=attempt + 1,
+            )
+            messages.publish_walk(app, run_id, gen, page, countdown=countdown, attempt=attempt + 1)
+            return {"status": "retry", "page": page}
+        store.end(run_id, FAILED, f"{error.code}: walk stopped at page {page}")
+        log_event(
+            logger, "resync_failed", level=logging.ERROR, run_id=run_id, page=page, error_code=error.code
+        )
+        return {"status": "failed", "page": page}
+    if outcome.countdown is not None:
+        messages.publish_walk(app, run_id, gen, outcome.page, countdown=outcome.countdown)
+    if outcome.finished:
+        log_event(logger, "resync_finished", run_id=run_id)
+    return {"status": outcome.status, "page": outcome.page, "pages_read": outcome.pages_read}
+
+
+@app.task(name=messages.CHUNK_TASK)
+def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
+    runtime, settings = get_runtime(), get_resync_settings()
+    config = runtime.settings
+    runner = ChunkRunner(
+        store=make_store(runtime.redis, settings),
+        platform=runtime.platform,
+        circuit=runtime.circuit,
+        contact_sync=runtime.contact_sync,
+        park=park_contact,
+        backoff=lambda attempt: backoff_seconds(
+            attempt, config.retry_backoff_base_seconds, config.retry_backoff_max_seconds
+        ),
+        max_retries=config.task_max_retries,
+        time_budget_seconds=settings.chunk_time_budget_seconds,
+    )
+    outcome = runner.run(run_id, chunk_id, version)
+    if outcome.rest is not None:
+        messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
+    if outcome.finished:
+        log_event(logger, "resync_finished", run_id=run_id)
+    return {"status": outcome.status, "chunk_id": chunk_id, "counts": outcome.counts}
+
+
+@worker_ready.connect
+def _watch_on_start(sender: Any = None, **_: Any) -> None:
+    """A (re)started worker resumes a run whose lock expired while no worker made progress."""
+
+    def check() -> None:
+        try:
+            watchdog()
+        except Exception:
+            logger.warning("resync_watchdog_failed")
+
+    threading.Thread(target=check, name="resync-watchdog", daemon=True).start()

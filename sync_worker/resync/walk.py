@@ -1,0 +1,118 @@
+"""One walk step: read the next page(s) of Intercom contacts and queue them as chunks.
+
+Guarantees:
+- a step works only from the run's checkpoint (``gen``, ``page``, ``cursor``): a message
+  for another generation or page (a duplicate, or one superseded by a resume) does nothing;
+- before each page it looks at the chunks in flight and pauses (asks to be re-run after
+  ``backpressure_pause_seconds``) while they are at ``max_in_flight``, so the queue and
+  Redis hold at most ``max_in_flight`` (+ one page's chunks) of the run, whatever its size;
+- each page is committed in one script (checkpoint, chunks, counts) *before* its chunk
+  messages are published: a crash in between leaves the chunks pending in Redis, where a
+  resume finds them; a crash before the commit re-reads that one page, never the walk;
+- contacts without an email, and addresses the screening refuses (excluded, invalid), are
+  counted as skipped and never queued;
+- a step reads at most ``pages_per_step`` pages, then hands on to a fresh message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sync_worker.intercom import IntercomClient
+from sync_worker.logs import log_event
+from sync_worker.resync.lock import RunLock
+from sync_worker.resync.runs import RUNNING, Chunk, RunStore, split_evenly
+from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
+from sync_worker.screening import screen
+
+logger = logging.getLogger(__name__)
+
+PublishChunk = Callable[[str, str, int], None]
+
+
+@dataclass(frozen=True)
+class WalkOutcome:
+    """``status``: stale (nothing done), paused, continue (more pages: re-run now), walk_done."""
+
+    status: str
+    page: int
+    pages_read: int = 0
+    countdown: float | None = None
+    finished: bool = False
+
+
+def plan_page(
+    contacts: Iterable[Mapping[str, Any]], excluded: Sequence[str]
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """The ``(contact_id, email)`` pairs to sync from one page, and the page's counts (pure)."""
+    pairs: list[tuple[str, str]] = []
+    counts = {"seen": 0, "skipped": 0, "no_email": 0, "queued": 0}
+    for contact in contacts:
+        counts["seen"] += 1
+        email = (contact.get("email") or "").strip()
+        if not email:
+            counts["skipped"] += 1
+            counts["no_email"] += 1
+            continue
+        if screen(email, excluded=excluded) is not None:
+            counts["skipped"] += 1
+            continue
+        pairs.append((str(contact["id"]), email))
+        counts["queued"] += 1
+    return pairs, counts
+
+
+def walk_step(
+    run_id: str,
+    gen: int,
+    page: int,
+    *,
+    store: RunStore,
+    lock: RunLock,
+    intercom: IntercomClient,
+    excluded: Sequence[str],
+    settings: ResyncSettings,
+    publish_chunk: PublishChunk,
+) -> WalkOutcome:
+    """Read up to ``pages_per_step`` pages from the checkpoint; Intercom errors propagate to the task."""
+    pages_read = 0
+    for _ in range(settings.pages_per_step):
+        record = store.load(run_id)
+        if (
+            record is None
+            or record.status != RUNNING
+            or record.gen != gen
+            or record.page != page
+            or record.walk_done
+        ):
+            return WalkOutcome("stale", page, pages_read)
+        if record.in_flight >= settings.max_in_flight:
+            lock.refresh(run_id)
+            return WalkOutcome("paused", page, pages_read, countdown=settings.backpressure_pause_seconds)
+        listed = intercom.list_contacts(per_page=PAGE_SIZE, starting_after=record.cursor)
+        total = getattr(listed, "total_count", None)
+        if page == 0 and isinstance(total, int):
+            store.set_total_estimate(run_id, total)
+        pairs, counts = plan_page(listed.contacts, excluded)
+        counts["pages"] = 1
+        chunks = [
+            (f"{page}.{n}", Chunk(tuple(group)))
+            for n, group in enumerate(split_evenly(pairs, settings.chunk_size))
+        ]
+        next_cursor = listed.next_cursor if listed.contacts else None
+        committed, finished = store.commit_page(
+            run_id, gen=gen, page=page, next_cursor=next_cursor, counts=counts, chunks=chunks
+        )
+        if not committed:
+            return WalkOutcome("stale", page, pages_read)
+        for chunk_id, chunk in chunks:
+            publish_chunk(run_id, chunk_id, chunk.version)
+        page += 1
+        pages_read += 1
+        if next_cursor is None:
+            log_event(logger, "resync_walk_done", run_id=run_id, pages=page, finished=finished)
+            return WalkOutcome("walk_done", page, pages_read, finished=finished)
+    return WalkOutcome("continue", page, pages_read, countdown=0.0)

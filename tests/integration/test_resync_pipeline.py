@@ -1,0 +1,340 @@
+"""The bulk re-sync end to end: real worker processes, real Redis, both sandboxes over HTTP.
+
+The Intercom sandbox holds ``CONTACTS`` contacts ``client{i}@example.com`` (plus a few
+without email or excluded); the platform sandbox serves the synthetic client of each.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+import requests
+
+from sync_worker import keys as service_keys
+from sync_worker.celery_app import create_celery
+from sync_worker.config import Settings
+from sync_worker.dispatch import SyncRequest, enqueue_sync
+from sync_worker.localredis import wait_until
+from sync_worker.processes import Child, worker_argv
+from sync_worker.resync import keys
+from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord, RunStore
+from sync_worker.resync.settings import ResyncSettings
+from sync_worker.resync.starter import StartResult, start
+from sync_worker.sandbox.platform import EXTENSION, create_app
+from sync_worker.sandbox.server import ServedApp
+from tests.fixtures.platform_sandbox import SANDBOX_TOKEN, PlatformSandbox
+from tests.fixtures.workers import ADMIN_TOKEN
+
+pytestmark = pytest.mark.integration
+
+CONTACTS = 600
+PAGES = -(-(CONTACTS + 3) // 150)
+RUN_TIMEOUT = 90
+
+
+@pytest.fixture
+def platform_sandbox():
+    """The platform sandbox serving the sample dataset and ``CONTACTS`` synthetic clients."""
+    app = create_app(token=SANDBOX_TOKEN, synthetic_count=CONTACTS)
+    served = ServedApp(app).start()
+    sandbox = PlatformSandbox(served.url, SANDBOX_TOKEN)
+    yield sandbox
+    app.extensions[EXTENSION].close()
+    served.stop()
+    sandbox.close()
+
+
+@pytest.fixture
+def env(service_env, intercom_sandbox) -> dict[str, str]:
+    intercom_sandbox.config(rate_limit=1_000_000)
+    return {
+        **service_env,
+        "INTERCOM_CALLS_PER_WINDOW": "1000000",
+        "PLATFORM_CALLS_PER_SECOND": "10000",
+        "SYNC_RESYNC_MAX_IN_FLIGHT": "4",
+        "SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS": "1",
+        "SYNC_RESYNC_MIN_INTERVAL_SECONDS": "0",
+    }
+
+
+@pytest.fixture
+def seeded(intercom_sandbox) -> dict[str, str]:
+    """Email -> contact id of every contact with an email."""
+    seeds = [{"email": f"client{i}@example.com", "name": f"Client {i}"} for i in range(CONTACTS)]
+    seeds += [
+        {"email": None, "name": "No Email"},
+        {"email": None, "role": "lead"},
+        {"email": "support@example.com"},
+    ]
+    created = intercom_sandbox.seed(*seeds)
+    return {c["email"]: c["id"] for c in created if c["email"]}
+
+
+class Pool:
+    """Worker processes loading the re-sync tasks, stopped (and their logs shown on failure) at the end."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.env, self.log_dir, self.children = env, log_dir, []
+
+    def start(self, concurrency: int = 2, **extra: str) -> Child:
+        name = f"rw{len(self.children) + 1}"
+        argv = [
+            *worker_argv(concurrency=concurrency, hostname=f"{name}@test"),
+            "--include",
+            "sync_worker.resync.tasks",
+        ]
+        child = Child(name, argv, env={**self.env, **extra}, log_path=self.log_dir / f"{name}.log").start()
+        self.children.append(child)
+        started = time.time() - 1
+        client = redis_lib.Redis.from_url(self.env["REDIS_URL"], decode_responses=True)
+        wait_until(
+            lambda: float(client.hget(service_keys.worker_heartbeats(), f"{name}@test") or 0) >= started,
+            60,
+            message=f"worker {name}",
+        )
+        client.close()
+        return child
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {c.name} -----\n{c.log_text()[-3000:]}" for c in self.children)
+
+
+@pytest.fixture
+def pool(env, tmp_path, request):
+    workers = Pool(env, tmp_path)
+    yield workers
+    for child in workers.children:
+        child.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(workers.logs())
+
+
+@pytest.fixture
+def store(env):
+    client = redis_lib.Redis.from_url(env["REDIS_URL"])
+    yield RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
+    client.close()
+
+
+def cli(env: dict[str, str], *args: str) -> dict:
+    """``sync-worker resync ... --json`` in its own process; its (last) JSON line."""
+    code = "import sys; from sync_worker.cli.resync import resync; resync(sys.argv[1:])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args, "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_run(env: dict[str, str], **options) -> StartResult:
+    """Start a run from this process (as the web app does), with the workers' settings."""
+    client = redis_lib.Redis.from_url(env["REDIS_URL"])
+    try:
+        return start(
+            client,
+            create_celery(Settings(**env)),
+            RunOptions(trigger="manual", **options),
+            ResyncSettings(**env),
+        )
+    finally:
+        client.close()
+
+
+def finished(store: RunStore, run_id: str, timeout: float = RUN_TIMEOUT) -> RunRecord:
+    wait_until(lambda: store.load(run_id).status != RUNNING, timeout, message=f"re-sync {run_id} to end")
+    record = store.load(run_id)
+    assert record.status == FINISHED, record
+    return record
+
+
+def puts(intercom_sandbox) -> int:
+    return intercom_sandbox.stats()["calls_by_operation"].get("UpdateContact", 0)
+
+
+def list_calls(intercom_sandbox) -> int:
+    return intercom_sandbox.stats()["calls_by_operation"].get("ListContacts", 0)
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_a_run_syncs_every_contact_and_a_second_run_writes_nothing(
+    env, seeded, pool, store, intercom_sandbox, platform_sandbox
+):
+    pool.start(concurrency=2)
+    first = cli(env)
+    assert first["status"] == "started"
+    record = finished(store, first["run_id"])
+    counts = record.counts
+    assert (counts["seen"], counts["skipped"], counts["no_email"], counts["queued"]) == (
+        CONTACTS + 3,
+        3,
+        2,
+        CONTACTS,
+    )
+    assert (counts["written"], counts["synced"], counts["failed"], counts["pages"]) == (
+        CONTACTS,
+        CONTACTS,
+        0,
+        PAGES,
+    )
+    shown = {c["email"]: c["custom_attributes"] for c in intercom_sandbox._call("GET", "/contacts")}
+    assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
+    assert shown["support@example.com"] == {}
+    assert puts(intercom_sandbox) == CONTACTS
+
+    second = start_run(env)
+    record = finished(store, second.run_id)
+    assert (record.counts["unchanged"], record.counts["written"]) == (CONTACTS, 0)
+    assert puts(intercom_sandbox) == CONTACTS  # no PUT at all
+
+    # Two clients change on the platform: a dry run counts them and writes nothing, a real run writes them.
+    extra = [{**json.loads(json.dumps(_record(i))), "id": 90_000_000 + i} for i in (7, 300)]
+    platform_sandbox.add_clients(*extra)
+    dry = start_run(env, dry_run=True)
+    record = finished(store, dry.run_id)
+    assert record.dry_run and (record.counts["written"], record.counts["unchanged"]) == (2, CONTACTS - 2)
+    assert puts(intercom_sandbox) == CONTACTS
+    real = cli(env)
+    record = finished(store, real["run_id"])
+    assert (record.counts["written"], record.counts["unchanged"]) == (2, CONTACTS - 2)
+    assert puts(intercom_sandbox) == CONTACTS + 2
+    assert (
+        intercom_sandbox.contact(seeded["client7@example.com"])["custom_attributes"]["Multiple Accounts"]
+        != "No"
+    )
+
+    report = cli(env, "status", real["run_id"])
+    assert report["status"] == "finished" and report["counts"]["written"] == 2 and report["fraction"] == 1.0
+
+
+def _record(i: int) -> dict:
+    from sync_worker.sandbox.dataset import synthetic_record
+
+    return synthetic_record(i)
+
+
+def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, store, intercom_sandbox):
+    settings = {
+        "SYNC_RESYNC_LOCK_TTL_SECONDS": "2",
+        "SYNC_RESYNC_MAX_IN_FLIGHT": "2",
+        "SYNC_RESYNC_PAGES_PER_STEP": "1",
+    }
+    intercom_sandbox.config(delay_ms=3)
+    worker = pool.start(concurrency=2, **settings)
+    run_id = cli(env)["run_id"]
+    wait_until(
+        lambda: store.load(run_id).page >= PAGES // 2, RUN_TIMEOUT, interval=0.01, message="half the walk"
+    )
+    worker.kill()
+    at_kill = store.load(run_id)
+    assert at_kill.status == RUNNING and not at_kill.walk_done, "the run ended before the kill: slow it down"
+    listed_before = list_calls(intercom_sandbox)
+    wait_until(lambda: store._redis.get(keys.lock()) is None, 10, message="the dead run's lock to expire")
+
+    pool.start(concurrency=2, **settings)  # a restarted worker resumes the stalled run (watchdog at start)
+    record = finished(store, run_id)
+    assert record.resumed >= 1
+    assert (
+        list_calls(intercom_sandbox) - listed_before <= PAGES - at_kill.page + 1
+    )  # no re-walk from the start
+    assert list_calls(intercom_sandbox) <= PAGES + 1
+    assert record.counts["queued"] == CONTACTS and record.counts["failed"] == 0
+    assert record.counts["written"] + record.counts["unchanged"] == CONTACTS
+    shown = {c["email"]: c["custom_attributes"] for c in intercom_sandbox._call("GET", "/contacts")}
+    assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
+
+
+def test_concurrent_beat_like_starters_start_one_run(env, store):
+    code = (
+        "import json, redis, sys\n"
+        "from sync_worker.resync.tasks import start_resync\n"
+        "redis.Redis.from_url(sys.argv[1]).blpop('test:go', 30)\n"
+        "print(json.dumps(start_resync()))\n"
+    )
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, env["REDIS_URL"]],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    client = redis_lib.Redis.from_url(env["REDIS_URL"])
+    client.rpush("test:go", *range(6))  # release the starters (each blocks on this list) at once
+    results = []
+    for process in starters:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert [r["status"] for r in results].count("started") == 1, results
+    assert {r["status"] for r in results} <= {"started", "already_running"}
+    assert len({r["run_id"] for r in results}) == 1
+    assert len(store.recent(50)) == 1
+
+
+def test_a_realtime_sync_during_a_bulk_run_completes_within_seconds(
+    env, seeded, pool, store, intercom_sandbox
+):
+    intercom_sandbox.config(delay_ms=15)
+    pool.start(concurrency=2)
+    run_id = cli(env)["run_id"]
+    wait_until(
+        lambda: store.load(run_id).counts["written"] >= 100, RUN_TIMEOUT, message="the bulk run to be busy"
+    )
+    email = "client590@example.com"
+    request = SyncRequest(contact_id=seeded[email], email=email, trigger="webhook", force_write=True)
+    client = redis_lib.Redis.from_url(env["REDIS_URL"], decode_responses=True)
+    sent = time.time()
+    enqueue_sync(request, client, create_celery(Settings(REDIS_URL=env["REDIS_URL"])))
+    result_key = service_keys.last_result(request.contact_key)
+    wait_until(
+        lambda: "webhook" in (client.get(result_key) or ""), 10, interval=0.02, message="the realtime sync"
+    )
+    took = json.loads(client.get(result_key))["finished_at"] - sent
+    assert store.load(run_id).status == RUNNING, "the bulk run ended first: slow it down"
+    print(f"realtime sync during the bulk run took {took:.2f}s")
+    assert took < 4.0, took
+    assert store.end(run_id, CANCELLED)  # the rest of the run proves nothing more
+
+
+def test_admin_routes_start_and_report_runs(env, store):
+    from web import create_app as create_web
+    from web import resync as resync_routes
+
+    app = create_web(Settings(**env))
+    if "resync" not in app.blueprints:
+        app.register_blueprint(resync_routes.bp)
+    served = ServedApp(app).start()
+    url = f"{served.url}/v1/admin/resync"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        assert requests.post(url, json={}, timeout=10).status_code == 401
+        assert (
+            requests.post(url, json={}, headers={"Authorization": "Bearer nope"}, timeout=10).status_code
+            == 401
+        )
+        assert requests.post(url, json={"dry_run": "yes"}, headers=auth, timeout=10).status_code == 400
+        started = requests.post(url, json={"dry_run": True}, headers=auth, timeout=10)
+        assert started.status_code == 202 and started.json()["status"] == "started"
+        run_id = started.json()["run_id"]
+        again = requests.post(url, json={}, headers=auth, timeout=10)
+        assert again.status_code == 409 and again.json()["run_id"] == run_id
+        report = requests.get(f"{url}/{run_id}", headers=auth, timeout=10)
+        assert report.status_code == 200
+        assert report.json()["status"] == "running" and report.json()["dry_run"] is True
+        assert report.json()["counts"]["seen"] == 0
+        assert requests.get(f"{url}/latest", headers=auth, timeout=10).json()["id"] == run_id
+        assert requests.get(f"{url}/nope", headers=auth, timeout=10).status_code == 404
+        assert requests.get(f"{url}/{run_id}", timeout=10).status_code == 401
+    finally:
+        served.stop()
