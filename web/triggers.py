@@ -21,6 +21,7 @@ from flask import Blueprint, request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync_worker.dispatch import SyncRequest
+from sync_worker.ratelimit.hooks import INTERCOM
 from web.auth import require_bearer
 from web.context import web_context
 from web.delay import expected_delay_seconds
@@ -89,5 +90,5 @@ def trigger_sync() -> Any:
         "status": result.status,
         "contact_key": result.contact_key,
         "task_id": result.task_id,
-        "expected_delay_seconds": expected_delay_seconds(context.redis, context.settings),
+        "expected_delay_seconds": expected_delay_seconds(context.redis, context.runtime.limiters[INTERCOM]),
     }, 202

@@ -16,6 +16,8 @@ Guarantees:
   lower our budget from what the upstream says, never raise it above our own count;
 - a refusal says how long to wait (end of the window, of the pause, or of the
   upstream's window), never 0, so a caller can sleep or reschedule exactly.
+- :meth:`RateLimiter.peek` (and :meth:`RateLimiter.inspect`) write nothing: they
+  answer the wait a token request would get now (0.0: one is free) and the limit in force.
 
 The same class serves Intercom (``limit`` calls per 10-second window) and the
 platform (``N`` calls per second: ``window_seconds=1``).
@@ -135,6 +137,46 @@ return math.max(0, current - now)
 )
 
 
+# Read-only twin of _ACQUIRE (writes nothing). KEYS[1] limiter hash. ARGV: configured limit, window ms,
+# observed-limit lifetime ms. Returns {wait ms (0: a token is free now), effective limit, used in window}.
+_PEEK = (
+    _LUA_PRELUDE
+    + """
+local window = tonumber(ARGV[2])
+local f = redis.call('HMGET', KEYS[1], 'win', 'count', 'seq', 'limit', 'limit_at', 'pause', 'cap', 'cap_until')
+local limit = tonumber(ARGV[1])
+if f[4] and f[5] and now - tonumber(f[5]) < tonumber(ARGV[3]) then limit = tonumber(f[4]) end
+local win = math.floor(now / window)
+local count = 0
+if tonumber(f[1] or -1) == win then count = tonumber(f[2] or 0) end
+local wait = 0
+local pause = tonumber(f[6] or 0)
+if pause > now then wait = pause - now
+elseif count >= limit then wait = (win + 1) * window - now
+else
+  local cap_until = tonumber(f[8] or 0)
+  if cap_until > now and tonumber(f[3] or 0) >= tonumber(f[7] or 0) then wait = cap_until - now end
+end
+return {wait, limit, count}
+"""
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A look at a limiter without taking anything: ``wait`` is 0.0 when a token is free now."""
+
+    wait: float
+    limit: int
+    used: int
+    window_seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second the effective limit allows."""
+        return self.limit / self.window_seconds
+
+
 class RateLimitWait(TransientError):
     """No token within the caller's ``max_wait``: try again in ``retry_in`` seconds (reschedule, do not block)."""
 
@@ -193,6 +235,7 @@ class RateLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
         self._observe = redis.register_script(_OBSERVE)
         self._pause = redis.register_script(_PAUSE)
+        self._peek = redis.register_script(_PEEK)
         self._local = threading.local()
 
     # --- taking tokens --------------------------------------------------------------
@@ -215,6 +258,18 @@ class RateLimiter:
     def try_acquire(self) -> float:
         """0.0 when a token was granted, else the seconds until one can be (always > 0)."""
         return self.attempt().wait
+
+    def inspect(self) -> Budget:
+        """The limiter's state now, changing nothing: the wait :meth:`attempt` would answer, the limit in force."""
+        wait_ms, limit, used = self._peek(
+            keys=[self.key],
+            args=[self.limit, _ms(self.window_seconds), _ms(OBSERVED_LIMIT_LIFETIME_SECONDS)],
+        )
+        return Budget(int(wait_ms) / 1000.0, int(limit), int(used), self.window_seconds)
+
+    def peek(self) -> float:
+        """Seconds until a token would be granted (0.0: one is free now); takes nothing."""
+        return self.inspect().wait
 
     def acquire(self, max_wait: float) -> None:
         """Take a token, sleeping for it as long as the total wait stays within ``max_wait`` seconds.

@@ -1,0 +1,138 @@
+"""Expected delay: the limiter's read-only look (``peek``/``inspect``) and the 202 body of ``/v1/sync``.
+
+The limiter tests follow ``test_ratelimit.py``: a real Redis, windows long enough
+that no test crosses a boundary by accident. The receiver tests serve the app with
+an Intercom budget of 100 calls per 10 s (10 a second, 2 calls a sync: 5 syncs a
+second), so the figures below are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis as redis_lib
+
+from sync_worker.ratelimit import RateLimiter
+from tests.fixtures.web import WebServer, serve, web_settings
+from web.delay import estimate_delay
+
+pytestmark = pytest.mark.integration
+
+LONG = 600.0
+LIMIT = 100
+WINDOW = 10
+
+
+def redis_now(client: redis_lib.Redis) -> float:
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
+
+
+# --- the limiter's read-only look ------------------------------------------------------
+
+
+def test_peek_takes_nothing(redis_client):
+    limiter = RateLimiter(redis_client, "intercom", limit=3, window_seconds=LONG)
+    assert [limiter.peek() for _ in range(10)] == [0.0] * 10
+    assert limiter.inspect().used == 0
+    assert [limiter.attempt().granted for _ in range(4)] == [True, True, True, False]
+
+
+def test_peek_answers_the_wait_a_token_request_would_get(redis_client):
+    limiter = RateLimiter(redis_client, "intercom", limit=2, window_seconds=LONG)
+    limiter.attempt()
+    assert limiter.peek() == 0.0
+    limiter.attempt()
+    budget = limiter.inspect()
+    refused = limiter.attempt()
+    assert not refused.granted
+    assert budget.used == 2
+    assert budget.wait == pytest.approx(refused.wait, abs=0.05)
+    assert 0 < budget.wait <= LONG
+    assert limiter.inspect().used == 2  # neither the refusal nor the look counted
+
+
+def test_peek_sees_a_pause(redis_client):
+    limiter = RateLimiter(redis_client, "intercom", limit=50, window_seconds=10)
+    limiter.pause_for(30)
+    assert limiter.peek() == pytest.approx(30, abs=0.1)
+
+
+def test_peek_follows_the_upstream_limit_and_remaining(redis_client):
+    limiter = RateLimiter(redis_client, "intercom", limit=1666, window_seconds=10)
+    assert limiter.attempt().granted
+    reset_at = redis_now(redis_client) + 5
+    limiter.observe(500, 0, reset_at)  # Intercom says: 500 a window, none left until reset_at
+    budget = limiter.inspect()
+    assert budget.limit == 500
+    assert budget.rate == 50.0
+    assert budget.wait == pytest.approx(5 + limiter.skew_margin_seconds, abs=0.1)
+    assert not limiter.attempt().granted
+
+
+def test_estimate_is_the_wait_plus_the_queue_at_the_allowed_rate():
+    assert estimate_delay(0.0, 1, 10.0) is None
+    assert estimate_delay(0.5, 2, 10.0) is None  # 0.5 + 0.4
+    assert estimate_delay(0.0, 30, 10.0) == 6.0
+    assert estimate_delay(2.01, 0, 10.0) == 2.1  # rounded up to a tenth
+    assert estimate_delay(3.0, 5, 10.0, calls_per_sync=1) == 3.5
+    assert estimate_delay(0.0, 7, 10.0) == 1.4  # not 1.5: no float noise in the rounding up
+
+
+# --- the 202 body ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver(redis_url: str) -> Iterator[WebServer]:
+    served, server = serve(
+        web_settings(redis_url, INTERCOM_CALLS_PER_WINDOW=LIMIT, INTERCOM_WINDOW_SECONDS=WINDOW)
+    )
+    yield server
+    served.stop()
+    server.redis.close()
+
+
+def intercom_limiter(server: WebServer) -> RateLimiter:
+    client = redis_lib.Redis.from_url(server.settings.redis_url)
+    return RateLimiter(client, "intercom", limit=LIMIT, window_seconds=WINDOW)
+
+
+def delay_of(server: WebServer, email: str) -> float | None:
+    response = server.trigger({"email": email})
+    assert response.status_code == 202, response.text
+    return response.json()["expected_delay_seconds"]
+
+
+def test_idle_has_no_delay_to_tell(receiver: WebServer):
+    assert delay_of(receiver, "client@example.com") is None
+
+
+def test_paused_intercom_budget_is_told(receiver: WebServer):
+    intercom_limiter(receiver).pause_for(20)  # as after Intercom's 429
+    delay = delay_of(receiver, "client@example.com")
+    assert delay is not None
+    assert 19 < delay <= 20.5  # the pause, plus this sync at 5 a second
+
+
+def test_intercom_budget_spent_by_the_workers_is_told(receiver: WebServer):
+    limiter = intercom_limiter(receiver)
+    while limiter.attempt().granted:  # the workers took every token of this window
+        pass
+    window_left = limiter.peek()
+    delay = delay_of(receiver, "client@example.com")
+    assert delay is not None
+    assert delay == pytest.approx(window_left + 0.2, abs=0.15)
+
+
+def test_a_long_queue_is_told(receiver: WebServer):
+    delays = [delay_of(receiver, f"client{n}@example.com") for n in range(30)]
+    assert len(receiver.queued()) == 30
+    # n syncs queued, 2 Intercom calls each, 10 calls a second: n / 5 seconds, told from 1 s on.
+    assert delays == [None] * 4 + [round((n + 1) / 5, 1) for n in range(4, 30)]
+    assert delays[-1] == 6.0
+
+
+def test_idle_after_the_pause_ends(receiver: WebServer):
+    intercom_limiter(receiver).pause_for(0.3)
+    assert delay_of(receiver, "client@example.com") is None  # 0.3 s + 0.2 s: not worth telling
