@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     )
     webhook_max_body_bytes: int = Field(256 * 1024, validation_alias="SYNC_WEBHOOK_MAX_BODY_BYTES")
 
+    # --- data connector -------------------------------------------------------------
+    connector_deadline_seconds: float = Field(2.5, gt=0, validation_alias="SYNC_CONNECTOR_DEADLINE_SECONDS")
+
     # --- rate limits (starting budgets; Intercom's headers take over once seen) ------
     intercom_calls_per_window: int = Field(1666, validation_alias="INTERCOM_CALLS_PER_WINDOW")
     intercom_window_seconds: int = Field(10, validation_alias="INTERCOM_WINDOW_SECONDS")

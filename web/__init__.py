@@ -2,10 +2,12 @@
 
 Guarantees: :func:`create_app` builds a complete app from the settings given
 (or the process's environment), with its own Redis clients and Celery producer;
-it never calls the platform or Intercom. The WSGI entry point for gunicorn is
-``web:create_app()``. Routes (one blueprint each): ``/webhooks/intercom``,
-``/v1/sync``, ``/v1/admin/dead-letters``, ``/v1/admin/resync``, ``/healthz``, ``/readyz``, ``/metrics``,
-``/openapi.json``; every answer is JSON (errors included) with an ``X-Request-Id``.
+it never calls Intercom, and the platform only from the data connector's
+deadline-bound route. The WSGI entry point for gunicorn is ``web:create_app()``.
+Routes (one blueprint each): ``/webhooks/intercom``, ``/v1/sync``,
+``/v1/connector/client-attributes``, ``/v1/admin/dead-letters``, ``/v1/admin/resync``,
+``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``; every answer is JSON
+(errors included) with an ``X-Request-Id``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from flask import Flask
 
 from sync_worker.config import Settings, get_settings
 from sync_worker.logs import configure_logging
-from web import admin, health, openapi, resync, triggers, webhooks
+from web import admin, connector, health, openapi, resync, triggers, webhooks
 from web.access import install_access_hooks
 from web.context import build_context, install
 from web.errors import register_error_handlers
@@ -30,6 +32,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     install(app, build_context(settings))
     register_error_handlers(app)
     install_access_hooks(app)
-    for blueprint in (webhooks.bp, triggers.bp, admin.bp, resync.bp, health.bp, openapi.bp):
+    for blueprint in (webhooks.bp, triggers.bp, connector.bp, admin.bp, resync.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

@@ -49,9 +49,7 @@ def install_access_hooks(app: Flask) -> None:
             metrics.count("accepted", route=route)
         else:
             metrics.count("rejected", reason=g.get("error_code") or str(response.status_code))
-        metrics.RedisMetrics(web_context().metrics_redis).flush(
-            g.get("metric_counts", []), route=route, seconds=seconds
-        )
+        web_context().metrics.flush(g.get("metric_counts", []), route=route, seconds=seconds)
         log_event(
             logger,
             "request",

@@ -4,7 +4,9 @@ Guarantees: each Flask app built by :func:`web.create_app` has its own
 :class:`WebContext` (in ``app.extensions``), built from the settings given to
 the factory, never from the worker's module-level Celery app; Redis clients use
 short timeouts so a Redis that cannot be reached turns into a quick 503, not a
-hung request.
+hung request; ``runtime`` is the worker's wiring of the shared upstream state
+(rate limiters, circuit breaker, last known values) on that same client
+(:mod:`web.upstream`), and ``profile`` the client profile in the display zone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from flask import Flask, current_app
 
 from sync_worker.celery_app import create_celery
 from sync_worker.config import Settings
+from sync_worker.profiles import Profile, get_profile
+from sync_worker.runtime import Runtime
+from web.metrics import RedisMetrics
+from web.upstream import shared_runtime
 
 EXTENSION = "intercom_sync"
 
@@ -27,16 +33,24 @@ class WebContext:
     redis: redis_lib.Redis
     metrics_redis: redis_lib.Redis
     celery: Celery
+    runtime: Runtime
+    profile: Profile
+    metrics: RedisMetrics
 
 
 def build_context(settings: Settings) -> WebContext:
+    client = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=1)
+    metrics_redis = redis_lib.Redis.from_url(
+        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
     return WebContext(
         settings=settings,
-        redis=redis_lib.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=1),
-        metrics_redis=redis_lib.Redis.from_url(
-            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-        ),
+        redis=client,
+        metrics_redis=metrics_redis,
         celery=create_celery(settings),
+        runtime=shared_runtime(settings, client),
+        profile=get_profile("clients", display_timezone=settings.display_timezone),
+        metrics=RedisMetrics(metrics_redis),
     )
 
 

@@ -20,7 +20,7 @@ from flask import Blueprint, Response
 from sync_worker import keys
 from web.context import web_context
 from web.errors import ApiError, error_response
-from web.metrics import RedisMetrics, render
+from web.metrics import render
 
 bp = Blueprint("health", __name__)
 
@@ -68,7 +68,7 @@ def readyz() -> Any:
 @bp.get("/metrics")
 def metrics_text() -> Response:
     try:
-        snapshot = RedisMetrics(web_context().metrics_redis).snapshot()
+        snapshot = web_context().metrics.snapshot()
     except redis_lib.RedisError:
         raise ApiError(503, "redis_unavailable", "Metrics are kept in Redis, which cannot be read.") from None
     return Response(render(snapshot), content_type=PROMETHEUS_CONTENT_TYPE)

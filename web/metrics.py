@@ -3,8 +3,9 @@
 Guarantees:
 - counts live in Redis hashes (one per metric, ``HINCRBY`` per label set), so all
   gunicorn workers add to the same numbers and a restart keeps them;
-- a request's counts are buffered (:func:`count`) and written in one pipeline at
-  the end of the request (:meth:`RedisMetrics.flush`); a failed write is logged
+- a request's counts are buffered (:func:`count`) and written at the end of the
+  request in one Lua script call (:meth:`RedisMetrics.flush`: one round trip, no
+  pipeline object built per request); a failed write is logged
   (without data) and dropped: metrics never fail a request;
 - :func:`render` turns a snapshot into Prometheus text format (pure): counters
   ``intercom_sync_web_<name>_total`` and the histogram
@@ -36,6 +37,7 @@ COUNTERS: dict[str, str] = {
     "folded": "Triggers folded into a sync already waiting, by source.",
     "skipped": "Triggers acknowledged without a sync, by source and reason.",
     "duplicate": "Webhook notifications already seen.",
+    "connector_answers": "Data connector answers, by freshness (live or stale) and why stale.",
 }
 LATENCY = "request_duration_seconds"
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -70,23 +72,35 @@ class Snapshot:
     counts: dict[str, float] = field(default_factory=dict)
 
 
+# KEYS: the hashes to add to; ARGV: one field per key, then the latency sum's field and seconds.
+# The last key is the latency sum (HINCRBYFLOAT); every other key gets HINCRBY 1.
+_FLUSH = """
+local n = #KEYS
+for i = 1, n - 1 do redis.call('HINCRBY', KEYS[i], ARGV[i], 1) end
+redis.call('HINCRBYFLOAT', KEYS[n], ARGV[n], ARGV[n + 1])
+return n
+"""
+
+
 class RedisMetrics:
     def __init__(self, client: redis_lib.Redis):
         self._redis = client
+        self._flush = client.register_script(_FLUSH)
 
     def flush(self, counts: Iterable[tuple[str, str]], *, route: str, seconds: float) -> None:
-        """Write the request's counts and its latency in one pipeline; never raises."""
+        """Write the request's counts and its latency in one script call (one round trip); never raises."""
         route_field = _field({"route": route})
+        pairs = list(counts)
+        names = [keys.metric(name) for name, _ in pairs]
+        fields = [labels for _, labels in pairs]
+        names += [
+            keys.metric(f"{LATENCY}:bucket"),
+            keys.metric(f"{LATENCY}:count"),
+            keys.metric(f"{LATENCY}:sum"),
+        ]
+        fields += [_field({"route": route, "le": bucket_for(seconds)}), route_field, route_field]
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for name, labels in counts:
-                pipe.hincrby(keys.metric(name), labels, 1)
-            pipe.hincrby(
-                keys.metric(f"{LATENCY}:bucket"), _field({"route": route, "le": bucket_for(seconds)}), 1
-            )
-            pipe.hincrbyfloat(keys.metric(f"{LATENCY}:sum"), route_field, seconds)
-            pipe.hincrby(keys.metric(f"{LATENCY}:count"), route_field, 1)
-            pipe.execute()
+            self._flush(keys=names, args=[*fields, repr(seconds)])
         except redis_lib.RedisError as exc:
             log_event(logger, "metrics_write_failed", logging.WARNING, exc_type=type(exc).__name__)
 

@@ -1,8 +1,7 @@
 """Our own OpenAPI 3.1 description of the receiver, served at ``GET /openapi.json``.
 
-Guarantees: :func:`build_spec` (pure) describes every route the receiver serves
-(and ``POST /v1/connector/client-attributes``), their security schemes, request
-bodies and every status each can answer, with the JSON error envelope and the
+Guarantees: :func:`build_spec` (pure) describes every route the receiver serves,
+their security schemes, request bodies and every status each can answer, with the JSON error envelope and the
 ``X-Request-Id`` header on every response. The webhook and trigger bodies come
 from the same pydantic models that validate them, so the description cannot
 drift from the checks.
@@ -17,6 +16,8 @@ from flask import Blueprint
 from pydantic.json_schema import models_json_schema
 
 from sync_worker.config import Settings
+from sync_worker.profiles import get_profile
+from web.connector import DATA_STATUS, STALE_KEY
 from web.context import web_context
 from web.notifications import Conversation, Notification, NotificationData
 from web.triggers import MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
@@ -80,6 +81,32 @@ def _model_schemas(settings: Settings) -> dict[str, Any]:
 
 def _address(description: str) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": MAX_ADDRESS_LENGTH, "description": description}
+
+
+def _client_attributes() -> dict[str, Any]:
+    attributes = get_profile("clients").attributes
+    properties: dict[str, Any] = {
+        spec.key: {"type": ["string", "null"], "description": spec.default_name} for spec in attributes
+    }
+    properties[DATA_STATUS] = {
+        "type": "string",
+        "description": "Live, or Stale - platform unavailable since <date-time>.",
+    }
+    properties[STALE_KEY] = {
+        "type": "boolean",
+        "description": "false: read from the platform now; true: the last known values (or none).",
+    }
+    return {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+        "description": (
+            "Flat: each attribute of the client profile under its key, formatted as written to the "
+            "contact, plus stale. With stale true and no last known values, every attribute but "
+            "data_status is null. name is null when the email has no platform account."
+        ),
+    }
 
 
 def _component_schemas(settings: Settings) -> dict[str, Any]:
@@ -190,14 +217,9 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
             "required": ["email"],
             "additionalProperties": False,
             "properties": {"email": _address("The contact's email."), "contact_id": contact_id},
+            "description": f"Whose values: the email (required) and the Intercom id; at most {MAX_BODY_BYTES} bytes.",
         },
-        "ClientAttributes": {
-            "type": "object",
-            "required": ["data_status", "stale"],
-            "properties": {"data_status": {"type": "string"}, "stale": {"type": "boolean"}},
-            "additionalProperties": {"type": "string"},
-            "description": "Attribute key -> formatted value, plus data_status and the stale flag.",
-        },
+        "ClientAttributes": _client_attributes(),
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
         **_model_schemas(settings),
     }
@@ -266,11 +288,21 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "post": {
                 "operationId": "connectorClientAttributes",
                 "summary": "The contact's attribute values for Intercom's data connector.",
-                "description": "Answers within a deadline from a fresh lookup or the last known values.",
+                "description": (
+                    f"Answers within SYNC_CONNECTOR_DEADLINE_SECONDS ({settings.connector_deadline_seconds} s here). "
+                    "Always stores a sync for the contact first (the worker then writes its attributes), "
+                    "then reads the platform once within the deadline: live values with stale false, "
+                    "else (platform slow, down, rate-limited, circuit open) the last known values with "
+                    "stale true. An excluded or invalid email answers skipped and stores nothing. A "
+                    "platform problem is never a 5xx; 503 means Redis is unreachable."
+                ),
                 "security": trigger_auth,
                 "requestBody": _body(_ref("ConnectorRequest")),
                 "responses": {
-                    "200": _response("The values and their freshness.", _ref("ClientAttributes")),
+                    "200": _response(
+                        "The values and their freshness, or skipped (excluded or invalid email).",
+                        {"oneOf": [_ref("ClientAttributes"), _ref("Skipped")]},
+                    ),
                     **_errors(400, 401, 403, 413, 415, 503),
                 },
             },

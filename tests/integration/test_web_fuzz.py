@@ -5,7 +5,9 @@ invalid), sent over real HTTP with valid credentials (the webhook body signed),
 so the generated data reaches validation, screening and the queue. Asserted for
 every request: no 5xx (Redis is up, a worker heartbeat is fresh), the status, content type and body are the
 ones documented, and a request answered ``queued`` left its message on the
-realtime queue (``folded``: the contact's pending marker names its task).
+realtime queue (``folded``: the contact's pending marker names its task), and a
+data connector answer left the contact's sync waiting. Every route described is
+served (the description cannot promise a route the app lacks).
 
 A second, targeted property sends signed, well-formed conversation notifications
 with arbitrary contact ids, addresses and author types: each is stored (its
@@ -14,6 +16,7 @@ message carries the contact id) or skipped with a reason, never refused.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -48,8 +51,7 @@ pytestmark = pytest.mark.integration
 
 MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-#: Described for its owner to implement; fuzzed once the app serves it.
-NOT_YET_SERVED = "/v1/connector/client-attributes"
+CONNECTOR = "/v1/connector/client-attributes"
 
 
 class CredentialedSession(requests.Session):
@@ -70,14 +72,17 @@ class CredentialedSession(requests.Session):
 
 
 def _receiver_schema():
-    """The description the app serves (``build_spec`` is what ``/openapi.json`` returns), minus
-    the routes this build does not serve yet."""
+    """The description the app serves (``build_spec`` is what ``/openapi.json`` returns); every
+    described route must be served (a flask ``<path:x>`` is an OpenAPI ``{x}``)."""
     settings_ = web_settings("redis://127.0.0.1:1/0")  # never connected: only the routes are read
-    served = {rule.rule for rule in create_app(settings_).url_map.iter_rules()}
-    loaded = schemathesis.openapi.from_dict(build_spec(settings_))
-    if NOT_YET_SERVED not in served:
-        loaded = loaded.exclude(path=NOT_YET_SERVED)
-    return loaded
+    served = {
+        re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for rule in create_app(settings_).url_map.iter_rules()
+    }
+    described = build_spec(settings_)
+    missing = set(described["paths"]) - served
+    assert not missing, f"described but not served: {missing}"
+    return schemathesis.openapi.from_dict(described)
 
 
 schema = _receiver_schema()
@@ -99,6 +104,18 @@ def assert_stored(server: WebServer, answer: dict) -> None:
         assert answer["task_id"] in task_ids
 
 
+def test_the_data_connector_route_is_fuzzed() -> None:
+    assert CONNECTOR in {result.ok().path for result in schema.get_all_operations()}
+
+
+def assert_connector_stored(server: WebServer, body: dict) -> None:
+    """A connector answer with values left the contact's sync waiting (its pending marker's task is queued)."""
+    contact_key = keys.contact_key(body.get("contact_id"), body["email"])
+    task_id = server.redis.get(keys.pending(contact_key))
+    assert task_id is not None, "connector answered but stored no sync"
+    assert task_id in {message["task_id"] for message in server.queued()}
+
+
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -114,6 +131,8 @@ def test_no_server_error_and_every_acceptance_is_stored(case, web_server: WebSer
         answer = response.json()
         if isinstance(answer, dict) and answer.get("status") in ("queued", "folded"):
             assert_stored(web_server, answer)
+        if case.path == CONNECTOR and isinstance(answer, dict) and "stale" in answer:
+            assert_connector_stored(web_server, case.body)
 
 
 contact_ids = st.from_regex(r"[A-Za-z0-9_.:-]{1,40}", fullmatch=True)

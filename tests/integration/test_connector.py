@@ -1,0 +1,228 @@
+"""``POST /v1/connector/client-attributes`` over real HTTP, against the platform sandbox.
+
+Each test serves the receiver with the platform sandbox's URL and a 1-second
+connector deadline (the ``SYNC_CONNECTOR_DEADLINE_SECONDS`` setting, declared
+below as it is proposed for ``sync_worker/config.py``). The expected live values
+are written out by hand from the sample dataset and ``client-attributes.md``
+(they are the ones ``test_end_to_end.py`` shows), not computed by our code.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis as redis_lib
+import requests
+
+from sync_worker.cache import LastKnownValues
+from sync_worker.circuit import CircuitBreaker
+from sync_worker.ratelimit import RateLimiter
+from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, web_settings
+
+pytestmark = pytest.mark.integration
+
+DEADLINE = 1.0
+#: Allowed past the deadline for the HTTP round trip on a busy 2-core CI machine.
+MARGIN = 0.5
+PATH = "/v1/connector/client-attributes"
+OLIVIA_EMAIL = "olivia.brandt@example.com"
+CONTACT_ID = "6650f0c2a1b2c3d4e5f60718"
+DATE_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4} - \d{1,2}:\d{2} [ap]\.m\. E[SD]T$")
+STALE = re.compile(r"^Stale - platform unavailable since [A-Z][a-z]{2} \d{1,2}, \d{4} - .+ E[SD]T$")
+OLIVIA_LIVE = {
+    "client_id": "131451",
+    "name": "Olivia Brandt",
+    "phone": "+1 416 555 1451",
+    "profile_link": "https://platform.example.com/clients/131451",
+    "status": "Active",
+    "timezone": "America/Toronto",
+    "client_since": "Jun 3, 2024",
+    "account_exists": "Yes",
+    "therapists": "Priya Raman",
+    "tags": "-",
+    "group": "-",
+    "unpaid_invoices": "Yes, CAD$1,250.50 due",
+    "card_on_file": "Yes",
+    "sessions": "2",
+    "last_appointment": "May 13, 2024 - 9:00 a.m. EDT",
+    "next_appointment": "No Appointments",
+    "intake_completed": "Yes",
+    "sub_org": "Ruh Care Inc.",
+    "multiple_accounts": "No",
+    "linked_accounts": "-",
+    "data_status": "Live",
+}
+ATTRIBUTE_KEYS = [*OLIVIA_LIVE.keys(), "updated_on"]
+#: What the worker last wrote for the contact (some values differ from today's, to tell them apart).
+CACHED = {**OLIVIA_LIVE, "sessions": "1", "updated_on": "Jan 5, 2026 - 9:00 a.m. EST"}
+
+
+@pytest.fixture
+def connector(redis_url: str, platform_sandbox) -> Iterator[WebServer]:
+    settings = web_settings(
+        redis_url,
+        PLATFORM_API_URL=platform_sandbox.url,
+        PLATFORM_API_TOKEN=platform_sandbox.token,
+        SYNC_CONNECTOR_DEADLINE_SECONDS=DEADLINE,
+    )
+    served, server = serve(settings)
+    yield server
+    served.stop()
+    server.redis.close()
+
+
+def ask(
+    server: WebServer, body: Any, *, token: str | None = TRIGGER_TOKEN
+) -> tuple[requests.Response, float]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    started = time.monotonic()
+    response = requests.post(f"{server.url}{PATH}", json=body, headers=headers, timeout=10)
+    return response, time.monotonic() - started
+
+
+def binary(server: WebServer) -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(server.settings.redis_url)
+
+
+def remember(server: WebServer, contact_id: str, email: str | None = OLIVIA_EMAIL) -> None:
+    LastKnownValues(binary(server)).store(
+        contact_id, CACHED, datetime(2026, 1, 5, 14, tzinfo=UTC), email=email
+    )
+
+
+def assert_one_connector_sync(server: WebServer, *, email: str, contact_id: str | None) -> None:
+    [message] = server.queued()
+    assert message["kwargs"]["trigger"] == "connector"
+    assert message["kwargs"]["email"] == email
+    assert message["kwargs"]["contact_id"] == contact_id
+
+
+def test_live_answer_has_every_value_computed_now(connector: WebServer, platform_sandbox) -> None:
+    response, _ = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert list(answer) == [*ATTRIBUTE_KEYS[:-2], "updated_on", "data_status", "stale"]  # display order
+    assert answer.pop("stale") is False
+    assert DATE_TIME.match(answer.pop("updated_on"))
+    assert answer == OLIVIA_LIVE
+    assert platform_sandbox.stats()["total_calls"] == 1
+    assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+
+
+def test_slow_platform_answers_the_last_known_values_within_the_deadline(
+    connector: WebServer, platform_sandbox
+) -> None:
+    remember(connector, CONTACT_ID)
+    platform_sandbox.config(latency_ms=int(DEADLINE * 3000))
+    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    assert elapsed < DEADLINE + MARGIN
+    answer = response.json()
+    assert answer.pop("stale") is True
+    assert STALE.match(answer.pop("data_status")), response.text
+    assert answer == {key: value for key, value in CACHED.items() if key != "data_status"}
+    # The timeout counted as a platform failure for every worker.
+    assert CircuitBreaker(binary(connector), "platform").state().failures == 1
+    assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+
+
+def test_outage_without_last_known_values_answers_only_the_stale_status(
+    connector: WebServer, platform_sandbox
+) -> None:
+    platform_sandbox.config(outage="503")
+    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL})
+    assert response.status_code == 200, response.text
+    assert elapsed < DEADLINE + MARGIN
+    answer = response.json()
+    assert answer.pop("stale") is True
+    assert STALE.match(answer.pop("data_status"))
+    assert answer == {key: None for key in ATTRIBUTE_KEYS if key != "data_status"}
+    assert platform_sandbox.stats()["outage_answers"] == 1
+    assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=None)
+
+
+def test_open_circuit_answers_from_the_cache_by_email_without_calling_the_platform(
+    connector: WebServer, platform_sandbox
+) -> None:
+    remember(connector, CONTACT_ID)
+    circuit = CircuitBreaker(binary(connector), "platform")
+    for _ in range(circuit.failure_threshold):
+        circuit.record_failure()
+    since = circuit.state().unavailable_since
+    assert since is not None
+    response, _ = ask(connector, {"email": " Olivia.Brandt@Example.com"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["stale"] is True
+    assert answer["sessions"] == "1"  # the cached value, found by email
+    assert STALE.match(answer["data_status"])
+    assert platform_sandbox.stats()["total_calls"] == 0
+    assert len(connector.queued()) == 1
+
+
+def test_exhausted_platform_budget_answers_stale_without_calling_the_platform(
+    connector: WebServer, platform_sandbox
+) -> None:
+    remember(connector, CONTACT_ID)
+    limiter = RateLimiter(
+        binary(connector), "platform", limit=connector.settings.platform_calls_per_second, window_seconds=1
+    )
+    limiter.pause_for(30)
+    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    assert elapsed < DEADLINE + MARGIN
+    assert response.json()["stale"] is True
+    assert response.json()["client_id"] == "131451"
+    assert platform_sandbox.stats()["total_calls"] == 0
+    # Not an outage: the circuit is untouched.
+    assert CircuitBreaker(binary(connector), "platform").state().failures == 0
+    assert len(connector.queued()) == 1
+
+
+def test_excluded_email_is_skipped_and_nothing_is_read_or_queued(
+    connector: WebServer, platform_sandbox
+) -> None:
+    response, _ = ask(connector, {"email": EXCLUDED_EMAIL.upper(), "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "skipped",
+        "reason": "excluded",
+        "message": response.json()["message"],
+    }
+    assert response.json()["message"]
+    assert connector.queued() == []
+    assert platform_sandbox.stats()["total_calls"] == 0
+
+
+def test_invalid_email_is_skipped(connector: WebServer) -> None:
+    response, _ = ask(connector, {"email": "not an address"})
+    assert response.status_code == 200, response.text
+    assert response.json()["reason"] == "invalid_email"
+    assert connector.queued() == []
+
+
+@pytest.mark.parametrize(("token", "code"), [(None, "missing_token"), (TRIGGER_TOKEN + "x", "invalid_token")])
+def test_missing_or_wrong_token_is_401_and_nothing_is_queued(
+    connector: WebServer, platform_sandbox, token: str | None, code: str
+) -> None:
+    response, _ = ask(connector, {"email": OLIVIA_EMAIL}, token=token)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == code
+    assert connector.queued() == []
+    assert platform_sandbox.stats()["total_calls"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"contact_id": CONTACT_ID}, {"email": "  "}, {"email": OLIVIA_EMAIL, "reply_to": "x@example.com"}],
+)
+def test_a_body_without_an_email_or_with_unknown_fields_is_400(connector: WebServer, body: dict) -> None:
+    response, _ = ask(connector, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_body"
+    assert connector.queued() == []

@@ -1,0 +1,159 @@
+"""``POST /v1/connector/client-attributes``: Intercom's data connector asks for a contact's values.
+
+Guarantees (in order):
+1. auth as ``/v1/sync``: only a caller holding ``SYNC_TRIGGER_TOKEN`` is served (403
+   when it is unset, 401 when missing or wrong);
+2. the body is :class:`ConnectorBody` (``email``, optional ``contact_id``, nothing
+   else; validated like ``/v1/sync``'s): anything else is 4xx naming the field;
+3. an excluded or invalid address answers 200 ``{"status": "skipped", "reason",
+   "message"}``, reads nothing and queues nothing;
+4. otherwise a sync is stored first (queued, or folded into the contact's waiting
+   one; source ``connector``), so the worker writes the contact whatever this answer
+   holds; Redis unreachable is 503 before anything is read;
+5. the answer comes within the deadline (``SYNC_CONNECTOR_DEADLINE_SECONDS``, counted
+   from the start of the view): one platform read (:func:`web.platform_read.read_clients`) gets what
+   is left of it less :data:`FALLBACK_RESERVE_SECONDS`, kept for the fallback;
+6. the body is flat JSON (:func:`flat_answer`): every attribute key of the client
+   profile plus ``stale``. Live: the values computed now, ``data_status`` ``Live``,
+   ``stale: false``. When the platform is slow, down, rate-limited, behind an open
+   circuit, not configured or answers data that cannot be formatted: the contact's
+   last known values (by contact id, else by email) with ``data_status`` ``Stale -
+   platform unavailable since <date-time>`` and ``stale: true``; with none known,
+   every key but ``data_status`` and ``stale`` is ``null``. A platform problem is
+   never a 5xx.
+
+Nothing computed here is stored as last known values: only the worker stores what
+Intercom accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, g, request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sync_worker.cache import CachedValues, LastKnownValues
+from sync_worker.dispatch import SyncRequest
+from sync_worker.logs import log_event
+from sync_worker.profiles import AttributeSpec
+from web import metrics
+from web.auth import require_bearer
+from web.context import WebContext, web_context
+from web.intake import screen_trigger, skipped, store
+from web.jsonbody import json_body
+from web.notifications import ID_PATTERN
+from web.platform_read import PlatformRead, read_clients
+from web.triggers import MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("connector", __name__)
+
+ROUTE = "/v1/connector/client-attributes"
+SOURCE = "connector"
+#: Kept back from the platform read for the fallback (two Redis reads and the answer).
+FALLBACK_RESERVE_SECONDS = 0.2
+#: A platform read with less time than this is not worth starting.
+MIN_READ_SECONDS = 0.05
+STALE_KEY = "stale"
+DATA_STATUS = "data_status"
+DEADLINE_PASSED = "deadline"
+DATA_INVALID = "platform_data_invalid"
+
+
+class ConnectorBody(BaseModel):
+    """Whose values: the contact's email (required) and Intercom id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(max_length=MAX_ADDRESS_LENGTH, description="The contact's email address.")
+    contact_id: str | None = Field(None, pattern=ID_PATTERN, description="The Intercom contact id.")
+
+    @field_validator("email", "contact_id", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+
+def flat_answer(
+    attributes: Sequence[AttributeSpec], values: Mapping[str, str | None], *, stale: bool
+) -> dict[str, Any]:
+    """Every attribute key (``None`` when ``values`` lacks it) and the ``stale`` flag (pure)."""
+    answer: dict[str, Any] = {spec.key: values.get(spec.key) for spec in attributes}
+    answer[STALE_KEY] = stale
+    return answer
+
+
+def _last_known(cache: LastKnownValues, contact_id: str | None, email: str) -> CachedValues | None:
+    cached = cache.load(contact_id) if contact_id else None
+    if cached is None:
+        found = cache.load_by_email(email)
+        cached = found[1] if found else None
+    return cached
+
+
+def _stale_values(context: WebContext, body: ConnectorBody) -> tuple[dict[str, str | None], bool]:
+    runtime = context.runtime
+    since = runtime.circuit.state().unavailable_since or datetime.now(UTC)
+    cached = _last_known(runtime.cache, body.contact_id, body.email)
+    values = context.profile.stale(cached.values if cached else None, unavailable_since=since)
+    return values, cached is not None
+
+
+def _live_values(context: WebContext, read: PlatformRead) -> dict[str, str | None] | None:
+    if read.records is None:
+        return None
+    now = datetime.now(UTC)
+    try:
+        return dict(context.profile.compute(read.records, now=now, fetched_at=now))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+@bp.post(ROUTE)
+def client_attributes() -> Any:
+    started = time.monotonic()
+    context = web_context()
+    settings = context.settings
+    deadline = started + settings.connector_deadline_seconds
+    require_bearer(
+        request.headers.get("Authorization"), settings.sync_trigger_token, setting="SYNC_TRIGGER_TOKEN"
+    )
+    body = json_body(ConnectorBody, MAX_BODY_BYTES)
+    skip = screen_trigger(email=body.email, contact_id=body.contact_id, excluded=settings.excluded_emails)
+    if skip is not None:
+        skipped(skip, SOURCE)
+        return {"status": "skipped", "reason": skip.reason_code, "message": skip.message}, 200
+    stored = store(SyncRequest(contact_id=body.contact_id, email=body.email, trigger=SOURCE), SOURCE)
+    budget = deadline - time.monotonic() - FALLBACK_RESERVE_SECONDS
+    read = (
+        read_clients(body.email, context.runtime, timeout=budget)
+        if budget >= MIN_READ_SECONDS
+        else PlatformRead(None, DEADLINE_PASSED)
+    )
+    values = _live_values(context, read)
+    reason = read.reason if read.records is None else (DATA_INVALID if values is None else None)
+    had_cache = None
+    if values is None:
+        values, had_cache = _stale_values(context, body)
+    stale = reason is not None
+    metrics.count("connector_answers", freshness="stale" if stale else "live", reason=reason or "none")
+    g.outcome = f"{stored.status}:{'stale' if stale else 'live'}"
+    log_event(
+        logger,
+        "connector_answered",
+        request_id=g.get("request_id"),
+        contact_id=body.contact_id,
+        stale=stale,
+        reason=reason,
+        had_cache=had_cache,
+        elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+    )
+    return flat_answer(context.profile.attributes, values, stale=stale)

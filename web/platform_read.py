@@ -1,0 +1,81 @@
+"""One deadline-bound platform read from the web process, through the worker's shared guards.
+
+Guarantees (:func:`read_clients`):
+- at most one platform request, one attempt, with ``timeout`` seconds to connect and
+  to read (the caller passes what is left of its deadline);
+- it goes out only when the shared platform rate limiter has a token within
+  :data:`MAX_TOKEN_WAIT_SECONDS` (it takes one, and follows a 429's ``Retry-After``
+  for every worker) and the shared platform circuit breaker allows it;
+- the outcome is reported to the circuit like the worker's reads: a success closes
+  it, an unavailable platform (timeout, connection error, 5xx) counts as a failure;
+  a rate limit or a refused request does not (the platform is up);
+- it never raises for a platform problem: the answer is the records, or ``None``
+  with a short machine reason (``platform_not_configured``, ``rate_limited``,
+  ``circuit_open``, ``unavailable`` or the platform error's code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sync_worker.config import secret
+from sync_worker.platform import (
+    UPSTREAM,
+    PlatformClient,
+    PlatformError,
+    PlatformRateLimited,
+    PlatformUnavailable,
+)
+from sync_worker.ratelimit import RateLimitHooks, RateLimitWait
+from sync_worker.runtime import Runtime
+
+#: How long the read may wait for a platform rate-limit token before giving up on it.
+MAX_TOKEN_WAIT_SECONDS = 0.05
+
+NOT_CONFIGURED = "platform_not_configured"
+RATE_LIMITED = "rate_limited"
+CIRCUIT_OPEN = "circuit_open"
+UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class PlatformRead:
+    """The platform's accounts for the email, or ``records=None`` and why not."""
+
+    records: list[dict[str, Any]] | None
+    reason: str | None = None
+
+
+def read_clients(email: str, runtime: Runtime, *, timeout: float) -> PlatformRead:
+    """The accounts for ``email`` from the platform, read once within ``timeout`` seconds."""
+    settings = runtime.settings
+    token = secret(settings.platform_api_token)
+    if not settings.platform_api_url or not token:
+        return PlatformRead(None, NOT_CONFIGURED)
+    limiter = runtime.limiters[UPSTREAM]
+    if limiter.peek() > MAX_TOKEN_WAIT_SECONDS:  # checked first: a refused token wastes no circuit probe
+        return PlatformRead(None, RATE_LIMITED)
+    circuit = runtime.circuit
+    if not circuit.allow():
+        return PlatformRead(None, CIRCUIT_OPEN)
+    client = PlatformClient(
+        settings.platform_api_url,
+        token,
+        timeout=timeout,
+        max_attempts=1,
+        hooks=RateLimitHooks({UPSTREAM: limiter}, max_wait=MAX_TOKEN_WAIT_SECONDS),
+    )
+    try:
+        records = client.clients_by_email(email)
+    except (RateLimitWait, PlatformRateLimited):
+        return PlatformRead(None, RATE_LIMITED)
+    except PlatformUnavailable:
+        circuit.record_failure()
+        return PlatformRead(None, UNAVAILABLE)
+    except PlatformError as exc:  # auth, bad request, broken contract: the platform is up
+        return PlatformRead(None, exc.code)
+    finally:
+        client.close()
+    circuit.record_success()
+    return PlatformRead(records)

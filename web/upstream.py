@@ -1,0 +1,23 @@
+"""The worker's shared upstream state, seen from the web process.
+
+Guarantees: :func:`shared_runtime` is the worker's own
+:class:`~sync_worker.runtime.Runtime` for these settings, so the platform circuit
+breaker, the rate limiters (names, limits, windows) and the last known values are
+built exactly as the worker builds them and share their Redis state; only its
+Redis client is the web process's, whose short timeouts keep a request bounded.
+Nothing here talks to Redis or to an upstream until it is used.
+"""
+
+from __future__ import annotations
+
+import redis as redis_lib
+
+from sync_worker.config import Settings
+from sync_worker.runtime import Runtime
+
+
+def shared_runtime(settings: Settings, client: redis_lib.Redis) -> Runtime:
+    """A :class:`Runtime` for ``settings`` whose Redis client is ``client``."""
+    runtime = Runtime(settings)
+    runtime.redis = client  # replaces the worker's cached client (long timeouts) before first use
+    return runtime
