@@ -63,6 +63,8 @@ def dev(port: int, state_dir: Path) -> None:
 
 def _print_banner(info: dict) -> None:
     example = sample_contacts()[0]["email"] if info["sandboxed"] else "someone@yourcompany.com"
+    # A generated token is shown as it is; one the user chose stays in their environment.
+    bearer = info["sync_trigger_token"] if info.get("generated_trigger_token") else "$SYNC_TRIGGER_TOKEN"
     lines = [
         "",
         "intercom-sync is running:",
@@ -84,7 +86,7 @@ def _print_banner(info: dict) -> None:
         "",
         "or by hand:",
         "",
-        f'  curl -s -X POST {info["web_url"]}/v1/sync -H "Authorization: Bearer $SYNC_TRIGGER_TOKEN" '
+        f'  curl -s -X POST {info["web_url"]}/v1/sync -H "Authorization: Bearer {bearer}" '
         f"-H 'Content-Type: application/json' -d '{{\"email\": \"{example}\"}}'",
         "",
         "Ctrl-C stops everything.",

@@ -63,6 +63,13 @@ def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
         assert re.search(r"Data Status\s+Live", tried.stdout), tried.stdout
         assert re.search(r"Platform Account Exists\s+Yes", tried.stdout), tried.stdout
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        by_hand = re.search(r"curl -s -X POST (\S+) -H \"Authorization: Bearer (\S+)\"", banner)
+        assert by_hand, banner  # the copy-paste curl line carries a token that works as printed
+        url, bearer = by_hand.groups()
+        answer = requests.post(
+            url, json={"email": email}, headers={"Authorization": f"Bearer {bearer}"}, timeout=10
+        )
+        assert answer.status_code == 202, answer.text
     finally:
         dev.send_signal(signal.SIGINT)
         dev.wait(60)
