@@ -2,7 +2,8 @@
 
 Subcommands live one per module (``dev``, ``try``, ``dead-letters`` ...), each a
 click command registered on :data:`main` here. A missing required setting ends
-any of them with one line naming the variable, not a traceback.
+any of them with one line naming the variable, and an unreachable Redis with one
+line saying so, not a traceback.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
+import redis as redis_lib
 
+from sync_worker.cli.deadletters import dead_letters
 from sync_worker.cli.dev import dev, try_contact
 from sync_worker.cli.resync import resync
 from sync_worker.config import MissingSetting
@@ -22,6 +25,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MissingSetting as missing:
             raise click.ClickException(str(missing)) from None
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as unreachable:
+            raise click.ClickException(f"Redis (REDIS_URL) cannot be reached: {unreachable}") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,3 +37,4 @@ def main() -> None:
 main.add_command(dev)
 main.add_command(try_contact)
 main.add_command(resync)
+main.add_command(dead_letters)

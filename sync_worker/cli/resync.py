@@ -21,17 +21,13 @@ import time
 import click
 import redis as redis_lib
 
-from sync_worker.config import get_settings
+from sync_worker.cli.common import redis_client
 from sync_worker.resync.progress import progress_line, summarize
 from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, start
 
 FOLLOW_INTERVAL_SECONDS = 1.0
-
-
-def _redis() -> redis_lib.Redis:
-    return redis_lib.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=2)
 
 
 def _load(client: redis_lib.Redis, run_id: str | None) -> RunRecord:
@@ -86,7 +82,7 @@ def resync(ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_
     settings = get_resync_settings()
     from sync_worker.celery_app import app  # the broker of REDIS_URL
 
-    client = _redis()
+    client = redis_client()
     only_changed = settings.only_changed and not write_all
     result = start(
         client, app, RunOptions(dry_run=dry_run, only_changed=only_changed, trigger="manual"), settings
@@ -106,7 +102,7 @@ def resync(ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def status(run_id: str | None, follow: bool, as_json: bool) -> None:
     """Show a run (default: the latest): counts, rate, ETA."""
-    client = _redis()
+    client = redis_client()
     record = _load(client, run_id)
     if follow:
         _exit_for(_follow(client, record.id, as_json))
@@ -128,7 +124,7 @@ def status(run_id: str | None, follow: bool, as_json: bool) -> None:
 @click.option("--limit", default=10, show_default=True)
 def list_runs(limit: int) -> None:
     """The recent runs, newest first."""
-    store = make_store(_redis(), get_resync_settings())
+    store = make_store(redis_client(), get_resync_settings())
     for record in store.recent(limit):
         summary = summarize(record, time.time())
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.started_at))
@@ -139,7 +135,7 @@ def list_runs(limit: int) -> None:
 @click.argument("run_id")
 def cancel(run_id: str) -> None:
     """Stop a running run: its pending chunks are dropped, the lock is released."""
-    store = make_store(_redis(), get_resync_settings())
+    store = make_store(redis_client(), get_resync_settings())
     if not store.end(run_id, CANCELLED, "cancelled by an operator"):
         raise click.ClickException(f"run {run_id} is not running")
     click.echo(f"cancelled: {run_id}")
