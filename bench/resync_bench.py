@@ -35,6 +35,8 @@ import redis as redis_lib
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._harness import INTERCOM_TOKEN, PLATFORM_TOKEN  # noqa: E402
+from bench._harness import group_pids as _group_pids  # noqa: E402
 from sync_worker import keys as service_keys  # noqa: E402
 from sync_worker.localredis import LocalRedis, wait_until  # noqa: E402
 from sync_worker.processes import Child, beat_argv, worker_argv  # noqa: E402
@@ -43,24 +45,6 @@ from sync_worker.sandbox.intercom import create_app as intercom_app  # noqa: E40
 from sync_worker.sandbox.platform import EXTENSION  # noqa: E402
 from sync_worker.sandbox.platform import create_app as platform_app  # noqa: E402
 from sync_worker.sandbox.server import ServedApp  # noqa: E402
-
-INTERCOM_TOKEN = "bench-intercom-token"
-PLATFORM_TOKEN = "bench-platform-token"
-
-
-def _group_pids(leader: int) -> list[int]:
-    """Every live process in ``leader``'s process group (a Child runs in its own group)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == leader:  # pgrp
-            found.append(int(entry.name))
-    return found
 
 
 def _kib(pid: int, field: str) -> int:

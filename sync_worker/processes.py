@@ -28,14 +28,19 @@ def worker_argv(
     queues: Sequence[str] = (REALTIME_QUEUE, BULK_QUEUE),
     loglevel: str = "INFO",
     pool: str = "prefork",
+    app: str = "sync_worker.celery_app",
 ) -> list[str]:
-    """``celery worker`` consuming the queues in priority order (realtime first)."""
+    """``celery worker`` consuming the queues in priority order (realtime first).
+
+    ``app`` is the module holding the Celery app: the service's own unless a benchmark
+    runs a variant of it (``bench/celery_task_rate.py``).
+    """
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "sync_worker.celery_app",
+        app,
         "worker",
         "-Q",
         ",".join(queues),

@@ -7,8 +7,10 @@ Guarantees:
 - rate limiting uses fixed windows (10 s unless configured) aligned on the Unix clock; every
   API response carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
   ``X-RateLimit-Reset`` (Unix seconds of the window's end), and the state records, per
-  window, how many API requests arrived and how many were admitted, so no window can be
-  shown to have admitted more than its limit without :meth:`IntercomState.stats` saying so;
+  window, how many API requests arrived, how many were admitted and how many were refused
+  with 429 (``received - admitted - refused`` were unauthorized), so no window can be shown
+  to have admitted more than its limit, or to have been asked for more, without
+  :meth:`IntercomState.stats` saying so;
 - contacts, merges and data attributes live in memory behind one lock (the server is
   threaded); contacts have Intercom's shape; a PUT writes only custom attributes that exist
   as data attributes, with values of their ``data_type`` (strings at most 255 characters),
@@ -135,6 +137,7 @@ class Window:
     limit: int
     received: int = 0
     admitted: int = 0
+    refused: int = 0  # authorized requests answered 429 (over the window's limit)
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ class IntercomState:
             if admitted:
                 window.admitted += 1
             elif authorized:
+                window.refused += 1
                 self._stats.rate_limited += 1
             else:
                 self._stats.unauthorized += 1

@@ -272,6 +272,23 @@ def test_the_window_limit_is_enforced(sandbox, ann):
     assert stats["rate_limited"] == 2 and stats["windows_over_limit"] == 0
 
 
+def test_each_window_reports_what_it_admitted_and_refused(sandbox, ann):
+    limit = 3
+    sandbox.config(rate_limit=limit, window_seconds=LONG_WINDOW)
+    client = sandbox.client(max_attempts=1)
+    for _ in range(limit):
+        client.get_contact(ann["id"])
+    for _ in range(2):
+        with pytest.raises(IntercomRateLimited):
+            client.get_contact(ann["id"])
+    with pytest.raises(IntercomAuthError):
+        sandbox.client(token="wrong", max_attempts=1).get_contact(ann["id"])
+    [window] = sandbox.stats()["windows"]
+    assert window["limit"] == limit and window["end"] - window["start"] == LONG_WINDOW
+    # The unauthorized request arrived in the window but was neither admitted nor refused for the limit.
+    assert (window["received"], window["admitted"], window["refused"]) == (limit + 3, limit, 2)
+
+
 def test_concurrent_callers_never_get_more_than_the_limit(sandbox, ann):
     sandbox.config(rate_limit=20, window_seconds=LONG_WINDOW)
 
