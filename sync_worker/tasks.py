@@ -34,7 +34,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
 
 from sync_worker import keys
-from sync_worker.celery_app import MAX_RESCHEDULE_SECONDS, SYNC_TASK, app
+from sync_worker.celery_app import SYNC_TASK, app
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim
 from sync_worker.errors import SyncError, TransientError
@@ -128,7 +128,7 @@ def sync_contact(
     except RATE_LIMIT_SIGNALS as wait:
         if waits >= MAX_RATE_LIMIT_WAITS:
             return park_contact(request, wait, attempt + 1)
-        countdown = min(MAX_RESCHEDULE_SECONDS, max(0.1, wait.retry_after or 1.0))
+        countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
@@ -146,7 +146,7 @@ def sync_contact(
                 attempt, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
             )
             if isinstance(error, TransientError) and error.retry_after:
-                countdown = max(countdown, min(error.retry_after, MAX_RESCHEDULE_SECONDS))
+                countdown = max(countdown, min(error.retry_after, settings.max_reschedule_seconds))
             log_event(
                 logger,
                 "sync_retry",
