@@ -77,6 +77,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         error_message=message,
         trigger=request.trigger,
         kwargs=request.to_kwargs(),
+        attempts=attempts,
     )
     result = {
         "status": "failed",
