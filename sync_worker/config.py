@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     intercom_window_seconds: int = Field(10, validation_alias="INTERCOM_WINDOW_SECONDS")
     platform_calls_per_second: int = Field(20, validation_alias="PLATFORM_CALLS_PER_SECOND")
 
+    # --- platform circuit breaker (shared by every worker) ------------------------------
+    circuit_failure_threshold: int = Field(5, ge=1, validation_alias="SYNC_CIRCUIT_FAILURE_THRESHOLD")
+    circuit_window_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_CIRCUIT_WINDOW_SECONDS")
+    circuit_open_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_CIRCUIT_OPEN_SECONDS")
+
     # --- retries ----------------------------------------------------------------------
     task_max_retries: int = Field(6, validation_alias="SYNC_TASK_MAX_RETRIES")
     retry_backoff_base_seconds: float = Field(2.0, validation_alias="SYNC_RETRY_BACKOFF_BASE_SECONDS")
