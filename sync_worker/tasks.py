@@ -20,6 +20,10 @@ Guarantees of :func:`sync_contact`:
 - a message delivered more than ``MAX_DELIVERIES`` times (its worker process
   died each time, e.g. a poison contact killing the process) is parked
   instead of run again;
+- a run that cannot reach Redis (a restart, a network cut) hands its message
+  back to the broker (``Reject(requeue=True)``): it is run again at once, or,
+  while Redis is still away, once the visibility timeout brings it back; it is
+  never acknowledged as failed with nothing stored (the contact would be lost);
 - every run leaves its outcome under the contact's ``last-result`` key and a
   structured log line with the contact id.
 """
@@ -34,9 +38,11 @@ import threading
 import time
 from typing import Any
 
+import redis as redis_lib
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
+from kombu.exceptions import OperationalError
 
 from sync_worker import keys
 from sync_worker.celery_app import SYNC_TASK, app, longest_countdown
@@ -57,6 +63,9 @@ MAX_RATE_LIMIT_WAITS = 100
 #: Fresh syncs tried after a stale write, while the platform stays unreadable, before the contact is parked.
 MAX_STALE_REFRESHES = 100
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
+#: Redis (the broker and the shared state) cannot be reached: redis-py's connection errors
+#: (loading after a restart included) and kombu's for a publish (a retry, a fresh sync).
+REDIS_UNAVAILABLE = (redis_lib.ConnectionError, redis_lib.TimeoutError, OperationalError)
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
 HEARTBEAT_SECONDS = 10
 
@@ -119,6 +128,38 @@ def _deliveries(task: Task) -> int:
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
 def sync_contact(
     self: Task, attempt: int = 0, waits: int = 0, refreshes: int = 0, **kwargs: Any
+) -> list[dict[str, Any]] | dict[str, Any]:
+    try:
+        return _sync(self, attempt, waits, refreshes, kwargs)
+    except (*REDIS_UNAVAILABLE, Reject) as error:
+        cause = redis_unavailable(error)
+        if cause is None:
+            raise
+        # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
+        # (now, or by the visibility timeout when Redis is still away) instead of acking it.
+        log_event(
+            logger,
+            "sync_requeued_redis_unavailable",
+            level=logging.WARNING,
+            contact_id=kwargs.get("contact_id"),
+            error_type=type(cause).__name__,
+        )
+        raise Reject(repr(cause), requeue=True) from None
+
+
+def redis_unavailable(error: BaseException) -> BaseException | None:
+    """The Redis error behind ``error`` when it means Redis is unreachable, else None.
+
+    Celery turns a retry it could not publish into ``Reject(requeue=False)``, which would drop
+    the message: that one counts too.
+    """
+    if isinstance(error, Reject) and not error.requeue:
+        error = error.reason if isinstance(error.reason, BaseException) else error
+    return error if isinstance(error, REDIS_UNAVAILABLE) else None
+
+
+def _sync(
+    self: Task, attempt: int, waits: int, refreshes: int, kwargs: dict[str, Any]
 ) -> list[dict[str, Any]] | dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
