@@ -5,10 +5,19 @@ Guarantees:
   and ``sync.bulk`` (scheduled re-sync); a worker consuming both always takes
   realtime work first (the Redis transport's ``priority`` queue order), so a
   flood of bulk work delays a realtime sync by at most one running task;
-- at-least-once delivery: late acks, a message whose worker process dies is
-  requeued, prefetch of one, and a visibility timeout longer than the longest
-  countdown the code schedules plus the hard time limit (checked here, at
-  import, so a misconfiguration stops the process at start);
+- at-least-once delivery: late acks, a message whose pool child dies is
+  requeued at once, prefetch of one, and a visibility timeout longer than the
+  longest countdown the code schedules plus the hard time limit (checked here,
+  at import, so a misconfiguration stops the process at start);
+- a message whose whole worker died without returning it (SIGKILL, OOM, host
+  lost) is put back on its queue by any live worker once it is older than the
+  visibility timeout: the transport's sweep for such messages runs every
+  :func:`restore_interval` seconds (a tenth of the timeout, 1 to 10 s), so the
+  message is back within the timeout plus that interval;
+- the time limits and the reschedule cap are settings
+  (``SYNC_TASK_TIME_LIMIT_SECONDS``, ``SYNC_TASK_SOFT_TIME_LIMIT_SECONDS``,
+  ``SYNC_MAX_RESCHEDULE_SECONDS``), so the visibility timeout can be short
+  where the countdowns are;
 - publishing never hangs a web request: a broker that cannot be reached fails
   the publish within a couple of seconds, so the receiver can answer 503.
 """
@@ -25,11 +34,12 @@ REALTIME_QUEUE = "sync.realtime"
 BULK_QUEUE = "sync.bulk"
 SYNC_TASK = "sync_worker.tasks.sync_contact"
 
-#: Hard and soft per-task time limits (seconds). A sync is a handful of HTTP calls.
-TASK_SOFT_TIME_LIMIT = 120
-TASK_TIME_LIMIT = 150
-#: The longest a rate-limit wait is served by rescheduling (seconds).
-MAX_RESCHEDULE_SECONDS = 300
+#: The longest a wait is served by rescheduling (seconds): this process's
+#: ``SYNC_MAX_RESCHEDULE_SECONDS``, read once at import like the app below.
+MAX_RESCHEDULE_SECONDS = get_settings().max_reschedule_seconds
+#: Bounds of the transport's sweep for messages of dead workers (seconds).
+MIN_RESTORE_INTERVAL_SECONDS = 1.0
+MAX_RESTORE_INTERVAL_SECONDS = 10.0
 
 
 class DeliveryMisconfigured(RuntimeError):
@@ -38,17 +48,24 @@ class DeliveryMisconfigured(RuntimeError):
 
 def longest_countdown(settings: Settings) -> float:
     """The longest countdown any code path schedules a message with."""
-    return max(settings.retry_backoff_max_seconds, MAX_RESCHEDULE_SECONDS)
+    return max(settings.retry_backoff_max_seconds, settings.max_reschedule_seconds)
 
 
 def check_visibility_timeout(settings: Settings) -> None:
-    needed = longest_countdown(settings) + TASK_TIME_LIMIT
+    needed = longest_countdown(settings) + settings.task_time_limit_seconds
     if settings.visibility_timeout_seconds <= needed:
         raise DeliveryMisconfigured(
             f"SYNC_VISIBILITY_TIMEOUT_SECONDS={settings.visibility_timeout_seconds} must exceed "
-            f"the longest countdown plus the task time limit ({needed:.0f}s), "
+            "the longest countdown (SYNC_RETRY_BACKOFF_MAX_SECONDS, SYNC_MAX_RESCHEDULE_SECONDS) "
+            f"plus SYNC_TASK_TIME_LIMIT_SECONDS ({needed:g}s), "
             "or pending retries would be delivered twice"
         )
+
+
+def restore_interval(settings: Settings) -> float:
+    """Seconds between two sweeps returning dead workers' messages: a tenth of the visibility timeout, 1 to 10."""
+    tenth = settings.visibility_timeout_seconds / 10
+    return min(MAX_RESTORE_INTERVAL_SECONDS, max(MIN_RESTORE_INTERVAL_SECONDS, tenth))
 
 
 def _crontab(expression: str) -> crontab:
@@ -84,10 +101,16 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
-        task_time_limit=TASK_TIME_LIMIT,
+        task_soft_time_limit=settings.soft_time_limit_seconds,
+        task_time_limit=settings.task_time_limit_seconds,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_seconds,
+            # kombu sweeps every interval x throttle seconds (default 10 x 10): sweep every interval.
+            "unacked_restore_interval": restore_interval(settings),
+            "unacked_restore_throttle": 1,
+            # A sweeper that dies holding the sweep lock delays the next sweep by at most this
+            # (kombu's default is 300 s); overlapping sweeps are harmless (each restore is a transaction).
+            "unacked_mutex_expire": 30,
             "queue_order_strategy": "priority",
             "socket_timeout": 5,
             "socket_connect_timeout": 2,

@@ -14,6 +14,9 @@ Guarantees:
   set by the first failure after a success (or after ``window_seconds`` without
   failures while closed) and kept, through opening and half-opening, until a
   success; it is what "platform unavailable since <date-time>" shows;
+- :meth:`CircuitBreaker.opens_in` says how long until an open circuit lets a
+  probe through (0 when a call may go now), so a caller can schedule its next
+  try for then instead of spending it against the open circuit;
 - every transition is one Lua script, so concurrent workers agree on the state.
 """
 
@@ -104,6 +107,17 @@ return {state, failures, f[2] or '', since}
 )
 
 
+# KEYS[1] state hash. ARGV: open us. Returns the us until an open circuit half-opens (0: not open).
+_OPENS_IN = (
+    _LUA_PRELUDE
+    + """
+local f = redis.call('HMGET', KEYS[1], 'state', 'opened_at')
+if f[1] ~= 'open' then return 0 end
+return math.max(0, tonumber(f[2]) + tonumber(ARGV[1]) - now)
+"""
+)
+
+
 @dataclass(frozen=True)
 class CircuitState:
     """A snapshot: ``state`` is closed, open or half_open; times are aware UTC datetimes."""
@@ -160,6 +174,7 @@ class CircuitBreaker:
         self._failure = redis.register_script(_FAILURE)
         self._success = redis.register_script(_SUCCESS)
         self._state = redis.register_script(_STATE)
+        self._opens_in = redis.register_script(_OPENS_IN)
 
     def allow(self) -> bool:
         """May a call go out now? (Closed: yes. Open: no. Half-open: yes for one probe at a time.)"""
@@ -174,6 +189,10 @@ class CircuitBreaker:
     def record_failure(self) -> int:
         """The upstream could not be read; returns the failures within the window."""
         return int(self._failure(keys=self._keys, args=[self.failure_threshold, _us(self.window_seconds)]))
+
+    def opens_in(self) -> float:
+        """Seconds until the open circuit lets a probe through; 0.0 when closed or half-open."""
+        return int(self._opens_in(keys=self._keys[:1], args=[_us(self.open_seconds)])) / 1_000_000
 
     def state(self) -> CircuitState:
         state, failures, opened_at, since = self._state(

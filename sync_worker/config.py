@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     intercom_window_seconds: int = Field(10, validation_alias="INTERCOM_WINDOW_SECONDS")
     platform_calls_per_second: int = Field(20, validation_alias="PLATFORM_CALLS_PER_SECOND")
 
+    # --- platform circuit breaker (shared by every worker) ------------------------------
+    circuit_failure_threshold: int = Field(5, ge=1, validation_alias="SYNC_CIRCUIT_FAILURE_THRESHOLD")
+    circuit_window_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_CIRCUIT_WINDOW_SECONDS")
+    circuit_open_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_CIRCUIT_OPEN_SECONDS")
+
     # --- retries ----------------------------------------------------------------------
     task_max_retries: int = Field(6, validation_alias="SYNC_TASK_MAX_RETRIES")
     retry_backoff_base_seconds: float = Field(2.0, validation_alias="SYNC_RETRY_BACKOFF_BASE_SECONDS")
@@ -77,9 +82,30 @@ class Settings(BaseSettings):
 
     # --- delivery ---------------------------------------------------------------------
     visibility_timeout_seconds: int = Field(3600, validation_alias="SYNC_VISIBILITY_TIMEOUT_SECONDS")
+    #: Hard limit of one task run (the pool child is killed past it) and the soft one
+    #: (the task is told to stop; unset = 80% of the hard limit).
+    task_time_limit_seconds: float = Field(150.0, gt=0, validation_alias="SYNC_TASK_TIME_LIMIT_SECONDS")
+    task_soft_time_limit_seconds: float | None = Field(
+        None, gt=0, validation_alias="SYNC_TASK_SOFT_TIME_LIMIT_SECONDS"
+    )
+    #: The longest wait (rate limit, upstream Retry-After) served by rescheduling a task.
+    max_reschedule_seconds: float = Field(300.0, gt=0, validation_alias="SYNC_MAX_RESCHEDULE_SECONDS")
 
     # --- schedule ---------------------------------------------------------------------
     resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
+
+    @property
+    def soft_time_limit_seconds(self) -> float:
+        """The soft time limit in force: the one set, else 80% of the hard limit."""
+        if self.task_soft_time_limit_seconds is not None:
+            return self.task_soft_time_limit_seconds
+        return 0.8 * self.task_time_limit_seconds
+
+    @model_validator(mode="after")
+    def _soft_limit_below_hard(self) -> Settings:
+        if self.soft_time_limit_seconds >= self.task_time_limit_seconds:
+            raise ValueError("SYNC_TASK_SOFT_TIME_LIMIT_SECONDS must be below SYNC_TASK_TIME_LIMIT_SECONDS")
+        return self
 
     @field_validator("excluded_emails", "webhook_topics", mode="before")
     @classmethod

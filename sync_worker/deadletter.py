@@ -3,8 +3,10 @@
 Guarantees:
 - one entry per contact, keyed by its Intercom id, else its normalised email
   (:meth:`DeadLetterStore.key_for`); parking a contact that is already parked
-  updates that entry (latest error, trigger and replay arguments, ``attempts``
-  + 1, ``last_failed_at``) and keeps its ``first_failed_at``;
+  updates that entry (latest error, trigger and replay arguments,
+  ``last_failed_at``) and keeps its ``first_failed_at``;
+- ``attempts`` counts the failed sync attempts over every park of the entry:
+  each park adds the attempts that run made (its first try and its retries);
 - each park is one Lua script on Redis's clock: the entry (a hash) and the
   index (a sorted set by ``last_failed_at``) never disagree, and two workers
   parking the same contact at once count two attempts;
@@ -41,14 +43,14 @@ MAX_MESSAGE_CHARS = 1000
 _BATCH = 500
 
 # KEYS[1] entry hash, KEYS[2] index. ARGV: id, contact_id, email, error code, error message, trigger,
-# kwargs json ('' contact_id / email: keep what the entry has). Returns the entry as a flat list.
+# kwargs json ('' contact_id / email: keep what the entry has), attempts. Returns the entry as a flat list.
 _PARK = """
 local t = redis.call('TIME')
 local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HINCRBY', KEYS[1], 'attempts', tonumber(ARGV[8]))
 else
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'attempts', 1, 'first_failed_at', now)
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'attempts', tonumber(ARGV[8]), 'first_failed_at', now)
 end
 redis.call('HSET', KEYS[1], 'error_code', ARGV[4], 'error_message', ARGV[5], 'trigger', ARGV[6],
            'kwargs', ARGV[7], 'last_failed_at', now)
@@ -161,8 +163,12 @@ class DeadLetterStore:
         error_message: str,
         trigger: str,
         kwargs: Mapping[str, Any],
+        attempts: int = 1,
     ) -> DeadLetter:
-        """Add the contact, or update its entry if it is already parked; returns the entry as stored."""
+        """Add the contact, or update its entry if it is already parked; returns the entry as stored.
+
+        ``attempts``: the failed sync attempts of the run that parks it (at least 1).
+        """
         entry_id = self.key_for(contact_id, email)
         raw = self._park(
             keys=[self._key(entry_id), self._index],
@@ -174,6 +180,7 @@ class DeadLetterStore:
                 error_message[:MAX_MESSAGE_CHARS],
                 trigger,
                 json.dumps(dict(kwargs), default=str, sort_keys=True),
+                max(1, int(attempts)),
             ],
         )
         return _entry(_decode(raw))[0]

@@ -78,7 +78,13 @@ class Runtime:
 
     @cached_property
     def circuit(self) -> CircuitBreaker:
-        return CircuitBreaker(self.redis, "platform")
+        return CircuitBreaker(
+            self.redis,
+            "platform",
+            failure_threshold=self.settings.circuit_failure_threshold,
+            window_seconds=self.settings.circuit_window_seconds,
+            open_seconds=self.settings.circuit_open_seconds,
+        )
 
     @cached_property
     def cache(self) -> LastKnownValues:

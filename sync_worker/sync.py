@@ -9,7 +9,8 @@ Guarantees (the order of a run):
    read, the contact gets its last known values with the staleness flag (or
    only ``Data Status`` when there are none) and the outcome is ``stale`` so
    the caller schedules a fresh sync; a failed read never writes
-   ``Platform Account Exists = No``;
+   ``Platform Account Exists = No``; unless the request forces the write, stale
+   values the contact already shows are not written again;
 4. values are computed by the profile (pure) from the records and the clock,
    the data attributes are ensured, and one ``PUT`` writes them;
 5. only after Intercom accepted them are the values stored as the contact's
@@ -197,23 +198,26 @@ class ContactSync:
         since = state.unavailable_since or self.clock()
         cached = self.cache.load(contact_id)
         values = self.profile.stale(cached.values if cached else None, unavailable_since=since)
-        contact_id = self._write(contact_id, values)
-        self.cache.mark_shown(contact_id, LastKnownValues.fingerprint(values, self.profile.volatile_keys))
-        log_event(
-            logger,
-            "contact_stale_written",
-            level=logging.WARNING,
-            contact_id=contact_id,
-            had_cache=cached is not None,
-            trigger=request.trigger,
-        )
+        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+        written = request.force_write or self.cache.shown(contact_id) != fingerprint
+        if written:
+            contact_id = self._write(contact_id, values)
+            self.cache.mark_shown(contact_id, fingerprint)
+            log_event(
+                logger,
+                "contact_stale_written",
+                level=logging.WARNING,
+                contact_id=contact_id,
+                had_cache=cached is not None,
+                trigger=request.trigger,
+            )
         return SyncOutcome(
             "stale",
             contact_id,
             request.trigger,
             reason="platform unavailable",
             data_status=values.get("data_status"),
-            written=True,
+            written=written,
         )
 
     def _write(self, contact_id: str, values: Mapping[str, str | None]) -> str:

@@ -10,11 +10,20 @@ Guarantees of :func:`sync_contact`:
   ``SYNC_TASK_MAX_RETRIES``; permanent errors, and transient ones that ran out
   of retries, park the contact in the dead-letter store and end the task
   (acknowledged: a parked contact is replayed by an operator, not redelivered);
-- a ``stale`` run (platform unreadable) schedules a fresh sync with the same
-  backoff; when those run out the contact is parked with the outage as reason;
+- a ``stale`` run (platform unreadable) schedules a fresh sync (trigger
+  ``stale_refresh``) for when the platform may be readable again: after a
+  backoff, and never before the open circuit lets a probe through. These
+  refreshes wait for the platform: they do not spend the error-retry budget, and
+  one that finds the platform still unreadable writes nothing when the contact
+  already shows those stale values. The contact is parked with the outage as
+  reason only after ``MAX_STALE_REFRESHES`` of them (hours with the defaults);
 - a message delivered more than ``MAX_DELIVERIES`` times (its worker process
   died each time, e.g. a poison contact killing the process) is parked
   instead of run again;
+- a run that cannot reach Redis (a restart, a network cut) hands its message
+  back to the broker (``Reject(requeue=True)``): it is run again at once, or,
+  while Redis is still away, once the visibility timeout brings it back; it is
+  never acknowledged as failed with nothing stored (the contact would be lost);
 - every run leaves its outcome under the contact's ``last-result`` key and a
   structured log line with the contact id.
 """
@@ -29,12 +38,14 @@ import threading
 import time
 from typing import Any
 
+import redis as redis_lib
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
+from kombu.exceptions import OperationalError
 
 from sync_worker import keys
-from sync_worker.celery_app import MAX_RESCHEDULE_SECONDS, SYNC_TASK, app
+from sync_worker.celery_app import SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim
 from sync_worker.errors import SyncError, TransientError
@@ -49,7 +60,12 @@ logger = logging.getLogger(__name__)
 MAX_DELIVERIES = 3
 #: Rate-limit waits (ours or an upstream's 429) reschedule without spending an error retry, this many times.
 MAX_RATE_LIMIT_WAITS = 100
+#: Fresh syncs tried after a stale write, while the platform stays unreadable, before the contact is parked.
+MAX_STALE_REFRESHES = 100
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
+#: Redis (the broker and the shared state) cannot be reached: redis-py's connection errors
+#: (loading after a restart included) and kombu's for a publish (a retry, a fresh sync).
+REDIS_UNAVAILABLE = (redis_lib.ConnectionError, redis_lib.TimeoutError, OperationalError)
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
 HEARTBEAT_SECONDS = 10
 
@@ -77,6 +93,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         error_message=message,
         trigger=request.trigger,
         kwargs=request.to_kwargs(),
+        attempts=attempts,
     )
     result = {
         "status": "failed",
@@ -110,7 +127,39 @@ def _deliveries(task: Task) -> int:
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
 def sync_contact(
-    self: Task, attempt: int = 0, waits: int = 0, **kwargs: Any
+    self: Task, attempt: int = 0, waits: int = 0, refreshes: int = 0, **kwargs: Any
+) -> list[dict[str, Any]] | dict[str, Any]:
+    try:
+        return _sync(self, attempt, waits, refreshes, kwargs)
+    except (*REDIS_UNAVAILABLE, Reject) as error:
+        cause = redis_unavailable(error)
+        if cause is None:
+            raise
+        # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
+        # (now, or by the visibility timeout when Redis is still away) instead of acking it.
+        log_event(
+            logger,
+            "sync_requeued_redis_unavailable",
+            level=logging.WARNING,
+            contact_id=kwargs.get("contact_id"),
+            error_type=type(cause).__name__,
+        )
+        raise Reject(repr(cause), requeue=True) from None
+
+
+def redis_unavailable(error: BaseException) -> BaseException | None:
+    """The Redis error behind ``error`` when it means Redis is unreachable, else None.
+
+    Celery turns a retry it could not publish into ``Reject(requeue=False)``, which would drop
+    the message: that one counts too.
+    """
+    if isinstance(error, Reject) and not error.requeue:
+        error = error.reason if isinstance(error.reason, BaseException) else error
+    return error if isinstance(error, REDIS_UNAVAILABLE) else None
+
+
+def _sync(
+    self: Task, attempt: int, waits: int, refreshes: int, kwargs: dict[str, Any]
 ) -> list[dict[str, Any]] | dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
@@ -128,7 +177,7 @@ def sync_contact(
     except RATE_LIMIT_SIGNALS as wait:
         if waits >= MAX_RATE_LIMIT_WAITS:
             return park_contact(request, wait, attempt + 1)
-        countdown = min(MAX_RESCHEDULE_SECONDS, max(0.1, wait.retry_after or 1.0))
+        countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
@@ -136,7 +185,7 @@ def sync_contact(
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
-        again = {**request.to_kwargs(), "attempt": attempt, "waits": waits + 1}
+        again = {**request.to_kwargs(), "attempt": attempt, "waits": waits + 1, "refreshes": refreshes}
         raise self.retry(kwargs=again, countdown=countdown) from None
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
@@ -146,7 +195,7 @@ def sync_contact(
                 attempt, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
             )
             if isinstance(error, TransientError) and error.retry_after:
-                countdown = max(countdown, min(error.retry_after, MAX_RESCHEDULE_SECONDS))
+                countdown = max(countdown, min(error.retry_after, settings.max_reschedule_seconds))
             log_event(
                 logger,
                 "sync_retry",
@@ -156,9 +205,8 @@ def sync_contact(
                 attempt=attempt + 1,
                 countdown=round(countdown, 2),
             )
-            raise self.retry(
-                kwargs={**request.to_kwargs(), "attempt": attempt + 1}, countdown=countdown
-            ) from None
+            again = {**request.to_kwargs(), "attempt": attempt + 1, "refreshes": refreshes}
+            raise self.retry(kwargs=again, countdown=countdown) from None
         return park_contact(request, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
@@ -173,25 +221,41 @@ def sync_contact(
         )
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
-        _schedule_fresh_sync(request, attempt)
+        _schedule_fresh_sync(request, attempt, refreshes)
     return results
 
 
-def _schedule_fresh_sync(request: SyncRequest, attempt: int) -> None:
-    """After a stale write: try the platform again later, parking the contact when retries run out."""
-    settings = get_runtime().settings
-    if attempt >= settings.task_max_retries:
+def _schedule_fresh_sync(request: SyncRequest, attempt: int, refreshes: int) -> None:
+    """After a stale write: sync again once the platform may answer; park when it stays unreadable."""
+    runtime = get_runtime()
+    settings = runtime.settings
+    if refreshes >= MAX_STALE_REFRESHES:
         park_contact(
             request,
             TransientError("the platform stayed unavailable", code="platform_unavailable"),
-            attempt + 1,
+            refreshes + 1,
         )
         return
-    countdown = backoff_seconds(
-        attempt, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
+    backoff = backoff_seconds(
+        refreshes, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
     )
-    fresh = {**request.to_kwargs(), "trigger": "stale_refresh", "attempt": attempt + 1}
+    # Not before the open circuit lets a probe through; never past what the visibility timeout allows.
+    countdown = min(backoff + runtime.circuit.opens_in(), longest_countdown(settings))
+    fresh = {
+        **request.to_kwargs(),
+        "trigger": "stale_refresh",
+        "force_write": False,  # what the contact shows is known: write only what changes
+        "attempt": attempt,
+        "refreshes": refreshes + 1,
+    }
     sync_contact.apply_async(kwargs=fresh, countdown=countdown, queue=app.conf.task_default_queue)
+    log_event(
+        logger,
+        "fresh_sync_scheduled",
+        contact_id=request.contact_id,
+        refreshes=refreshes + 1,
+        countdown=round(countdown, 2),
+    )
 
 
 @task_failure.connect

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.platform_sandbox",
     "tests.fixtures.workers",
     "tests.fixtures.web",
+    "tests.fixtures.resilience",
 ]

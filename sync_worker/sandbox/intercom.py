@@ -16,8 +16,10 @@ Guarantees:
   as data attributes, with values of their ``data_type`` (strings at most 255 characters),
   validating the whole update before applying any of it; a merged contact answers 410
   ``contact_merged`` with a ``Link`` to the survivor;
+- every PUT applied to a contact is kept, in order, in that contact's write log (the last
+  :data:`WRITES_KEPT`), so a test can show what a contact showed at every step, not only at the end;
 - ``/_sandbox/*`` control routes (no auth, not validated, not rate limited) seed, inspect,
-  merge, configure failures and delays, read the stats and reset.
+  merge, read write logs, configure failures and delays, read the stats and reset.
 
 Run standalone: ``python -m sync_worker.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
 """
@@ -49,6 +51,7 @@ MAX_PER_PAGE = 150
 MAX_STRING_VALUE = 255
 MAX_WINDOWS_KEPT = 5000
 RECENT_REQUESTS_KEPT = 200
+WRITES_KEPT = 100
 
 DATA_TYPES = ("string", "integer", "float", "boolean", "date", "datetime", "options")
 # Standard contact attributes: a custom attribute may not take one of these names (compared
@@ -196,6 +199,7 @@ class IntercomState:
             self._contacts: dict[str, dict[str, Any]] = {}
             self._merged: dict[str, str] = {}
             self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
+            self._writes: dict[str, deque[dict[str, Any]]] = {}
             self._stats = _Stats()
 
     # --- rate limiting and stats ---------------------------------------------------------
@@ -439,7 +443,16 @@ class IntercomState:
                 else:
                     contact["custom_attributes"][name] = value
             contact["updated_at"] = int(self.clock())
+            log = self._writes.setdefault(contact_id, deque(maxlen=WRITES_KEPT))
+            log.append({"at": round(self.clock(), 3), "body": json.loads(json.dumps(dict(body)))})
             return self._render(contact)
+
+    def writes(self, contact_id: str) -> list[dict[str, Any]] | None:
+        """The PUT bodies applied to the contact, oldest first (``{"at", "body"}``); None: no such contact."""
+        with self._lock:
+            if contact_id not in self._contacts:
+                return None
+            return [dict(write) for write in self._writes.get(contact_id, ())]
 
     def _check_custom_value(self, name: str, value: Any) -> None:
         attribute = self._attributes.get(("contact", name))
@@ -808,6 +821,13 @@ def create_app(
         if stored is None:
             return jsonify({"error": f"no contact {contact_id}"}), 404
         return jsonify(stored)
+
+    @app.get("/_sandbox/contacts/<contact_id>/writes")
+    def sandbox_writes(contact_id: str) -> Any:
+        writes = state.writes(contact_id)
+        if writes is None:
+            return jsonify({"error": f"no contact {contact_id}"}), 404
+        return jsonify(writes)
 
     @app.post("/_sandbox/contacts/<contact_id>/merge")
     def sandbox_merge(contact_id: str) -> Any:

@@ -13,7 +13,9 @@ Guarantees:
   ``rate_limit`` = ``{"per_second": N}`` | null), ``PUT /_sandbox/clients`` (replace the dataset),
   ``POST /_sandbox/clients`` (add or replace records by id), ``GET /_sandbox/stats``,
   ``POST /_sandbox/reset`` (initial dataset, default config, zero stats); records are validated
-  against the contract (400 with the problems);
+  against the contract (400 with the problems), except with ``POST /_sandbox/clients?check=false``,
+  which stores records that break it (only an integer ``id`` and a string ``email`` are needed)
+  so a test can serve a poison record;
 - on ``/v1/`` routes, in this order: the latency is served, an outage answers (``503`` at once;
   ``timeout`` holds the request until the outage is cleared, the sandbox is closed or
   :data:`TIMEOUT_HOLD_SECONDS` pass, then answers 504), the rate limit (``/v1/clients`` routes
@@ -84,9 +86,13 @@ class PlatformState:
             self._set_records(records)
             return len(self._records)
 
-    def upsert(self, records: list[Any]) -> int:
+    def upsert(self, records: list[Any], *, check: bool = True) -> int:
+        """Add or replace ``records`` by id; ``check=False`` keeps records that break the contract."""
         for record in records:
-            validate_record(record)
+            if check:
+                validate_record(record)
+            elif not isinstance(record, Mapping) or not _indexable(record):
+                raise InvalidRecord(["an unchecked record still needs an integer id and a string email"])
         with self._changed:
             merged = dict(self._records)
             for record in records:
@@ -227,6 +233,11 @@ class PlatformState:
             self._changed.notify_all()
 
 
+def _indexable(record: Mapping[str, Any]) -> bool:
+    record_id, email = record.get("id"), record.get("email")
+    return isinstance(record_id, int) and not isinstance(record_id, bool) and isinstance(email, str)
+
+
 def _positive(value: Any) -> bool:
     return (
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
@@ -342,7 +353,10 @@ def create_app(
         if not isinstance(records, list):
             return _error(400, "the body must be a client or a JSON array of clients")
         try:
-            count = state.replace(records) if request.method == "PUT" else state.upsert(records)
+            if request.method == "PUT":
+                count = state.replace(records)
+            else:
+                count = state.upsert(records, check=request.args.get("check") != "false")
         except InvalidRecord as exc:
             return _error(400, str(exc))
         return jsonify({"count": count})

@@ -49,6 +49,20 @@ def test_opens_after_threshold_failures_and_refuses_every_worker(redis_client, r
     assert other.state().state == OPEN
 
 
+def test_opens_in_is_the_time_left_until_the_open_circuit_lets_a_probe_through(redis_client):
+    breaker = CircuitBreaker(redis_client, "platform", failure_threshold=2, open_seconds=0.6)
+    assert breaker.opens_in() == 0.0
+    breaker.record_failure()
+    assert breaker.opens_in() == 0.0  # closed: a call may go now
+    breaker.record_failure()
+    assert 0.0 < breaker.opens_in() <= 0.6
+    wait_until(lambda: breaker.opens_in() == 0.0, 10, message="the circuit to half-open")
+    assert breaker.allow()  # the probe
+    assert breaker.opens_in() == 0.0  # half-open: a probe is out, not a wait for the circuit
+    breaker.record_failure()
+    assert 0.0 < breaker.opens_in() <= 0.6  # the failed probe opened it again
+
+
 def test_half_open_lets_one_probe_through_and_a_failed_probe_reopens(redis_client, redis_url):
     breaker = CircuitBreaker(redis_client, "platform", failure_threshold=1, open_seconds=0.5)
     other = CircuitBreaker(

@@ -86,6 +86,12 @@ def test_parking_the_same_contact_again_updates_its_one_entry(store):
     assert store.get(first.id) == second
 
 
+def test_attempts_add_up_the_failed_attempts_of_every_park(store):
+    assert park(store, attempts=4).attempts == 4  # a first try and three retries
+    assert park(store, attempts=2).attempts == 6  # a replay that failed once more, then its retry
+    assert park(store, attempts=0).attempts == 7  # a park always counts at least the one attempt
+
+
 def test_an_email_only_contact_is_one_entry_whatever_the_case(store):
     park(store, contact_id=None, email="Bob@Example.com")
     entry = park(store, contact_id=None, email=" bob@example.COM")

@@ -2,8 +2,8 @@
 
 These cover the steps of one run that the end-to-end tests do not single out:
 screening before any call, data attributes created once, a type clash, a
-merged contact, the staleness path with and without last known values, and
-"write only what changed".
+merged contact, the staleness path with and without last known values (and a
+fresh sync that finds the platform still down), and "write only what changed".
 """
 
 from __future__ import annotations
@@ -97,6 +97,23 @@ def test_platform_down_shows_last_known_values_flagged_stale(
     [fresh] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA, force_write=False))
     assert fresh.status == "synced"  # stale was shown, so the same live values are written again
     assert intercom_sandbox.contact(olivia)["custom_attributes"]["Data Status"] == "Live"
+
+
+def test_a_fresh_sync_finding_the_platform_still_down_rewrites_nothing(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    platform_sandbox.config(outage="503")
+    runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))  # writes the stale values
+    shown = intercom_sandbox.contact(olivia)["custom_attributes"]
+    [again] = runtime.contact_sync.run(
+        SyncRequest(contact_id=olivia, email=OLIVIA, trigger="stale_refresh", force_write=False)
+    )
+    assert (again.status, again.written) == ("stale", False)
+    assert _calls(intercom_sandbox, "UpdateContact") == 2
+    assert intercom_sandbox.contact(olivia)["custom_attributes"] == shown
+    [forced] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    assert (forced.status, forced.written) == ("stale", True)  # a trigger still writes them
 
 
 def test_platform_down_with_nothing_known_writes_only_the_status(

@@ -1,0 +1,82 @@
+"""Issue 3: a poison contact is parked (one entry, its error, its attempts) and a replay
+after the fix re-reads the platform and syncs it, through the admin API or the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from sync_worker.localredis import wait_until
+from tests.fixtures.resilience import (
+    assert_synced,
+    attributes,
+    dead_letters,
+    is_live,
+    run_cli,
+    trigger,
+    wait_for_attributes,
+)
+from tests.fixtures.workers import ADMIN_TOKEN
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_contact_failing_past_its_retries_is_dead_lettered_and_a_replay_syncs_it(
+    intercom_sandbox, platform_sandbox, workers, web_app, olivia, olivia_records, redis_url
+):
+    workers.start(1)
+    # Every write of the contact fails with a 5xx: retried in the call, then as Celery retries.
+    intercom_sandbox.config(fail_next={"count": 10_000, "status": 503, "operation": "UpdateContact"})
+    trigger(web_app.url, olivia)
+    store = dead_letters(redis_url)
+    entry_id = f"id:{olivia['id']}"
+    wait_until(lambda: store.get(entry_id) is not None, 90, message="the contact to be dead-lettered")
+
+    entry = store.get(entry_id)
+    assert store.count() == 1
+    assert entry.error_code == "intercom_unavailable"
+    assert "503" in entry.error_message
+    assert entry.attempts == 1 + int(workers.env["SYNC_TASK_MAX_RETRIES"])  # the first try and each retry
+    assert entry.trigger == "manual"
+    assert attributes(intercom_sandbox, olivia["id"]) == {}
+
+    # The cause is fixed, and the platform changed meanwhile: the replay must read it again.
+    intercom_sandbox.config(fail_next=None)
+    changed = [{**olivia_records[0], "phone": "+1 416 555 0000"}]
+    platform_sandbox.add_clients(*changed)
+    response = requests.post(
+        f"{web_app.url}/v1/admin/dead-letters/{entry_id}/retry",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    assert store.get(entry_id) is None
+
+    wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 60, "the replayed sync")
+    assert_synced(intercom_sandbox, olivia, changed)
+    assert attributes(intercom_sandbox, olivia["id"])["Phone Number"] == "+1 416 555 0000"
+    assert store.count() == 0
+
+
+def test_a_platform_record_breaking_the_contract_is_dead_lettered_then_replayed_after_the_fix(
+    intercom_sandbox, platform_sandbox, workers, web_app, olivia, olivia_records, service_env, redis_url
+):
+    workers.start(1)
+    broken = {key: value for key, value in olivia_records[0].items() if key != "organization"}
+    platform_sandbox.add_clients(broken, check=False)
+    trigger(web_app.url, olivia)
+    store = dead_letters(redis_url)
+    entry_id = f"id:{olivia['id']}"
+    wait_until(lambda: store.get(entry_id) is not None, 60, message="the contact to be dead-lettered")
+    entry = store.get(entry_id)
+    assert (entry.error_code, entry.attempts) == ("platform_contract", 1)  # permanent: not retried
+    assert "organization" in entry.error_message
+    assert attributes(intercom_sandbox, olivia["id"]) == {}
+
+    platform_sandbox.add_clients(*olivia_records)  # the platform fixed the record
+    result = run_cli(service_env, "dead-letters", "retry", entry_id)
+    assert result.returncode == 0, result.stderr
+    assert store.get(entry_id) is None
+    wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 60, "the replayed sync")
+    assert_synced(intercom_sandbox, olivia, olivia_records)
+    assert store.count() == 0

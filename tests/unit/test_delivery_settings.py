@@ -1,0 +1,67 @@
+"""Delivery settings: time limits, reschedule cap, the visibility-timeout check, the sweep interval."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from sync_worker.celery_app import (
+    DeliveryMisconfigured,
+    check_visibility_timeout,
+    create_celery,
+    longest_countdown,
+    restore_interval,
+)
+from sync_worker.config import Settings
+
+
+def settings(**values: object) -> Settings:
+    return Settings(**{name: str(value) for name, value in values.items()})
+
+
+def test_defaults_are_the_former_constants():
+    default = Settings()
+    assert (default.task_time_limit_seconds, default.soft_time_limit_seconds) == (150, 120)
+    assert default.max_reschedule_seconds == 300
+    assert longest_countdown(default) == 600  # the retry backoff cap
+    check_visibility_timeout(default)  # 3600 > 600 + 150
+
+
+def test_the_visibility_timeout_must_exceed_the_longest_countdown_plus_the_hard_limit():
+    short = {
+        "SYNC_TASK_TIME_LIMIT_SECONDS": 10,
+        "SYNC_MAX_RESCHEDULE_SECONDS": 3,
+        "SYNC_RETRY_BACKOFF_MAX_SECONDS": 2,
+    }
+    check_visibility_timeout(settings(**short, SYNC_VISIBILITY_TIMEOUT_SECONDS=14))
+    with pytest.raises(DeliveryMisconfigured, match=r"SYNC_VISIBILITY_TIMEOUT_SECONDS=13 .*\(13s\)"):
+        check_visibility_timeout(settings(**short, SYNC_VISIBILITY_TIMEOUT_SECONDS=13))
+    with pytest.raises(DeliveryMisconfigured):  # the default hour is too short for a 3500 s cap
+        create_celery(settings(SYNC_MAX_RESCHEDULE_SECONDS=3500))
+
+
+def test_the_soft_limit_is_80_percent_of_the_hard_one_unless_set_and_stays_below_it():
+    assert settings(SYNC_TASK_TIME_LIMIT_SECONDS=10).soft_time_limit_seconds == 8
+    assert settings(SYNC_TASK_SOFT_TIME_LIMIT_SECONDS=100).soft_time_limit_seconds == 100
+    with pytest.raises(ValidationError, match="SOFT_TIME_LIMIT"):
+        settings(SYNC_TASK_TIME_LIMIT_SECONDS=10, SYNC_TASK_SOFT_TIME_LIMIT_SECONDS=10)
+
+
+def test_the_app_uses_the_settings():
+    app = create_celery(
+        settings(
+            SYNC_TASK_TIME_LIMIT_SECONDS=10,
+            SYNC_MAX_RESCHEDULE_SECONDS=2,
+            SYNC_RETRY_BACKOFF_MAX_SECONDS=2,
+            SYNC_VISIBILITY_TIMEOUT_SECONDS=13,
+        )
+    )
+    assert (app.conf.task_time_limit, app.conf.task_soft_time_limit) == (10, 8)
+    options = app.conf.broker_transport_options
+    assert options["visibility_timeout"] == 13
+    assert (options["unacked_restore_interval"], options["unacked_restore_throttle"]) == (1.3, 1)
+
+
+@pytest.mark.parametrize(("timeout", "interval"), [(3600, 10.0), (100, 10.0), (40, 4.0), (13, 1.3), (5, 1.0)])
+def test_dead_workers_messages_are_swept_every_tenth_of_the_timeout_within_1_to_10_s(timeout, interval):
+    assert restore_interval(settings(SYNC_VISIBILITY_TIMEOUT_SECONDS=timeout)) == pytest.approx(interval)
