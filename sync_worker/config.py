@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(6, validation_alias="SYNC_TASK_MAX_RETRIES")
     retry_backoff_base_seconds: float = Field(2.0, validation_alias="SYNC_RETRY_BACKOFF_BASE_SECONDS")
     retry_backoff_max_seconds: float = Field(600.0, validation_alias="SYNC_RETRY_BACKOFF_MAX_SECONDS")
+    #: Rate-limit waits never spend the retries; a contact still waiting for a token after this
+    #: long in all (an upstream that keeps refusing) is parked.
+    rate_limit_max_wait_seconds: float = Field(
+        6 * 3600.0, gt=0, validation_alias="SYNC_RATE_LIMIT_MAX_WAIT_SECONDS"
+    )
 
     # --- delivery ---------------------------------------------------------------------
     visibility_timeout_seconds: int = Field(3600, validation_alias="SYNC_VISIBILITY_TIMEOUT_SECONDS")

@@ -5,7 +5,9 @@ Guarantees of :func:`sync_contact`:
   the run queues one more sync (:mod:`sync_worker.dispatch`);
 - waiting for a rate-limit token longer than a moment, or an upstream's 429,
   reschedules the task (same task id, ``countdown`` = the wait) without
-  spending an error retry (up to ``MAX_RATE_LIMIT_WAITS`` times);
+  spending an error retry, however many times it takes; only a contact that has
+  waited longer than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` in all (an upstream that
+  keeps refusing, not a long backlog) is parked;
 - transient errors retry with exponential backoff and full jitter up to
   ``SYNC_TASK_MAX_RETRIES``; permanent errors, and transient ones that ran out
   of retries, park the contact in the dead-letter store and end the task
@@ -58,8 +60,6 @@ from sync_worker.runtime import get_runtime
 logger = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 3
-#: Rate-limit waits (ours or an upstream's 429) reschedule without spending an error retry, this many times.
-MAX_RATE_LIMIT_WAITS = 100
 #: Fresh syncs tried after a stale write, while the platform stays unreadable, before the contact is parked.
 MAX_STALE_REFRESHES = 100
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
@@ -127,10 +127,15 @@ def _deliveries(task: Task) -> int:
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
 def sync_contact(
-    self: Task, attempt: int = 0, waits: int = 0, refreshes: int = 0, **kwargs: Any
+    self: Task,
+    attempt: int = 0,
+    waits: int = 0,
+    refreshes: int = 0,
+    waiting_since: float | None = None,
+    **kwargs: Any,
 ) -> list[dict[str, Any]] | dict[str, Any]:
     try:
-        return _sync(self, attempt, waits, refreshes, kwargs)
+        return _sync(self, attempt, waits, refreshes, waiting_since, kwargs)
     except (*REDIS_UNAVAILABLE, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
@@ -159,7 +164,12 @@ def redis_unavailable(error: BaseException) -> BaseException | None:
 
 
 def _sync(
-    self: Task, attempt: int, waits: int, refreshes: int, kwargs: dict[str, Any]
+    self: Task,
+    attempt: int,
+    waits: int,
+    refreshes: int,
+    waiting_since: float | None,
+    kwargs: dict[str, Any],
 ) -> list[dict[str, Any]] | dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
@@ -175,7 +185,8 @@ def _sync(
     try:
         outcomes = runtime.contact_sync.run(request)
     except RATE_LIMIT_SIGNALS as wait:
-        if waits >= MAX_RATE_LIMIT_WAITS:
+        waiting_since = waiting_since or time.time()
+        if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
             return park_contact(request, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
         log_event(
@@ -185,7 +196,13 @@ def _sync(
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
-        again = {**request.to_kwargs(), "attempt": attempt, "waits": waits + 1, "refreshes": refreshes}
+        again = {
+            **request.to_kwargs(),
+            "attempt": attempt,
+            "waits": waits + 1,
+            "refreshes": refreshes,
+            "waiting_since": waiting_since,
+        }
         raise self.retry(kwargs=again, countdown=countdown) from None
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):

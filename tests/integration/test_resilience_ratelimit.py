@@ -2,16 +2,26 @@
 
 The Intercom sandbox counts, per 10-second window, every API request it receives: those
 counts, not ours, show that no window received more than its limit (so none was refused
-with a 429), while every contact still ends with exactly what one clean sync writes.
+with a 429), while every contact still ends with exactly what one clean sync writes. And
+waiting for the budget never spends an error retry: only a contact that has waited longer
+than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` is parked.
 """
 
 from __future__ import annotations
 
 import pytest
+import requests
 
 from sync_worker.localredis import wait_until
 from sync_worker.sandbox.dataset import synthetic
-from tests.fixtures.resilience import assert_synced, dead_letters, is_live, trigger
+from tests.fixtures.resilience import (
+    assert_synced,
+    attributes,
+    dead_letters,
+    is_live,
+    trigger,
+)
+from tests.fixtures.workers import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +56,35 @@ def test_four_workers_stay_within_intercom_window_limit_and_every_contact_ends_c
         assert_synced(intercom_sandbox, contact, [record])
         assert len(intercom_sandbox.writes(contact["id"])) == 1  # each written once: nothing redone
     assert dead_letters(redis_url).count() == 0
+
+
+def test_waiting_for_the_rate_limit_spends_no_retry_and_parks_only_after_the_wait_cap(
+    intercom_sandbox, platform_sandbox, workers, web_app, redis_url, olivia, olivia_records
+):
+    """An Intercom that refuses every call: the sync reschedules many more times than it has error
+    retries (3 here) and is parked only once it has waited SYNC_RATE_LIMIT_MAX_WAIT_SECONDS; once the
+    upstream admits calls again, a replay syncs it."""
+    intercom_sandbox.config(rate_limit=0)  # every API call answered 429
+    workers.start(1, SYNC_RATE_LIMIT_MAX_WAIT_SECONDS="6", SYNC_MAX_RESCHEDULE_SECONDS="0.5")
+    trigger(web_app.url, olivia)
+
+    store = dead_letters(redis_url)
+    wait_until(lambda: store.count() == 1, 60, message="the refused contact to be parked")
+    [entry] = store.list()
+    assert entry.error_code in ("intercom_rate_limited", "rate_limit_wait"), entry
+    assert intercom_sandbox.stats()["rate_limited"] >= 1
+    rescheduled = workers.logs().count('"event": "sync_rescheduled_rate_limit"')
+    assert rescheduled > 3 + 1, rescheduled  # more runs than the error retries allow: none was spent
+    waited = entry.last_failed_at.timestamp() - entry.kwargs["requested_at"]
+    assert waited >= 6  # not parked before the cap
+
+    intercom_sandbox.config(rate_limit=1000)
+    replayed = requests.post(
+        f"{web_app.url}/v1/admin/dead-letters/{entry.id}/retry",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    assert replayed.status_code == 202, replayed.text
+    wait_until(lambda: is_live(attributes(intercom_sandbox, olivia["id"])), 60, message="the replayed sync")
+    assert_synced(intercom_sandbox, olivia, olivia_records)
+    assert store.count() == 0
