@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_lib
 
+from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
 from tests.fixtures.web import WebServer, serve, web_settings
 from web.delay import estimate_delay
@@ -117,6 +118,9 @@ def test_paused_intercom_budget_is_told(receiver: WebServer):
 
 def test_intercom_budget_spent_by_the_workers_is_told(receiver: WebServer):
     limiter = intercom_limiter(receiver)
+    clock = redis_lib.Redis.from_url(receiver.settings.redis_url)
+    # Start early in a window, so it cannot end between spending its budget and asking.
+    wait_until(lambda: redis_now(clock) % WINDOW < WINDOW - 3, WINDOW, message="a window with 3 s left")
     while limiter.attempt().granted:  # the workers took every token of this window
         pass
     window_left = limiter.peek()
