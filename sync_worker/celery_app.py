@@ -24,6 +24,8 @@ Guarantees:
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from celery.schedules import crontab
 from kombu import Exchange, Queue
@@ -33,6 +35,7 @@ from sync_worker.config import Settings, get_settings
 REALTIME_QUEUE = "sync.realtime"
 BULK_QUEUE = "sync.bulk"
 SYNC_TASK = "sync_worker.tasks.sync_contact"
+REPLAY_DEAD_LETTERS_TASK = "sync_worker.tasks.replay_dead_letters"
 
 #: The longest a wait is served by rescheduling (seconds): this process's
 #: ``SYNC_MAX_RESCHEDULE_SECONDS``, read once at import like the app below.
@@ -79,6 +82,29 @@ def _crontab(expression: str) -> crontab:
     )
 
 
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What beat runs: the nightly re-sync, its watchdog, and the dead-letter replay when it has a cron."""
+    schedule: dict[str, dict[str, Any]] = {
+        "nightly-resync": {
+            "task": "sync_worker.resync.tasks.start_resync",
+            "schedule": _crontab(settings.resync_cron),
+            "options": {"queue": BULK_QUEUE},
+        },
+        "resync-watchdog": {
+            "task": "sync_worker.resync.tasks.watchdog",
+            "schedule": 60.0,
+            "options": {"queue": BULK_QUEUE},
+        },
+    }
+    if settings.dead_letter_replay_cron:
+        schedule["dead-letter-replay"] = {
+            "task": REPLAY_DEAD_LETTERS_TASK,
+            "schedule": _crontab(settings.dead_letter_replay_cron),
+            "options": {"queue": REALTIME_QUEUE},
+        }
+    return schedule
+
+
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     check_visibility_timeout(settings)
@@ -123,18 +149,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_send_task_events=False,
         enable_utc=True,
         timezone="UTC",
-        beat_schedule={
-            "nightly-resync": {
-                "task": "sync_worker.resync.tasks.start_resync",
-                "schedule": _crontab(settings.resync_cron),
-                "options": {"queue": BULK_QUEUE},
-            },
-            "resync-watchdog": {
-                "task": "sync_worker.resync.tasks.watchdog",
-                "schedule": 60.0,
-                "options": {"queue": BULK_QUEUE},
-            },
-        },
+        beat_schedule=beat_schedule(settings),
     )
     return app
 

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
 
     # --- schedule ---------------------------------------------------------------------
     resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
+    #: When set, beat replays every dead letter on this cron (unset: only operators replay).
+    dead_letter_replay_cron: str | None = Field(None, validation_alias="SYNC_DEAD_LETTER_REPLAY_CRON")
 
     @property
     def soft_time_limit_seconds(self) -> float:

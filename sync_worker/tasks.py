@@ -47,9 +47,9 @@ from celery.signals import celeryd_init, setup_logging, task_failure, worker_rea
 from kombu.exceptions import OperationalError
 
 from sync_worker import keys
-from sync_worker.celery_app import SYNC_TASK, app, longest_countdown
+from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
-from sync_worker.dispatch import SyncRequest, claim
+from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import configure_logging, log_event
@@ -273,6 +273,19 @@ def _schedule_fresh_sync(request: SyncRequest, attempt: int, refreshes: int) -> 
         refreshes=refreshes + 1,
         countdown=round(countdown, 2),
     )
+
+
+@app.task(name=REPLAY_DEAD_LETTERS_TASK)
+def replay_dead_letters() -> int:
+    """Beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``): every contact parked when it starts.
+
+    Each replay re-reads the platform; a contact that still fails is parked again (its
+    attempts grow). Returns how many replays were stored.
+    """
+    runtime = get_runtime()
+    replayed = runtime.dead_letters.replay_all(lambda kwargs: enqueue_replay(kwargs, runtime.redis, app))
+    log_event(logger, "dead_letters_replayed", replayed=replayed, still_parked=runtime.dead_letters.count())
+    return replayed
 
 
 @task_failure.connect

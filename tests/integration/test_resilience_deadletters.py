@@ -1,11 +1,14 @@
 """Issue 3: a poison contact is parked (one entry, its error, its attempts) and a replay
-after the fix re-reads the platform and syncs it, through the admin API or the CLI."""
+after the fix re-reads the platform and syncs it, through the admin API, the CLI or beat's
+periodic replay."""
 
 from __future__ import annotations
 
 import pytest
 import requests
 
+from sync_worker.celery_app import REALTIME_QUEUE, REPLAY_DEAD_LETTERS_TASK, create_celery
+from sync_worker.config import Settings
 from sync_worker.localredis import wait_until
 from tests.fixtures.resilience import (
     assert_synced,
@@ -77,6 +80,27 @@ def test_a_platform_record_breaking_the_contract_is_dead_lettered_then_replayed_
     result = run_cli(service_env, "dead-letters", "retry", entry_id)
     assert result.returncode == 0, result.stderr
     assert store.get(entry_id) is None
+    wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 60, "the replayed sync")
+    assert_synced(intercom_sandbox, olivia, olivia_records)
+    assert store.count() == 0
+
+
+def test_the_periodic_replay_task_replays_every_parked_contact(
+    intercom_sandbox, platform_sandbox, workers, web_app, olivia, olivia_records, redis_url
+):
+    """What beat runs on SYNC_DEAD_LETTER_REPLAY_CRON, sent to a real worker as beat sends it."""
+    store = dead_letters(redis_url)
+    store.park(
+        contact_id=olivia["id"],
+        email=olivia["email"],
+        error_code="intercom_unavailable",
+        error_message="Intercom answered 503",
+        trigger="webhook",
+        kwargs={"contact_id": olivia["id"], "email": olivia["email"], "trigger": "webhook"},
+    )
+    workers.start(1)
+    app = create_celery(Settings(REDIS_URL=redis_url))
+    app.send_task(REPLAY_DEAD_LETTERS_TASK, queue=REALTIME_QUEUE)
     wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 60, "the replayed sync")
     assert_synced(intercom_sandbox, olivia, olivia_records)
     assert store.count() == 0

@@ -6,7 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from sync_worker.celery_app import (
+    REPLAY_DEAD_LETTERS_TASK,
     DeliveryMisconfigured,
+    beat_schedule,
     check_visibility_timeout,
     create_celery,
     longest_countdown,
@@ -65,3 +67,12 @@ def test_the_app_uses_the_settings():
 @pytest.mark.parametrize(("timeout", "interval"), [(3600, 10.0), (100, 10.0), (40, 4.0), (13, 1.3), (5, 1.0)])
 def test_dead_workers_messages_are_swept_every_tenth_of_the_timeout_within_1_to_10_s(timeout, interval):
     assert restore_interval(settings(SYNC_VISIBILITY_TIMEOUT_SECONDS=timeout)) == pytest.approx(interval)
+
+
+def test_beat_replays_dead_letters_only_when_a_cron_is_set():
+    assert "dead-letter-replay" not in beat_schedule(Settings())
+    schedule = beat_schedule(settings(SYNC_DEAD_LETTER_REPLAY_CRON="30 * * * *"))
+    entry = schedule["dead-letter-replay"]
+    assert entry["task"] == REPLAY_DEAD_LETTERS_TASK
+    assert entry["schedule"].minute == {30}
+    assert {"nightly-resync", "resync-watchdog"} <= set(schedule)
