@@ -42,7 +42,10 @@ def dev(port: int, state_dir: Path) -> None:
     web, worker and beat, until Ctrl-C."""
     stack = DevStack(state_dir=state_dir.resolve(), web_port=port)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Both stop it, set explicitly: a process started in the background by a shell inherits
+    # SIGINT ignored, and Ctrl-C (or a supervisor's SIGINT) must still stop every child.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
         click.echo("starting intercom-sync (this takes a few seconds) ...")
         info = stack.start()
@@ -53,8 +56,6 @@ def dev(port: int, state_dir: Path) -> None:
                 click.echo(f"stopped unexpectedly: {', '.join(dead)} (see {state_dir}/<name>.log)", err=True)
                 break
             stopping.wait(1.0)
-    except KeyboardInterrupt:
-        pass
     finally:
         click.echo("stopping ...")
         stack.stop()

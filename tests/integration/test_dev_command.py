@@ -42,6 +42,8 @@ def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            # As a shell starts a background job (CI does): SIGINT inherited ignored. Ctrl-C must still work.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     try:
         wait_until(
@@ -72,7 +74,14 @@ def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
         assert answer.status_code == 202, answer.text
     finally:
         dev.send_signal(signal.SIGINT)
-        dev.wait(60)
+        try:
+            dev.wait(60)
+            stopped_by_ctrl_c = True
+        except subprocess.TimeoutExpired:
+            stopped_by_ctrl_c = False
+            dev.terminate()  # do not leave the stack running
+            dev.wait(60)
+    assert stopped_by_ctrl_c, "Ctrl-C (SIGINT) did not stop `sync-worker dev` within 60 s"
     assert "stopped." in output.read_text()
     try:
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
