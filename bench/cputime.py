@@ -11,6 +11,7 @@ benchmark can show that it ran on a quiet machine.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,3 +73,20 @@ def usage(before: Snapshot, after: Snapshot) -> dict[str, float]:
     per_role["steal"] = after.steal - before.steal
     per_role["wall"] = (after.total - before.total) / cpus
     return per_role
+
+
+def machine_busy_share(seconds: float = 1.0) -> float:
+    """Share (0-1) of the machine's CPU that was busy (or stolen by the hypervisor) over the next ``seconds``."""
+    busy, total, steal = _machine()
+    time.sleep(seconds)
+    busy_after, total_after, steal_after = _machine()
+    return (busy_after + steal_after - busy - steal) / max(1e-9, total_after - total)
+
+
+def wait_for_quiet(threshold: float, timeout: float) -> tuple[bool, float]:
+    """Wait (at most ``timeout`` s) for a second in which under ``threshold`` of the CPU was busy."""
+    deadline = time.monotonic() + timeout
+    share = machine_busy_share()
+    while share >= threshold and time.monotonic() < deadline:
+        share = machine_busy_share()
+    return share < threshold, share
