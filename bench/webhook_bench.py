@@ -21,6 +21,8 @@ Figures (printed and written to ``--out``):
 - CPU seconds of gunicorn (master and workers), Redis, the generators and the
   rest of the machine over the run, and CPU milliseconds per request of each, so a
   run on a busy machine shows as such (``other``);
+- Redis's own stalls over 5 ms (its latency monitor: e.g. ``aof-fsync-always``), so a
+  slow disk shows apart from slow code;
 - the check that every accepted webhook is stored: every ``queued`` answer's task
   id is a message on ``sync.realtime`` naming that contact, every ``folded``
   answer's task id is one of those, queued + folded = accepted, and one message per
@@ -70,6 +72,8 @@ PATH = "/webhooks/intercom"
 TARGET_RATE = 500.0
 TARGET_P99_MS = 20.0
 REQUEST_TIMEOUT = 10.0
+#: Redis's latency monitor records any event of its own (an fsync, a command) slower than this.
+LATENCY_MONITOR_MS = 5
 #: A run counts as on a quiet machine when everything else (and the hypervisor, ``steal``) used
 #: under this share of the CPU.
 QUIET_SHARE = 0.05
@@ -212,6 +216,7 @@ def main() -> int:
             30,
             message="gunicorn to answer",
         )
+        client.config_set("latency-monitor-threshold", LATENCY_MONITOR_MS)  # Redis notes its own stalls
         payloads = build_requests(port, total, args.contacts)
         quiet_before, busy_before = cputime.wait_for_quiet(QUIET_SHARE, args.quiet_wait)
         queue: Any = context.Queue()
@@ -259,6 +264,10 @@ def main() -> int:
     for answer in answers:
         outcomes[answer.get("status", "none")] = outcomes.get(answer.get("status", "none"), 0) + 1
     stored = stored_check(answers, statuses.get("200", 0), messages_on_queue(client))
+    redis_stalls = {
+        event[0].decode(): {"latest_ms": event[2], "max_ms": event[3], "threshold_ms": LATENCY_MONITOR_MS}
+        for event in client.execute_command("LATENCY", "LATEST")
+    }
     client.close()
     redis_server.cleanup()
 
@@ -300,6 +309,7 @@ def main() -> int:
             role: round(1000 * seconds / len(results), 3) for role, seconds in cpu.items() if role != "wall"
         },
         "stored": stored,
+        "redis_stalls": redis_stalls,
         "web_log_lines": access_log_lines,
         "target": {
             "rate": TARGET_RATE,
