@@ -1,38 +1,52 @@
 """Turn a trigger into at most one pending sync per contact.
 
 Guarantees:
-- :func:`enqueue_sync` either stores the trigger (a pending marker and the
-  message on the queue, both in Redis) and returns, or raises
+- :func:`enqueue_sync` either stores the trigger and returns, or raises
   :class:`QueueUnavailable`: a caller that acknowledges only after it returns
   never acknowledges a trigger that was not stored;
+- storing is one Lua script call (one round trip, atomic): it writes the
+  contact's pending payload and, when no sync is waiting, the pending marker
+  *and* the Celery message on the queue's list together, so there is never a
+  marker without its message (or a message without its marker) whatever
+  process dies when; the message is built by Celery's and kombu's own code
+  (:mod:`sync_worker.taskmessage`), exactly what ``send_task`` would push;
 - one pending sync per contact: while a sync for the contact waits on the
   queue, a newer trigger is folded into it (its details replace the pending
   ones, which the task reads when it starts) instead of queueing another;
 - a trigger that arrives while the contact's sync is running queues one more,
   because the task clears the pending marker as it starts (:func:`claim`);
-- the marker expires after ``PENDING_TTL_SECONDS``, so a marker whose message
-  was lost (a publish that died half-way) blocks that contact for a bounded time.
+- with an ``idempotency_key`` (a webhook's notification id), a key already set
+  answers ``duplicate`` and stores nothing; otherwise the key is set in the same
+  script, so it exists exactly when the trigger was stored;
+- the message's ``argsrepr``/``kwargsrepr`` (what Celery shows in task events and
+  logs) name the trigger and the contact id, never an email;
+- the marker expires after ``PENDING_TTL_SECONDS``, a bound on how long a
+  contact stays blocked should its message be lost some other way (e.g. a queue
+  deleted by hand).
 
 The receiver calls :func:`enqueue_sync`; the task calls :func:`claim`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis as redis_lib
 from celery import Celery
+from kombu.exceptions import KombuError
 
 from sync_worker import keys
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE, SYNC_TASK
+from sync_worker.taskmessage import task_messages
 
 PENDING_TTL_SECONDS = 900
+#: Default lifetime of an ``idempotency_key`` (:func:`enqueue_sync`).
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 Trigger = Literal["webhook", "manual", "connector", "replay", "schedule", "stale_refresh", "retry"]
 
@@ -62,7 +76,11 @@ class SyncRequest:
         return keys.contact_key(self.contact_id, self.email)
 
     def to_kwargs(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def describe(self) -> str:
+        """What Celery may show of this sync (``kwargsrepr``): the trigger and contact id, no email."""
+        return repr({"trigger": self.trigger, "contact_id": self.contact_id})
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> SyncRequest:
@@ -72,21 +90,34 @@ class SyncRequest:
 
 @dataclass(frozen=True)
 class EnqueueResult:
-    status: Literal["queued", "folded"]
+    status: Literal["queued", "folded", "duplicate"]
     contact_key: str
     task_id: str | None
 
 
-# KEYS[1] pending marker, KEYS[2] pending payload; ARGV[1] task id, ARGV[2] payload json, ARGV[3] ttl.
-# Returns the task id that will run this contact's sync and 1 when this call created it.
-_MARK_PENDING = """
-local existing = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
-if existing then
-  return {existing, 0}
+# KEYS[1] pending marker, KEYS[2] pending payload, KEYS[3] the queue's list, KEYS[4] (optional)
+# idempotency key; ARGV[1] task id, ARGV[2] payload json, ARGV[3] pending ttl, ARGV[4] the message,
+# ARGV[5] idempotency ttl. Returns {status, task id that will run this contact's sync}.
+# A script's writes are not undone by a later error, so the commands that can fail (GET, LPUSH on
+# a key of the wrong type) run before the first write; SET cannot fail.
+_ENQUEUE = """
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'duplicate', false}
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
-return {ARGV[1], 1}
+local ttl = tonumber(ARGV[3])
+local owner = redis.call('GET', KEYS[1])
+local status = 'folded'
+if not owner then
+  redis.call('LPUSH', KEYS[3], ARGV[4])
+  owner = ARGV[1]
+  status = 'queued'
+  redis.call('SET', KEYS[1], owner, 'EX', ttl)
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
+if KEYS[4] then
+  redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[5]))
+end
+return {status, owner}
 """
 
 # KEYS[1] marker, KEYS[2] payload: take the latest payload and clear both (the sync is now running).
@@ -102,42 +133,40 @@ def _queue_for(request: SyncRequest) -> str:
 
 
 def enqueue_sync(
-    request: SyncRequest, client: redis_lib.Redis, celery_app: Celery, *, queue: str | None = None
+    request: SyncRequest,
+    client: redis_lib.Redis,
+    celery_app: Celery,
+    *,
+    queue: str | None = None,
+    idempotency_key: str | None = None,
+    idempotency_ttl: int = IDEMPOTENCY_TTL_SECONDS,
 ) -> EnqueueResult:
-    """Store the trigger: fold it into the contact's pending sync, or queue a new one.
+    """Store the trigger: fold it into the contact's pending sync, or queue a new one (one round trip).
 
     ``client`` and ``celery_app`` must point at the same Redis (the broker).
     """
     contact_key = request.contact_key
-    marker, payload_key = keys.pending(contact_key), keys.pending_payload(contact_key)
     task_id = str(uuid.uuid4())
+    kwargs = request.to_kwargs()
     try:
-        owner, created = client.eval(
-            _MARK_PENDING,
-            2,
-            marker,
-            payload_key,
-            task_id,
-            json.dumps(request.to_kwargs()),
-            PENDING_TTL_SECONDS,
-        )
-    except redis_lib.RedisError as exc:
-        raise QueueUnavailable(f"queue unreachable: {exc.__class__.__name__}") from exc
-    owner = owner.decode() if isinstance(owner, bytes) else owner
-    if not created:
-        return EnqueueResult("folded", contact_key, owner)
-    try:
-        celery_app.send_task(
+        message = task_messages(celery_app).build(
             SYNC_TASK,
-            kwargs=request.to_kwargs(),
+            kwargs=kwargs,
             task_id=task_id,
             queue=queue or _queue_for(request),
+            kwargsrepr=request.describe(),
         )
-    except Exception as exc:  # kombu raises OperationalError and friends
-        with contextlib.suppress(redis_lib.RedisError):  # else the marker expires on its own
-            client.delete(marker)
+        keys_ = [keys.pending(contact_key), keys.pending_payload(contact_key), message.list_key]
+        args: list[str | int] = [task_id, json.dumps(kwargs), PENDING_TTL_SECONDS, message.payload]
+        if idempotency_key is not None:
+            keys_.append(idempotency_key)
+            args.append(idempotency_ttl)
+        status, owner = client.eval(_ENQUEUE, len(keys_), *keys_, *args)
+    except (redis_lib.RedisError, KombuError, OSError) as exc:  # nothing was stored
         raise QueueUnavailable(f"queue unreachable: {exc.__class__.__name__}") from exc
-    return EnqueueResult("queued", contact_key, task_id)
+    status = status.decode() if isinstance(status, bytes) else status
+    owner = owner.decode() if isinstance(owner, bytes) else owner
+    return EnqueueResult(status, contact_key, owner)
 
 
 def enqueue_replay(kwargs: Mapping[str, Any], client: redis_lib.Redis, celery_app: Celery) -> EnqueueResult:

@@ -73,7 +73,8 @@ def beat_argv(*, schedule_file: str, loglevel: str = "INFO") -> list[str]:
 
 
 def web_argv(*, port: int, workers: int = 2, host: str = "127.0.0.1") -> list[str]:
-    """gunicorn serving ``web:create_app()``."""
+    """gunicorn serving ``web:create_app()``: sync workers, no gunicorn access log (the app writes one
+    JSON line per request, ``web/access.py``); ``bench/README.md`` has the figures behind these choices."""
     return [
         sys.executable,
         "-m",
@@ -82,8 +83,6 @@ def web_argv(*, port: int, workers: int = 2, host: str = "127.0.0.1") -> list[st
         f"{host}:{port}",
         "--workers",
         str(workers),
-        "--access-logfile",
-        "-",
         "--log-level",
         "warning",
         "web:create_app()",

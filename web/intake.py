@@ -19,7 +19,13 @@ from collections.abc import Iterable
 
 from flask import g
 
-from sync_worker.dispatch import EnqueueResult, QueueUnavailable, SyncRequest, enqueue_sync
+from sync_worker.dispatch import (
+    IDEMPOTENCY_TTL_SECONDS,
+    EnqueueResult,
+    QueueUnavailable,
+    SyncRequest,
+    enqueue_sync,
+)
 from sync_worker.logs import log_event
 from sync_worker.screening import INVALID_EMAIL, Skip, screen
 from web import metrics
@@ -60,12 +66,28 @@ def skipped(skip: Skip, source: str) -> None:
     g.outcome = f"skipped:{skip.reason_code}"
 
 
-def store(sync: SyncRequest, source: str) -> EnqueueResult:
-    """Queue ``sync`` or fold it into the contact's waiting sync; 503 when Redis is unreachable."""
+def store(
+    sync: SyncRequest,
+    source: str,
+    *,
+    idempotency_key: str | None = None,
+    idempotency_ttl: int = IDEMPOTENCY_TTL_SECONDS,
+) -> EnqueueResult:
+    """Queue ``sync`` or fold it into the contact's waiting sync; 503 when Redis is unreachable.
+
+    With ``idempotency_key`` a key already set is a ``duplicate`` result: nothing stored or
+    counted here (the caller answers it); see :func:`~sync_worker.dispatch.enqueue_sync`.
+    """
     context = web_context()
     g.contact_id = sync.contact_id
     try:
-        result = enqueue_sync(sync, context.redis, context.celery)
+        result = enqueue_sync(
+            sync,
+            context.redis,
+            context.celery,
+            idempotency_key=idempotency_key,
+            idempotency_ttl=idempotency_ttl,
+        )
     except QueueUnavailable as exc:
         log_event(
             logger,
@@ -77,6 +99,8 @@ def store(sync: SyncRequest, source: str) -> EnqueueResult:
             cause=str(exc),
         )
         raise queue_unavailable() from None
+    if result.status == "duplicate":
+        return result
     metrics.count(result.status, source=source)
     g.outcome = result.status
     return result

@@ -14,6 +14,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -43,8 +44,14 @@ LATENCY = "request_duration_seconds"
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+@functools.lru_cache(maxsize=1024)
+def _field_of(items: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps(dict(items), separators=(",", ":"))
+
+
 def _field(labels: Mapping[str, str]) -> str:
-    return json.dumps(dict(sorted(labels.items())), separators=(",", ":"))
+    """The hash field of a label set: its labels as JSON, sorted (label values are low-cardinality)."""
+    return _field_of(tuple(sorted(labels.items())))
 
 
 def count(name: str, **labels: str) -> None:

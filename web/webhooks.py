@@ -10,14 +10,16 @@ Guarantees (in the order they are checked):
    with 200 and do nothing (never 410, which would disable the subscription);
 5. a notification id already handled is acknowledged as ``duplicate`` and not
    queued again; an id is remembered for a day, and only once its sync is stored
-   (or it was skipped), so a delivery answered 503 can be retried;
+   (or it was skipped), so a delivery answered 503 can be retried: the id is
+   checked and set in the same Lua script that stores the sync
+   (:func:`sync_worker.dispatch.enqueue_sync`'s ``idempotency_key``), one round
+   trip, and for a skip by one ``SET NX``;
 6. an excluded or invalid address is acknowledged 200 ``skipped`` with the reason;
 7. otherwise one sync is stored before the 200; a Redis that cannot be reached is 503.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import redis as redis_lib
@@ -48,17 +50,20 @@ def _conversation(item: dict[str, Any]) -> Conversation:
         raise ApiError(400, "invalid_body", "data.item: " + describe_errors(exc)) from None
 
 
-def _already_seen(client: redis_lib.Redis, notification_id: str) -> bool:
+def _first_sight(client: redis_lib.Redis, notification_id: str) -> bool:
+    """Remember a notification that stores nothing (a skip); False when it was already seen."""
     try:
-        return bool(client.exists(keys.webhook_seen(notification_id)))
+        return bool(
+            client.set(keys.webhook_seen(notification_id), "1", ex=keys.WEBHOOK_SEEN_TTL_SECONDS, nx=True)
+        )
     except redis_lib.RedisError:
         raise queue_unavailable() from None
 
 
-def _mark_seen(client: redis_lib.Redis, notification_id: str) -> None:
-    # Best effort: the sync is already stored; a lost marker only lets a retry fold into it.
-    with contextlib.suppress(redis_lib.RedisError):
-        client.set(keys.webhook_seen(notification_id), "1", ex=keys.WEBHOOK_SEEN_TTL_SECONDS)
+def _duplicate(notification_id: str) -> dict[str, str]:
+    metrics.count("duplicate", source=SOURCE)
+    g.outcome = "duplicate"
+    return {"status": "duplicate", "notification_id": notification_id}
 
 
 @bp.route("/webhooks/intercom", methods=["HEAD", "POST"])
@@ -80,10 +85,6 @@ def intercom_webhook() -> Any:
         metrics.count("skipped", source=SOURCE, reason="topic_not_subscribed")
         return {"status": "ignored", "topic": notification.topic}
     conversation = _conversation(notification.data.item)
-    if _already_seen(context.redis, notification.id):
-        metrics.count("duplicate", source=SOURCE)
-        g.outcome = "duplicate"
-        return {"status": "duplicate", "notification_id": notification.id}
     subject = subject_of(conversation)
     skip: Skip | None = NO_CONTACT
     if subject is not None:
@@ -95,9 +96,10 @@ def intercom_webhook() -> Any:
             excluded=settings.excluded_emails,
         )
     if subject is None or skip is not None:
+        if not _first_sight(context.redis, notification.id):
+            return _duplicate(notification.id)
         reason = skip or NO_CONTACT
         skipped(reason, SOURCE)
-        _mark_seen(context.redis, notification.id)
         return {"status": "skipped", "reason": reason.reason_code, "message": reason.message}
     result = store(
         SyncRequest(
@@ -107,6 +109,9 @@ def intercom_webhook() -> Any:
             author_email=subject.author_email,
         ),
         SOURCE,
+        idempotency_key=keys.webhook_seen(notification.id),
+        idempotency_ttl=keys.WEBHOOK_SEEN_TTL_SECONDS,
     )
-    _mark_seen(context.redis, notification.id)
+    if result.status == "duplicate":
+        return _duplicate(notification.id)
     return {"status": result.status, "task_id": result.task_id}

@@ -225,3 +225,27 @@ def test_second_notification_for_a_waiting_contact_is_folded(web_server: WebServ
     assert second.json()["status"] == "folded"
     assert second.json()["task_id"] == first.json()["task_id"]
     assert len(web_server.queued()) == 1
+
+
+def test_a_store_that_fails_half_way_is_503_and_its_retry_is_queued(web_server: WebServer) -> None:
+    web_server.redis.set("sync.realtime", "not a list")  # the message push fails inside the script
+    payload = notification(notification_id="notif_half", contact_id="6650dd")
+    failed = web_server.post_webhook(payload)
+    assert failed.status_code == 503
+    assert failed.json()["error"]["code"] == "queue_unavailable"
+    web_server.redis.delete("sync.realtime")
+
+    # Intercom's retry: neither a duplicate nor folded into a marker without a message.
+    retried = web_server.post_webhook(payload)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["status"] == "queued"
+    [message] = web_server.queued()
+    assert message["task_id"] == retried.json()["task_id"]
+    assert web_server.post_webhook(payload).json()["status"] == "duplicate"
+
+
+def test_a_replayed_skipped_notification_is_a_duplicate(web_server: WebServer) -> None:
+    payload = notification(notification_id="notif_skip_twice", email=EXCLUDED_EMAIL)
+    assert web_server.post_webhook(payload).json()["status"] == "skipped"
+    assert web_server.post_webhook(payload).json()["status"] == "duplicate"
+    assert web_server.queued() == []
