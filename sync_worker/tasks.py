@@ -27,7 +27,9 @@ Guarantees of :func:`sync_contact`:
   while Redis is still away, once the visibility timeout brings it back; it is
   never acknowledged as failed with nothing stored (the contact would be lost);
 - every run leaves its outcome under the contact's ``last-result`` key and a
-  structured log line with the contact id.
+  structured log line with the contact id;
+- every message it publishes (retry, reschedule, fresh sync) shows Celery only the
+  trigger and contact id (``kwargsrepr``), never an email.
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def _sync(
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
-        raise self.retry(kwargs=again, countdown=countdown) from None
+        raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
             error = TransientError("the sync ran past its time limit", code="time_limit")
@@ -223,7 +225,7 @@ def _sync(
                 countdown=round(countdown, 2),
             )
             again = {**request.to_kwargs(), "attempt": attempt + 1, "refreshes": refreshes}
-            raise self.retry(kwargs=again, countdown=countdown) from None
+            raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
         return park_contact(request, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
@@ -265,7 +267,12 @@ def _schedule_fresh_sync(request: SyncRequest, attempt: int, refreshes: int) -> 
         "attempt": attempt,
         "refreshes": refreshes + 1,
     }
-    sync_contact.apply_async(kwargs=fresh, countdown=countdown, queue=app.conf.task_default_queue)
+    sync_contact.apply_async(
+        kwargs=fresh,
+        countdown=countdown,
+        queue=app.conf.task_default_queue,
+        kwargsrepr=request.describe(),
+    )
     log_event(
         logger,
         "fresh_sync_scheduled",

@@ -4,7 +4,10 @@ periodic replay."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import redis as redis_lib
 import requests
 
 from sync_worker.celery_app import REALTIME_QUEUE, REPLAY_DEAD_LETTERS_TASK, create_celery
@@ -104,3 +107,28 @@ def test_the_periodic_replay_task_replays_every_parked_contact(
     wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 60, "the replayed sync")
     assert_synced(intercom_sandbox, olivia, olivia_records)
     assert store.count() == 0
+
+
+def test_retried_messages_show_celery_no_email(
+    intercom_sandbox, platform_sandbox, workers, web_app, olivia, redis_url
+):
+    """A retry waits in the broker as a message whose ``kwargsrepr`` (what task events and monitors
+    show) names the trigger and contact id only; the email stays inside the task's arguments."""
+    workers.start(1, SYNC_RETRY_BACKOFF_BASE_SECONDS="3", SYNC_RETRY_BACKOFF_MAX_SECONDS="6")
+    intercom_sandbox.config(fail_next={"count": 10_000, "status": 503, "operation": "UpdateContact"})
+    trigger(web_app.url, olivia)
+    client = redis_lib.Redis.from_url(redis_url)
+    seen: list[dict] = []
+
+    def a_retry_is_waiting() -> bool:
+        for raw in client.hvals("unacked"):  # kombu's Redis transport: [message, exchange, routing key]
+            headers = json.loads(raw)[0]["headers"]
+            if headers.get("retries", 0) >= 1:
+                seen.append(headers)
+        return bool(seen)
+
+    wait_until(a_retry_is_waiting, 60, interval=0.05, message="a retry waiting for its countdown")
+    headers = seen[0]
+    assert olivia["id"] in headers["kwargsrepr"]
+    assert "@" not in headers["kwargsrepr"] and "@" not in headers["argsrepr"], headers
+    intercom_sandbox.config(fail_next=None)
