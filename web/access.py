@@ -7,8 +7,9 @@ Guarantees:
   duration, and the contact id / outcome / error code when the view set them;
   no header, body or email is logged;
 - every request adds to the shared metrics: ``accepted`` (by route) or
-  ``rejected`` (by error code), its own counts, and its latency; metrics writes
-  never fail the request.
+  ``rejected`` (by error code), its own counts, and its latency, buffered in
+  memory (:class:`web.metrics.RedisMetrics` writes them to Redis in the background):
+  metrics never fail or slow the request.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def install_access_hooks(app: Flask) -> None:
             metrics.count("accepted", route=route)
         else:
             metrics.count("rejected", reason=g.get("error_code") or str(response.status_code))
-        web_context().metrics.flush(g.get("metric_counts", []), route=route, seconds=seconds)
+        web_context().metrics.record(g.get("metric_counts", []), route=route, seconds=seconds)
         log_event(
             logger,
             "request",

@@ -3,10 +3,15 @@
 Guarantees:
 - counts live in Redis hashes (one per metric, ``HINCRBY`` per label set), so all
   gunicorn workers add to the same numbers and a restart keeps them;
-- a request's counts are buffered (:func:`count`) and written at the end of the
-  request in one Lua script call (:meth:`RedisMetrics.flush`: one round trip, no
-  pipeline object built per request); a failed write is logged
-  (without data) and dropped: metrics never fail a request;
+- a request's counts are gathered while it runs (:func:`count`) and, at its end,
+  added to its process's buffer (:meth:`RedisMetrics.record`: memory only, no
+  round trip on the request path); a background thread writes the buffer every
+  :data:`FLUSH_INTERVAL_SECONDS` in one Lua script call, and :meth:`RedisMetrics.snapshot`
+  writes this process's buffer first, so Redis is at most one interval behind
+  every process and ``/metrics`` never misses its own process's requests;
+- a write that fails is logged (without data) and its counts are kept for the next
+  one (the buffer is bounded by the label sets, which are low-cardinality): metrics
+  never fail a request, and a Redis outage loses none of them while the process lives;
 - :func:`render` turns a snapshot into Prometheus text format (pure): counters
   ``intercom_sync_web_<name>_total`` and the histogram
   ``intercom_sync_web_request_duration_seconds`` per route.
@@ -14,9 +19,13 @@ Guarantees:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
+import os
+import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,6 +50,8 @@ COUNTERS: dict[str, str] = {
     "connector_answers": "Data connector answers, by freshness (live or stale) and why stale.",
 }
 LATENCY = "request_duration_seconds"
+#: How often each process writes its buffered counts to Redis.
+FLUSH_INTERVAL_SECONDS = 0.25
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -79,40 +90,92 @@ class Snapshot:
     counts: dict[str, float] = field(default_factory=dict)
 
 
-# KEYS: the hashes to add to; ARGV: one field per key, then the latency sum's field and seconds.
-# The last key is the latency sum (HINCRBYFLOAT); every other key gets HINCRBY 1.
+# KEYS: the hashes to add to; ARGV: for each key, its field then the amount (integers, then the
+# latency sums as floats after the ``ARGV[1]``-th key). ARGV[1]: how many keys take HINCRBY.
 _FLUSH = """
-local n = #KEYS
-for i = 1, n - 1 do redis.call('HINCRBY', KEYS[i], ARGV[i], 1) end
-redis.call('HINCRBYFLOAT', KEYS[n], ARGV[n], ARGV[n + 1])
-return n
+local integers = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local field, amount = ARGV[2 * i], ARGV[2 * i + 1]
+  if i <= integers then redis.call('HINCRBY', KEYS[i], field, amount)
+  else redis.call('HINCRBYFLOAT', KEYS[i], field, amount) end
+end
+return #KEYS
 """
 
 
 class RedisMetrics:
-    def __init__(self, client: redis_lib.Redis):
-        self._redis = client
-        self._flush = client.register_script(_FLUSH)
+    """One process's metrics: buffered in memory, written to Redis by a background thread."""
 
-    def flush(self, counts: Iterable[tuple[str, str]], *, route: str, seconds: float) -> None:
-        """Write the request's counts and its latency in one script call (one round trip); never raises."""
+    def __init__(self, client: redis_lib.Redis, *, flush_interval: float = FLUSH_INTERVAL_SECONDS):
+        self._redis = client
+        self._flush_script = client.register_script(_FLUSH)
+        self._interval = flush_interval
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()  # (hash key, field) -> increments
+        self._sums: Counter[tuple[str, str]] = Counter()  # (hash key, field) -> seconds
+        self._flusher_pid: int | None = None
+        self._failing = False
+
+    def record(self, counts: Iterable[tuple[str, str]], *, route: str, seconds: float) -> None:
+        """Add a request's counts and its latency to this process's buffer (no I/O; never raises)."""
         route_field = _field({"route": route})
-        pairs = list(counts)
-        names = [keys.metric(name) for name, _ in pairs]
-        fields = [labels for _, labels in pairs]
-        names += [
-            keys.metric(f"{LATENCY}:bucket"),
-            keys.metric(f"{LATENCY}:count"),
-            keys.metric(f"{LATENCY}:sum"),
-        ]
-        fields += [_field({"route": route, "le": bucket_for(seconds)}), route_field, route_field]
+        with self._lock:
+            for name, labels in counts:
+                self._counts[(keys.metric(name), labels)] += 1
+            self._counts[
+                (keys.metric(f"{LATENCY}:bucket"), _field({"route": route, "le": bucket_for(seconds)}))
+            ] += 1
+            self._counts[(keys.metric(f"{LATENCY}:count"), route_field)] += 1
+            self._sums[(keys.metric(f"{LATENCY}:sum"), route_field)] += seconds
+        if self._flusher_pid != os.getpid():  # first use in this process (gunicorn forks after import)
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+        threading.Thread(target=self._flush_forever, name="metrics-flusher", daemon=True).start()
+        atexit.register(self.flush, quiet=True)  # a worker that exits cleanly writes what it still holds
+
+    def _flush_forever(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(self._interval):
+            self.flush()
+
+    def flush(self, *, quiet: bool = False) -> bool:
+        """Write the buffer to Redis in one script call; on failure keep it for the next (never raises).
+
+        A failure is logged once, when writes start failing (not every interval while Redis is away);
+        ``quiet`` logs nothing (at exit, when the log streams may be closed)."""
+        with self._lock:
+            counts, sums = self._counts, self._sums
+            self._counts, self._sums = Counter(), Counter()
+        if not counts and not sums:
+            return True
+        entries = [*counts.items(), *sums.items()]
+        args: list[str | int] = [len(counts)]
+        for (_, labels), amount in entries:
+            args += [labels, amount if isinstance(amount, int) else repr(float(amount))]
         try:
-            self._flush(keys=names, args=[*fields, repr(seconds)])
+            self._flush_script(keys=[key for (key, _), _ in entries], args=args)
         except redis_lib.RedisError as exc:
-            log_event(logger, "metrics_write_failed", logging.WARNING, exc_type=type(exc).__name__)
+            with self._lock:
+                self._counts.update(counts)
+                self._sums.update(sums)
+            if not quiet and not self._failing:
+                log_event(logger, "metrics_write_failed", logging.WARNING, exc_type=type(exc).__name__)
+            self._failing = True
+            return False
+        if self._failing and not quiet:
+            log_event(logger, "metrics_write_recovered")
+        self._failing = False
+        return True
 
     def snapshot(self) -> Snapshot:
-        """Read every metric (raises :class:`redis.RedisError` when Redis cannot be read)."""
+        """Write this process's buffer, then read every metric (raises :class:`redis.RedisError`
+        when Redis cannot be read)."""
+        self.flush()
         names = list(COUNTERS)
         pipe = self._redis.pipeline(transaction=False)
         for name in names:

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from sync_worker import keys
+from sync_worker.localredis import wait_until
 from sync_worker.logs import JsonFormatter
 from tests.fixtures.web import (
     CLIENT_SECRET,
@@ -16,6 +17,7 @@ from tests.fixtures.web import (
     WebServer,
     notification,
 )
+from web.metrics import FLUSH_INTERVAL_SECONDS
 from web.openapi import build_spec
 
 pytestmark = pytest.mark.integration
@@ -80,9 +82,13 @@ def test_metrics_count_outcomes_rejections_and_latency(web_server: WebServer) ->
 
 def test_metrics_are_shared_through_redis(web_server: WebServer) -> None:
     web_server.trigger({"email": "client@example.com"})
-    # What any other web process would read: the hash in Redis.
-    raw = web_server.redis.hgetall("intercom-sync:web-metrics:queued")
-    assert raw == {'{"source":"manual"}': "1"}
+    # What any other web process reads: the hash in Redis, written by this process's flusher
+    # within its interval (no /metrics call here to force it).
+    wait_until(
+        lambda: web_server.redis.hgetall("intercom-sync:web-metrics:queued") == {'{"source":"manual"}': "1"},
+        10 * FLUSH_INTERVAL_SECONDS,
+        message="the queued count in Redis",
+    )
 
 
 def test_sane_incoming_request_id_is_kept(web_server: WebServer) -> None:

@@ -162,18 +162,26 @@ def test_hostile_requests_are_refused_with_reasons_and_the_server_stays_healthy(
         (None, "client@example.com"),
     ]
 
-    metrics = requests.get(f"{deployed}/metrics", timeout=5)
-    assert metrics.status_code == 200
-    rejected = Counter(
-        {
-            reason: float(value)
-            for reason, value in re.findall(
-                r'^intercom_sync_web_rejected_total\{[^}]*reason="([a-z_]+)"[^}]*\} (\S+)$',
-                metrics.text,
-                re.MULTILINE,
-            )
-        }
-    )
     expected = Counter(code for _what, _response, _status, code in answers)
-    assert {reason: rejected[reason] for reason in expected} == dict(expected), metrics.text
+    seen: dict[str, object] = {}
+
+    def every_refusal_counted() -> bool:
+        # Each gunicorn worker writes its counts within its flush interval: wait for both.
+        metrics = requests.get(f"{deployed}/metrics", timeout=5)
+        assert metrics.status_code == 200
+        rejected = Counter(
+            {
+                reason: float(value)
+                for reason, value in re.findall(
+                    r'^intercom_sync_web_rejected_total\{[^}]*reason="([a-z_]+)"[^}]*\} (\S+)$',
+                    metrics.text,
+                    re.MULTILINE,
+                )
+            }
+        )
+        seen["rejected"] = {reason: rejected[reason] for reason in expected}
+        return seen["rejected"] == dict(expected)
+
+    wait_until(every_refusal_counted, 10, message=f"the refusals counted by reason (last: {seen})")
+    assert seen["rejected"] == dict(expected)
     client.close()
