@@ -252,6 +252,23 @@ def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, sto
     assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
 
 
+def test_a_walk_stopped_by_the_rate_limit_carries_on_from_the_page_it_reached(
+    env, seeded, pool, store, intercom_sandbox
+):
+    """Two Intercom calls per 10-second window: a step reads two pages, then the next token is
+    further away than a task may wait, so the step ends there and its successor must start at
+    the third page (a message for the step's first page would find the checkpoint moved on)."""
+    limits = {"INTERCOM_CALLS_PER_WINDOW": "2", "INTERCOM_WINDOW_SECONDS": "10"}
+    intercom_sandbox.config(rate_limit=2, window_seconds=10)
+    pool.start(concurrency=1, SYNC_RESYNC_PAGES_PER_STEP="4", SYNC_RESYNC_MAX_IN_FLIGHT="100", **limits)
+    run = start_run({**env, **limits}, dry_run=True)  # a dry run: the pages are the only Intercom calls
+    record = finished(store, run.run_id, timeout=PAGES * 10 + 30)
+    assert (record.counts["pages"], record.counts["queued"]) == (PAGES, CONTACTS)
+    assert record.resumed == 0  # not rescued by the watchdog
+    assert list_calls(intercom_sandbox) == PAGES
+    assert intercom_sandbox.stats()["rate_limited"] == 0
+
+
 def test_concurrent_beat_like_starters_start_one_run(env, store):
     code = (
         "import json, redis, sys\n"
