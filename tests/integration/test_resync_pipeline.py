@@ -168,7 +168,7 @@ def list_calls(intercom_sandbox) -> int:
 def test_a_run_syncs_every_contact_and_a_second_run_writes_nothing(
     env, seeded, pool, store, intercom_sandbox, platform_sandbox
 ):
-    pool.start(concurrency=2)
+    pool.start(concurrency=4)  # four processes write their first contacts at the same moment
     first = cli(env)
     assert first["status"] == "started"
     record = finished(store, first["run_id"])
@@ -189,6 +189,9 @@ def test_a_run_syncs_every_contact_and_a_second_run_writes_nothing(
     assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
     assert shown["support@example.com"] == {}
     assert puts(intercom_sandbox) == CONTACTS
+    # The data-attribute schema: listed once and each custom attribute created once, for every process.
+    calls = intercom_sandbox.stats()["calls_by_operation"]
+    assert (calls.get("lisDataAttributes"), calls.get("createDataAttribute")) == (1, 21)  # sic: the spec's id
 
     second = start_run(env)
     record = finished(store, second.run_id)
