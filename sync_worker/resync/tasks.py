@@ -33,7 +33,7 @@ from sync_worker.resync.runs import FAILED, RunOptions, RunStore
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_lock, make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
-from sync_worker.runtime import get_runtime
+from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, get_runtime
 from sync_worker.tasks import backoff_seconds, park_contact
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,8 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         ),
         max_retries=config.task_max_retries,
         time_budget_seconds=settings.chunk_time_budget_seconds,
+        intercom_wait=runtime.limiters["intercom"].peek,
+        max_inline_wait=MAX_INLINE_WAIT_SECONDS,
     )
     outcome = runner.run(run_id, chunk_id, version)
     if outcome.rest is not None:

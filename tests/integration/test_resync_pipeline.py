@@ -272,6 +272,50 @@ def test_a_walk_stopped_by_the_rate_limit_carries_on_from_the_page_it_reached(
     assert intercom_sandbox.stats()["rate_limited"] == 0
 
 
+def test_a_chunk_waits_for_the_intercom_budget_before_reading_the_platform(
+    env, seeded, store, intercom_sandbox, platform_sandbox
+):
+    """In this process, with the parts a chunk task builds: while Intercom's budget is spent for
+    longer than a task may wait, a chunk is put back whole, with no platform call made."""
+    from sync_worker.resync.chunks import ChunkRunner
+    from sync_worker.resync.runs import Chunk
+    from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime
+
+    runtime = Runtime(Settings(**env))
+    runner = ChunkRunner(
+        store=store,
+        platform=runtime.platform,
+        circuit=runtime.circuit,
+        contact_sync=runtime.contact_sync,
+        park=lambda *_: None,
+        backoff=lambda attempt: 1.0,
+        max_retries=3,
+        time_budget_seconds=5,
+        intercom_wait=runtime.limiters["intercom"].peek,
+        max_inline_wait=MAX_INLINE_WAIT_SECONDS,
+    )
+    store.create("r1", RunOptions())
+    contacts = tuple((seeded[f"client{i}@example.com"], f"client{i}@example.com") for i in range(3))
+    store.commit_page(
+        "r1", gen=0, page=0, next_cursor=None, counts={"queued": 3}, chunks=[("0.0", Chunk(contacts))]
+    )
+    runtime.limiters["intercom"].pause_for(30)  # as after a 429
+
+    outcome = runner.run("r1", "0.0", 0)
+    assert outcome.status == "rescheduled" and 20 < outcome.countdown <= 30
+    assert outcome.rest.contacts == contacts and outcome.rest.attempt == 0
+    assert store.chunk("r1", "0.0") == outcome.rest  # stored as the chunk's next version
+    assert platform_sandbox.stats()["calls"] == {}
+    assert puts(intercom_sandbox) == 0
+
+    runtime.redis.delete(runtime.limiters["intercom"].key)  # the pause is over
+    done = runner.run("r1", "0.0", outcome.rest.version)
+    assert done.status == "done" and done.counts == {"synced": 3, "written": 3} and done.finished
+    assert platform_sandbox.stats()["calls"] == {"POST /v1/clients/lookup": 1}
+    assert puts(intercom_sandbox) == 3
+    runtime.redis.close()
+
+
 def test_concurrent_beat_like_starters_start_one_run(env, store):
     code = (
         "import json, redis, sys\n"
