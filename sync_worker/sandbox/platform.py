@@ -40,9 +40,9 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from sync_worker.sandbox.dataset import (
+    SYNTHETIC_BASE_ID,
     InvalidRecord,
     load,
-    SYNTHETIC_BASE_ID,
     load_sample,
     synthetic_index,
     synthetic_record,
