@@ -6,27 +6,42 @@ window, seeded with ``N`` contacts ``client{i}@example.com``), the platform sand
 then runs two re-syncs of the whole workspace:
 
 1. full: every contact is new to the sync, so every one is written (one PUT each);
-2. unchanged: nothing changed on the platform, so nothing is written.
+2. changed: between the runs ``--changed-pct`` % of the clients (default 5, a fixed random
+   sample) get a new unpaid invoice on the platform; the second run must write exactly
+   those contacts and leave the others (the unchanged ones) alone; the bench checks the
+   contact ids Intercom saw a PUT for against the changed ones.
 
-Figures printed and written to ``--out`` (JSON, one entry per size):
-- time of each run, and the floor = Intercom calls / allowed rate (limit / window),
-  and time / floor (1.0 = the rate limit is the only thing that limits the run);
+Figures printed and merged into ``--out`` (JSON, one entry per workspace size):
+- time of each run; the calls it needed (pages of ``GET /contacts``, the data-attribute
+  schema on the first run: one list and one create per custom attribute, and one PUT per
+  contact written) and the floor they set at the allowed rate (needed / (limit / window));
+  time / floor (1.0: only the rate limit held the run back); the calls Intercom admitted
+  (more than needed means wasted calls);
 - calls refused with 429 and windows that admitted more than the limit (both should be 0);
-- the unchanged run's time as a % of the full run's;
-- peak RSS (VmHWM) of the worker's processes (parent and pool children, largest and sum)
-  and of beat.
+- per rate-limit window of the full run: when its first and its last call came, in seconds
+  after the window opened (the last one well before the window's end means CPU to spare);
+- the changed run's time as a % of the full run's;
+- peak RSS (VmHWM) of beat and of each worker process (parent and pool children), and CPU
+  seconds of the workers, the sandboxes (this process) and Redis in each run;
+- with results for several sizes at one limit in ``--out``: each role's peak RSS at the
+  largest size against the smallest, and whether it stayed within ``RSS_TOLERANCE_MIB``.
 
-Usage: ``python bench/resync_bench.py --contacts 20000 [--contacts 100000] [--concurrency 8]``.
+Usage: ``python bench/resync_bench.py --contacts 20000 --limit 1000 [--contacts 100000]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
+import resource
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +50,59 @@ import redis as redis_lib
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import INTERCOM_TOKEN, PLATFORM_TOKEN  # noqa: E402
-from bench._harness import group_pids as _group_pids  # noqa: E402
-from sync_worker import keys as service_keys  # noqa: E402
-from sync_worker.localredis import LocalRedis, wait_until  # noqa: E402
-from sync_worker.processes import Child, beat_argv, worker_argv  # noqa: E402
-from sync_worker.sandbox.intercom import IntercomState  # noqa: E402
+from bench._harness import (  # noqa: E402
+    INTERCOM_TOKEN,
+    PLATFORM_TOKEN,
+    group_pids,
+    machine,
+    service_env,
+    start_workers,
+    stop,
+)
+from sync_worker.localredis import LocalRedis  # noqa: E402
+from sync_worker.processes import Child, beat_argv  # noqa: E402
+from sync_worker.profiles import get_profile  # noqa: E402
+from sync_worker.resync.settings import PAGE_SIZE  # noqa: E402
+from sync_worker.sandbox.dataset import synthetic_record  # noqa: E402
+from sync_worker.sandbox.intercom import Admission, IntercomState  # noqa: E402
 from sync_worker.sandbox.intercom import create_app as intercom_app  # noqa: E402
-from sync_worker.sandbox.platform import EXTENSION  # noqa: E402
+from sync_worker.sandbox.platform import PlatformState  # noqa: E402
 from sync_worker.sandbox.platform import create_app as platform_app  # noqa: E402
 from sync_worker.sandbox.server import ServedApp  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+#: Peak RSS within this of the smaller run's counts as not grown: the same process varies by about
+#: 1 MiB from run to run, and 80,000 more contacts at 25 bytes each would already exceed it.
+RSS_TOLERANCE_MIB = 2.0
+
+
+class BenchIntercomState(IntercomState):
+    """The sandbox's state, also noting each window's first and last admitted call and who was written."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.admitted_at: dict[float, list[float]] = {}  # window start -> [first, last] (Unix seconds)
+        self.written: set[str] = set()
+
+    def receive(self, *, authorized: bool) -> Admission:
+        admission = super().receive(authorized=authorized)
+        if admission.admitted:
+            now = self.clock()
+            start = math.floor(now / self.config.window_seconds) * self.config.window_seconds
+            with self._lock:
+                seen = self.admitted_at.setdefault(start, [now, now])
+                seen[1] = now
+        return admission
+
+    def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        rendered = super().update_contact(contact_id, body)
+        with self._lock:
+            self.written.add(contact_id)
+        return rendered
+
+
+# --- processes: RSS and CPU ---------------------------------------------------------------
 
 
 def _kib(pid: int, field: str) -> int:
@@ -57,35 +115,107 @@ def _kib(pid: int, field: str) -> int:
     return 0
 
 
-class RssWatch:
-    """Peak RSS of a process group: per-process high-water marks and the largest sum seen."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+class GroupWatch:
+    """One Child's process group: each process's peak RSS (VmHWM) and the group's CPU time."""
 
     def __init__(self, child: Child):
         self.child = child
+        self.pids: list[int] = []
         self.peak_by_pid: dict[int, int] = {}
+        self.role_by_pid: dict[int, str] = {}
         self.peak_total = 0
 
-    def sample(self) -> None:
-        if self.child.pid is None:
-            return
-        pids = _group_pids(self.child.pid)
-        for pid in pids:
-            self.peak_by_pid[pid] = max(self.peak_by_pid.get(pid, 0), _kib(pid, "VmHWM"))
-        self.peak_total = max(self.peak_total, sum(_kib(pid, "VmRSS") for pid in pids))
+    def refresh(self) -> None:
+        if self.child.pid is not None:
+            self.pids = group_pids(self.child.pid)
+            for pid in self.pids:
+                self.role_by_pid.setdefault(pid, "parent" if pid == self.child.pid else "child")
 
-    def figures(self) -> dict[str, float]:
+    def sample(self) -> None:
+        for pid in self.pids:
+            self.peak_by_pid[pid] = max(self.peak_by_pid.get(pid, 0), _kib(pid, "VmHWM"))
+        self.peak_total = max(self.peak_total, sum(_kib(pid, "VmRSS") for pid in self.pids))
+
+    def cpu(self) -> float:
+        return sum(_cpu_seconds(pid) for pid in self.pids)
+
+    def figures(self) -> dict[str, Any]:
+        parent = [kib for pid, kib in self.peak_by_pid.items() if self.role_by_pid.get(pid) == "parent"]
+        children = sorted(
+            (kib for pid, kib in self.peak_by_pid.items() if self.role_by_pid.get(pid) == "child"),
+            reverse=True,
+        )
         return {
             "processes": len(self.peak_by_pid),
+            "peak_rss_mib_parent": round(max(parent, default=0) / 1024, 1),
+            "peak_rss_mib_children": [round(kib / 1024, 1) for kib in children],
             "peak_rss_mib_largest_process": round(max(self.peak_by_pid.values(), default=0) / 1024, 1),
             "peak_rss_mib_sum": round(self.peak_total / 1024, 1),
         }
 
 
+class Cpu:
+    """CPU seconds of the workers, beat, this process (the sandboxes' threads) and Redis."""
+
+    def __init__(self, workers: list[GroupWatch], beat: GroupWatch, redis_pid: int):
+        self.workers, self.beat, self.redis_pid = workers, beat, redis_pid
+
+    def now(self) -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "workers": sum(w.cpu() for w in self.workers),
+            "beat": self.beat.cpu(),
+            "sandboxes_and_bench": usage.ru_utime + usage.ru_stime,
+            "redis": _cpu_seconds(self.redis_pid),
+        }
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+def _windows(state: BenchIntercomState, since: float, until: float) -> dict[str, Any]:
+    """When each window's calls came, for the windows of one run (seconds after the window opened)."""
+    stats = {w["start"]: w for w in state.stats()["windows"]}
+    rows = []
+    for start, (first, last) in sorted(state.admitted_at.items()):
+        if start + state.config.window_seconds <= since or start >= until:
+            continue
+        rows.append(
+            {
+                "start": start,
+                "admitted": stats.get(start, {}).get("admitted", 0),
+                "first_call_s": round(first - start, 2),
+                "last_call_s": round(last - start, 2),
+            }
+        )
+    # Full: the budget was spent (the limiter keeps back a few tokens for calls still in flight).
+    full = [r for r in rows if r["admitted"] >= 0.98 * state.config.rate_limit]
+    return {
+        "count": len(rows),
+        "full_windows": len(full),
+        "median_first_call_s": round(statistics.median(r["first_call_s"] for r in full), 2) if full else None,
+        "median_last_call_s": round(statistics.median(r["last_call_s"] for r in full), 2) if full else None,
+        "max_last_call_s": max((r["last_call_s"] for r in full), default=None),
+        "rows": rows,
+    }
+
+
 def _run(
-    state: IntercomState,
+    state: BenchIntercomState,
+    platform_state: PlatformState,
     client: redis_lib.Redis,
     env: dict[str, str],
-    watches: list[RssWatch],
+    watches: list[GroupWatch],
+    cpu: Cpu,
     timeout: float,
 ) -> dict[str, Any]:
     from sync_worker.celery_app import create_celery
@@ -97,20 +227,37 @@ def _run(
     settings = ResyncSettings(**env)
     store = make_store(client, settings)
     before = state.stats()
+    platform_before = platform_state.stats()
+    with state._lock:
+        state.written.clear()
+    cpu_before = cpu.now()
+    began = time.time()
     started = time.monotonic()
     result = start(client, create_celery(Settings(**env)), RunOptions(trigger="manual"), settings)
     if result.status != "started":
         raise RuntimeError(f"could not start a run: {result}")
     deadline = started + timeout
+    polls = 0
     while (record := store.load(result.run_id)).status == RUNNING:
-        for watch in watches:
-            watch.sample()
+        if polls % 40 == 0:
+            for watch in watches:
+                watch.refresh()
+        if polls % 4 == 0:
+            for watch in watches:
+                watch.sample()
+        polls += 1
         if time.monotonic() > deadline:
             raise TimeoutError(f"run {result.run_id} still running after {timeout}s: {record.counts}")
         time.sleep(0.25)
     elapsed = time.monotonic() - started
+    for watch in watches:
+        watch.sample()
+    cpu_after = cpu.now()
     after = state.stats()
+    platform_after = platform_state.stats()
     by_op = {op: n - before["calls_by_operation"].get(op, 0) for op, n in after["calls_by_operation"].items()}
+    with state._lock:
+        written = set(state.written)
     return {
         "run_id": record.id,
         "status": record.status,
@@ -119,43 +266,78 @@ def _run(
         "calls_admitted": after["admitted_total"] - before["admitted_total"],
         "calls_by_operation": {op: n for op, n in by_op.items() if n},
         "calls_refused_429": after["rate_limited"] - before["rate_limited"],
+        "validation_failures": after["validation_failures"] - before["validation_failures"],
         "windows_over_limit": after["windows_over_limit"],
         "max_admitted_in_a_window": after["max_admitted_in_window"],
+        "windows": _windows(state, began, time.time()),
+        "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
+        "platform_lookups": platform_after["calls"].get("POST /v1/clients/lookup", 0)
+        - platform_before["calls"].get("POST /v1/clients/lookup", 0),
+        "platform_lookup_emails": platform_after["lookup_emails"] - platform_before["lookup_emails"],
+        "_written_ids": written,
     }
+
+
+# --- the platform change between the runs ---------------------------------------------------
+
+
+def changed_record(i: int) -> dict[str, Any]:
+    """Synthetic client ``i`` with one more unpaid invoice (its Unpaid Invoices value changes)."""
+    record = synthetic_record(i)
+    invoice = {
+        "id": record["id"] * 10 + 9,  # the synthetic invoices are id * 10 + 0..2
+        "status": "unpaid",
+        "balance": "123.45",
+        "currency": record["organization"]["currency"],
+    }
+    return {**record, "invoices": [*record["invoices"], invoice]}
+
+
+def _schema_calls() -> int:
+    """Calls the data-attribute schema needs in a fresh workspace: one list, one create per custom attribute."""
+    profile = get_profile("clients")
+    return 1 + sum(1 for spec in profile.attributes if spec.standard_field is None)
+
+
+def _floor(run: dict[str, Any], needed: int, rate: float) -> None:
+    run["calls_needed"] = needed
+    run["calls_wasted"] = run["calls_admitted"] - needed
+    run["floor_seconds"] = round(needed / rate, 2)
+    run["time_over_floor"] = round(run["seconds"] / run["floor_seconds"], 3) if needed else None
 
 
 def bench(
-    contacts: int, *, limit: int, window: float, concurrency: int, workers: int, timeout: float, log_dir: Path
+    contacts: int,
+    *,
+    limit: int,
+    window: float,
+    concurrency: int,
+    workers: int,
+    changed_pct: float,
+    timeout: float,
+    log_dir: Path,
 ) -> dict[str, Any]:
     redis_server = LocalRedis(persistent=False).start()
-    state = IntercomState(rate_limit=limit, window_seconds=window)
-    for i in range(contacts):
-        state.add_contact({"email": f"client{i}@example.com", "name": f"Client {i}"})
+    state = BenchIntercomState(rate_limit=limit, window_seconds=window)
+    contact_ids = [
+        state.add_contact({"email": f"client{i}@example.com", "name": f"Client {i}"})["id"]
+        for i in range(contacts)
+    ]
     intercom = ServedApp(intercom_app(state, token=INTERCOM_TOKEN)).start()
-    platform = platform_app(token=PLATFORM_TOKEN, synthetic_count=contacts)
-    platform_served = ServedApp(platform).start()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "INTERCOM_API_URL": intercom.url,
-        "INTERCOM_ACCESS_TOKEN": INTERCOM_TOKEN,
-        "PLATFORM_API_URL": platform_served.url,
-        "PLATFORM_API_TOKEN": PLATFORM_TOKEN,
-        "INTERCOM_CALLS_PER_WINDOW": str(limit),
-        "INTERCOM_WINDOW_SECONDS": str(int(window)),
-        "PLATFORM_CALLS_PER_SECOND": "1000",
-    }
+    platform_state = PlatformState([], synthetic_count=contacts)
+    platform_served = ServedApp(platform_app(token=PLATFORM_TOKEN, state=platform_state)).start()
+    env = service_env(
+        redis_url=redis_server.url,
+        intercom_url=intercom.url,
+        platform_url=platform_served.url,
+        limit=limit,
+        window=window,
+    )
     children: list[Child] = []
     client = redis_lib.Redis.from_url(redis_server.url)
+    changed = sorted(random.Random(contacts).sample(range(contacts), round(contacts * changed_pct / 100)))
     try:
-        begun = time.time() - 1
-        for n in range(workers):
-            argv = [
-                *worker_argv(concurrency=concurrency, hostname=f"bench{n}@bench", loglevel="WARNING"),
-                "--include",
-                "sync_worker.resync.tasks",
-            ]
-            children.append(Child(f"worker{n}", argv, env=env, log_path=log_dir / f"worker{n}.log").start())
+        children += start_workers(workers, env=env, log_dir=log_dir, concurrency=concurrency)
         beat = Child(
             "beat",
             beat_argv(schedule_file=str(log_dir / "beat-schedule"), loglevel="WARNING"),
@@ -163,65 +345,141 @@ def bench(
             log_path=log_dir / "beat.log",
         ).start()
         children.append(beat)
-        for n in range(workers):
-            wait_until(
-                lambda n=n: (
-                    float(client.hget(service_keys.worker_heartbeats(), f"bench{n}@bench") or 0) >= begun
-                ),
-                60,
-                message=f"worker {n}",
-            )
-        watches = [RssWatch(child) for child in children]
-        full = _run(state, client, env, watches, timeout)
-        unchanged = _run(state, client, env, watches, timeout)
+        watches = [GroupWatch(child) for child in children]
         for watch in watches:
-            watch.sample()
+            watch.refresh()
+        assert redis_server.process is not None
+        cpu = Cpu(watches[:-1], watches[-1], redis_server.process.pid)
+        full = _run(state, platform_state, client, env, watches, cpu, timeout)
+        platform_state.upsert([changed_record(i) for i in changed])
+        second = _run(state, platform_state, client, env, watches, cpu, timeout)
+        redis_memory = client.info("memory")
     finally:
-        for child in children:
-            child.stop()
-        platform.extensions[EXTENSION].close()
+        stop(children)
+        platform_state.close()
         intercom.stop()
         platform_served.stop()
         client.close()
         redis_server.cleanup()
     rate = limit / window
-    for run in (full, unchanged):
-        run["floor_seconds"] = round(run["calls_admitted"] / rate, 2)
-        run["time_over_floor"] = (
-            round(run["seconds"] / run["floor_seconds"], 2) if run["floor_seconds"] else None
-        )
+    pages = max(1, math.ceil(contacts / PAGE_SIZE))
+    _floor(full, pages + _schema_calls() + contacts, rate)
+    _floor(second, pages + len(changed), rate)
+    expected = {contact_ids[i] for i in changed}
+    written = second.pop("_written_ids")
+    full_written = full.pop("_written_ids")
+    second["written_check"] = {
+        "changed_on_platform": len(changed),
+        "written": len(written),
+        "written_and_changed": len(written & expected),
+        "written_not_changed": len(written - expected),
+        "changed_not_written": len(expected - written),
+        "ok": written == expected
+        and second["counts"]["written"] == len(changed)
+        and second["counts"]["unchanged"] == contacts - len(changed),
+    }
+    full["written_check"] = {"written": len(full_written), "ok": len(full_written) == contacts}
+    for run in (full, second):
         run["contacts_per_second"] = round(contacts / run["seconds"], 1)
-    worker_figures = [watch.figures() for watch in watches[:-1]]
+        run["cpu_ms_per_contact"] = {k: round(1000 * v / contacts, 2) for k, v in run["cpu_seconds"].items()}
     return {
         "contacts": contacts,
-        "rate_limit": {"calls": limit, "window_seconds": window},
+        "rate_limit": {"calls": limit, "window_seconds": window, "calls_per_second": rate},
         "workers": workers,
         "concurrency": concurrency,
+        "changed_pct": changed_pct,
         "full": full,
-        "unchanged": unchanged,
-        "unchanged_time_pct_of_full": round(100 * unchanged["seconds"] / full["seconds"], 1),
-        "worker_rss": worker_figures,
+        "changed": second,
+        "changed_time_pct_of_full": round(100 * second["seconds"] / full["seconds"], 1),
+        "worker_rss": [watch.figures() for watch in watches[:-1]],
         "beat_rss": watches[-1].figures(),
+        "redis_used_memory_peak_mib": round(redis_memory["used_memory_peak"] / MIB, 1),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": machine(),
     }
 
 
 def _print(result: dict[str, Any]) -> None:
-    full, unchanged = result["full"], result["unchanged"]
+    rate = result["rate_limit"]
     print(
-        f"\n{result['contacts']:,} contacts, limit {result['rate_limit']['calls']}/"
-        f"{result['rate_limit']['window_seconds']:g}s, {result['workers']} worker(s) x {result['concurrency']}"
+        f"\n{result['contacts']:,} contacts, limit {rate['calls']}/{rate['window_seconds']:g}s"
+        f" ({rate['calls_per_second']:g}/s), {result['workers']} worker(s) x {result['concurrency']}"
     )
-    for name, run in (("full", full), ("unchanged", unchanged)):
+    for name in ("full", "changed"):
+        run = result[name]
         print(
-            f"  {name:<9} {run['seconds']:8.1f}s  floor {run['floor_seconds']:7.1f}s  x{run['time_over_floor']}"
-            f"  calls {run['calls_admitted']:,}  429s {run['calls_refused_429']}  "
-            f"windows over limit {run['windows_over_limit']}  {run['contacts_per_second']:,}/s"
+            f"  {name:<8} {run['seconds']:8.1f}s  floor {run['floor_seconds']:7.1f}s  x{run['time_over_floor']}"
+            f"  calls needed {run['calls_needed']:,} admitted {run['calls_admitted']:,}"
+            f"  429s {run['calls_refused_429']}  windows over limit {run['windows_over_limit']}"
+            f"  written ok {run['written_check']['ok']}"
         )
-        print(f"            counts {run['counts']}")
-    print(f"  unchanged run = {result['unchanged_time_pct_of_full']}% of the full run's time")
-    print(f"  worker RSS {result['worker_rss']}  beat RSS {result['beat_rss']}")
+        windows = run["windows"]
+        print(
+            f"           full windows {windows['full_windows']}/{windows['count']}: first call at"
+            f" {windows['median_first_call_s']}s, last at {windows['median_last_call_s']}s (median),"
+            f" latest {windows['max_last_call_s']}s"
+        )
+        print(
+            f"           platform lookups {run['platform_lookups']:,} for {run['platform_lookup_emails']:,}"
+            f" emails  cpu ms/contact {run['cpu_ms_per_contact']}"
+        )
+        print(f"           counts {run['counts']}")
+    print(f"  changed run = {result['changed_time_pct_of_full']}% of the full run's time")
+    print(f"  {result['changed']['written_check']}")
+    for figures in result["worker_rss"]:
+        print(f"  worker RSS {figures}")
+    print(f"  beat RSS {result['beat_rss']}  redis peak {result['redis_used_memory_peak_mib']} MiB")
+
+
+def _key(result: dict[str, Any]) -> tuple[int, int]:
+    return result["contacts"], result["rate_limit"]["calls"]
+
+
+def _merge(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results already in ``path`` with those of the same size and limit replaced by ``new``."""
+    try:
+        old = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        old = []
+    replaced = {_key(r) for r in new}
+    kept = [r for r in old if "changed" in r and _key(r) not in replaced]  # older formats dropped
+    return sorted(kept + new, key=lambda r: (r["rate_limit"]["calls"], r["contacts"]))
+
+
+def _peaks(result: dict[str, Any]) -> dict[str, float]:
+    """Peak RSS (MiB) by role: beat, the worker parent, its largest pool child."""
+    worker = result["worker_rss"][0]
+    return {
+        "beat": result["beat_rss"]["peak_rss_mib_parent"],
+        "worker_parent": worker["peak_rss_mib_parent"],
+        "worker_child_largest": max(worker["peak_rss_mib_children"], default=0.0),
+    }
+
+
+def compare_memory(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each limit measured at several sizes: each role's peak RSS at the largest size vs the smallest.
+
+    "Does not grow" = within :data:`RSS_TOLERANCE_MIB` for every role.
+    """
+    out = []
+    for limit in sorted({r["rate_limit"]["calls"] for r in results}):
+        sized = sorted((r for r in results if r["rate_limit"]["calls"] == limit), key=lambda r: r["contacts"])
+        if len(sized) < 2:
+            continue
+        small, large = sized[0], sized[-1]
+        before, after = _peaks(small), _peaks(large)
+        growth = {role: round(after[role] - before[role], 1) for role in before}
+        out.append(
+            {
+                "limit": limit,
+                "contacts": [small["contacts"], large["contacts"]],
+                "peak_rss_mib": {role: [before[role], after[role]] for role in before},
+                "growth_mib": growth,
+                "tolerance_mib": RSS_TOLERANCE_MIB,
+                "flat": all(abs(g) <= RSS_TOLERANCE_MIB for g in growth.values()),
+            }
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,10 +487,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--contacts", type=int, action="append", help="workspace size (repeatable; default 20000)"
     )
-    parser.add_argument("--limit", type=int, default=1666, help="Intercom calls per window (default 1666)")
+    parser.add_argument("--limit", type=int, default=1000, help="Intercom calls per window (default 1000)")
     parser.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
     parser.add_argument("--concurrency", type=int, default=4, help="pool processes per worker (default 4)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--changed-pct", type=float, default=5.0, help="%% of clients changed before the second run"
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on a run after this long")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "resync.json")
     args = parser.parse_args(argv)
@@ -245,13 +506,19 @@ def main(argv: list[str] | None = None) -> None:
                 window=args.window,
                 concurrency=args.concurrency,
                 workers=args.workers,
+                changed_pct=args.changed_pct,
                 timeout=args.timeout,
                 log_dir=Path(tmp),
             )
             _print(result)
             results.append(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "resync", "results": results}, indent=2) + "\n")
+    merged = _merge(args.out, results)
+    memory = compare_memory(merged)
+    for row in memory:
+        print(f"memory at limit {row['limit']}: {row}")
+    document = {"benchmark": "resync", "results": merged, "memory_comparison": memory}
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"\nwritten: {args.out}")
 
 

@@ -3,6 +3,9 @@
 Guarantees:
 - a chunk runs only while its run is running and only in its current version (a
   duplicate message, or one for an older version, does nothing and counts nothing);
+- a chunk that would write finds the Intercom budget first: when the next token is further
+  away than a task may wait inline, the whole chunk is rescheduled for then before any
+  platform call, so an exhausted window costs no platform lookups (they would be done again);
 - one ``POST /v1/clients/lookup`` for the whole chunk; each contact then goes through
   :meth:`ContactSync.apply_records` (or, in a dry run, :func:`preview`, which computes
   and compares but never writes) with ``trigger="schedule"`` and
@@ -94,6 +97,10 @@ class ChunkRunner:
     backoff: Backoff
     max_retries: int
     time_budget_seconds: float
+    #: Seconds until the Intercom limiter would grant a token (0.0: now); takes nothing.
+    intercom_wait: Callable[[], float] = lambda: 0.0
+    #: Longer waits than this are served by rescheduling, not by blocking the task.
+    max_inline_wait: float = 2.0
     clock: Callable[[], float] = time.monotonic
 
     def run(self, run_id: str, chunk_id: str, version: int) -> ChunkOutcome:
@@ -102,6 +109,10 @@ class ChunkRunner:
         if record is None or record.status != RUNNING or chunk is None or chunk.version != version:
             return ChunkOutcome("noop")
         counts: Counter[str] = Counter()
+        if not record.dry_run:
+            wait = self.intercom_wait()
+            if wait > self.max_inline_wait:
+                return self._record(run_id, chunk_id, chunk, counts, 0, _Reschedule(wait, attempt_used=False))
         try:
             records = self._lookup(chunk)
         except _Reschedule as wait:

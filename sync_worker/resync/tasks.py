@@ -3,13 +3,15 @@
 Guarantees:
 - ``start_resync`` (the beat's entry) starts a run or resumes the unfinished one, at most
   one at a time (:mod:`sync_worker.resync.starter`);
-- ``walk`` runs one walk step and re-publishes itself for the next (or, under
-  backpressure or a rate-limit wait, after a countdown): no task holds a long loop, and
-  a killed worker loses at most the page it was reading;
+- ``walk`` runs one walk step and re-publishes itself for the page the step stopped at
+  (at once, or under backpressure or a rate-limit wait after a countdown): no task holds a
+  long loop, and a killed worker loses at most the page it was reading;
 - ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
   left of it after the countdown it asks for;
-- a walk step's transient Intercom errors retry with backoff up to ``SYNC_TASK_MAX_RETRIES``;
-  a permanent one (or the last transient one) ends the run as ``failed`` with the error code;
+- a walk step's transient Intercom errors retry that page with backoff, up to
+  ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
+  afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
+  error code;
 - ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
   it also runs when a worker starts, so restarting a crashed worker picks a stalled run up;
 - log lines carry run and chunk ids and counts, never emails.
@@ -24,17 +26,14 @@ from typing import Any
 from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
-from sync_worker.errors import SyncError
-from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import log_event
-from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync import messages
 from sync_worker.resync.chunks import ChunkRunner
-from sync_worker.resync.runs import FAILED, RunOptions
+from sync_worker.resync.runs import FAILED, RunOptions, RunStore
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_lock, make_store, resume_if_stalled, start
-from sync_worker.resync.walk import walk_step
-from sync_worker.runtime import get_runtime
+from sync_worker.resync.walk import WalkOutcome, walk_step
+from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, get_runtime
 from sync_worker.tasks import backoff_seconds, park_contact
 
 logger = logging.getLogger(__name__)
@@ -70,50 +69,53 @@ def watchdog() -> dict[str, Any] | None:
 def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
     runtime, settings = get_runtime(), get_resync_settings()
     store = make_store(runtime.redis, settings)
-    try:
-        outcome = walk_step(
-            run_id,
-            gen,
-            page,
-            store=store,
-            lock=make_lock(runtime.redis, settings),
-            intercom=runtime.intercom,
-            excluded=tuple(runtime.settings.excluded_emails),
-            settings=settings,
-            publish_chunk=lambda rid, cid, version: messages.publish_chunk(app, rid, cid, version),
-        )
-    except (RateLimitWait, IntercomRateLimited) as wait:
-        countdown = wait.retry_in if isinstance(wait, RateLimitWait) else wait.retry_after
-        messages.publish_walk(app, run_id, gen, page, countdown=max(0.1, countdown), attempt=attempt)
-        return {"status": "rate_limited", "page": page}
-    except SyncError as error:
-        if error.transient and attempt < runtime.settings.task_max_retries:
-            countdown = backoff_seconds(
-                attempt,
-                runtime.settings.retry_backoff_base_seconds,
-                runtime.settings.retry_backoff_max_seconds,
-            )
-            log_event(
-                logger,
-                "resync_walk_retry",
-                level=logging.WARNING,
-                run_id=run_id,
-                page=page,
-                error_code=error.code,
-                attempt=attempt + 1,
-            )
-            messages.publish_walk(app, run_id, gen, page, countdown=countdown, attempt=attempt + 1)
-            return {"status": "retry", "page": page}
-        store.end(run_id, FAILED, f"{error.code}: walk stopped at page {page}")
-        log_event(
-            logger, "resync_failed", level=logging.ERROR, run_id=run_id, page=page, error_code=error.code
-        )
-        return {"status": "failed", "page": page}
+    outcome = walk_step(
+        run_id,
+        gen,
+        page,
+        store=store,
+        lock=make_lock(runtime.redis, settings),
+        intercom=runtime.intercom,
+        excluded=tuple(runtime.settings.excluded_emails),
+        settings=settings,
+        publish_chunk=lambda rid, cid, version: messages.publish_chunk(app, rid, cid, version),
+    )
+    attempt = 0 if outcome.pages_read else attempt  # errors in a row at one page
+    if outcome.error is not None:
+        return _walk_failed(store, run_id, gen, outcome, attempt)
     if outcome.countdown is not None:
-        messages.publish_walk(app, run_id, gen, outcome.page, countdown=outcome.countdown)
+        # Carry on from the page the step stopped at: the pages before it are committed.
+        messages.publish_walk(app, run_id, gen, outcome.page, countdown=outcome.countdown, attempt=attempt)
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "page": outcome.page, "pages_read": outcome.pages_read}
+
+
+def _walk_failed(
+    store: RunStore, run_id: str, gen: int, outcome: WalkOutcome, attempt: int
+) -> dict[str, Any]:
+    """Retry the page a walk step failed at with backoff, or end the run when out of attempts."""
+    config = get_runtime().settings
+    error, page = outcome.error, outcome.page
+    assert error is not None
+    if error.transient and attempt < config.task_max_retries:
+        countdown = backoff_seconds(
+            attempt, config.retry_backoff_base_seconds, config.retry_backoff_max_seconds
+        )
+        log_event(
+            logger,
+            "resync_walk_retry",
+            level=logging.WARNING,
+            run_id=run_id,
+            page=page,
+            error_code=error.code,
+            attempt=attempt + 1,
+        )
+        messages.publish_walk(app, run_id, gen, page, countdown=countdown, attempt=attempt + 1)
+        return {"status": "retry", "page": page}
+    store.end(run_id, FAILED, f"{error.code}: walk stopped at page {page}")
+    log_event(logger, "resync_failed", level=logging.ERROR, run_id=run_id, page=page, error_code=error.code)
+    return {"status": "failed", "page": page}
 
 
 @app.task(name=messages.CHUNK_TASK)
@@ -131,6 +133,8 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         ),
         max_retries=config.task_max_retries,
         time_budget_seconds=settings.chunk_time_budget_seconds,
+        intercom_wait=runtime.limiters["intercom"].peek,
+        max_inline_wait=MAX_INLINE_WAIT_SECONDS,
     )
     outcome = runner.run(run_id, chunk_id, version)
     if outcome.rest is not None:

@@ -11,7 +11,11 @@ Guarantees:
   resume finds them; a crash before the commit re-reads that one page, never the walk;
 - contacts without an email, and addresses the screening refuses (excluded, invalid), are
   counted as skipped and never queued;
-- a step reads at most ``pages_per_step`` pages, then hands on to a fresh message.
+- a step reads at most ``pages_per_step`` pages, then hands on to a fresh message;
+- an Intercom call that cannot be made or fails (a rate-limit wait, a 429, an error) ends the
+  step with the page it was reading, never the page the step started from: the pages before
+  it are committed, so whoever carries on must start there (a message for the step's first
+  page would find the checkpoint moved on and do nothing, and the walk would stall).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sync_worker.intercom import IntercomClient
+from sync_worker.errors import SyncError
+from sync_worker.intercom import IntercomClient, IntercomRateLimited
 from sync_worker.logs import log_event
+from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.lock import RunLock
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore, split_evenly
 from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
@@ -35,13 +41,19 @@ PublishChunk = Callable[[str, str, int], None]
 
 @dataclass(frozen=True)
 class WalkOutcome:
-    """``status``: stale (nothing done), paused, continue (more pages: re-run now), walk_done."""
+    """What a step did and where the walk goes on.
+
+    ``status``: stale (nothing done), paused (backpressure), continue (more pages: re-run
+    now), rate_limited (re-run after ``countdown``), error (``error`` at ``page``), walk_done.
+    ``page`` is always the next page to read.
+    """
 
     status: str
     page: int
     pages_read: int = 0
     countdown: float | None = None
     finished: bool = False
+    error: SyncError | None = None
 
 
 def plan_page(
@@ -77,7 +89,7 @@ def walk_step(
     settings: ResyncSettings,
     publish_chunk: PublishChunk,
 ) -> WalkOutcome:
-    """Read up to ``pages_per_step`` pages from the checkpoint; Intercom errors propagate to the task."""
+    """Read up to ``pages_per_step`` pages from the checkpoint; an Intercom error ends the step (see above)."""
     pages_read = 0
     for _ in range(settings.pages_per_step):
         record = store.load(run_id)
@@ -92,7 +104,14 @@ def walk_step(
         if record.in_flight >= settings.max_in_flight:
             lock.refresh(run_id)
             return WalkOutcome("paused", page, pages_read, countdown=settings.backpressure_pause_seconds)
-        listed = intercom.list_contacts(per_page=PAGE_SIZE, starting_after=record.cursor)
+        try:
+            listed = intercom.list_contacts(per_page=PAGE_SIZE, starting_after=record.cursor)
+        except RateLimitWait as wait:
+            return WalkOutcome("rate_limited", page, pages_read, countdown=max(0.1, wait.retry_in))
+        except IntercomRateLimited as limited:
+            return WalkOutcome("rate_limited", page, pages_read, countdown=max(0.1, limited.retry_after))
+        except SyncError as error:
+            return WalkOutcome("error", page, pages_read, error=error)
         total = getattr(listed, "total_count", None)
         if page == 0 and isinstance(total, int):
             store.set_total_estimate(run_id, total)

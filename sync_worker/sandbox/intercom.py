@@ -197,6 +197,8 @@ class IntercomState:
         with self._lock:
             self.config = SandboxConfig(**asdict(self._initial))
             self._contacts: dict[str, dict[str, Any]] = {}
+            self._order: list[str] = []  # contact ids in creation order (the listing's order)
+            self._position: dict[str, int] = {}  # contact id -> its index in _order
             self._merged: dict[str, str] = {}
             self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
             self._writes: dict[str, deque[dict[str, Any]]] = {}
@@ -334,6 +336,8 @@ class IntercomState:
                 "signed_up_at": created if role == "user" else None,
                 "_created": now,
             }
+            self._position[contact_id] = len(self._order)
+            self._order.append(contact_id)
             return self._render(self._contacts[contact_id])
 
     def stored_contact(self, contact_id: str) -> dict[str, Any] | None:
@@ -378,9 +382,21 @@ class IntercomState:
             return self._render(self._live(contact_id))
 
     def list_contacts(self, per_page: int, starting_after: str | None) -> dict[str, Any]:
+        """One page of the live contacts; costs the page (and the merged ones), not the workspace."""
         with self._lock:
-            contacts = [c for i, c in self._contacts.items() if i not in self._merged]
-            return self._page(contacts, per_page, starting_after)
+            _check_per_page(per_page)
+            start = 0
+            if starting_after:
+                start = self._position[self._cursor_id(starting_after)] + 1
+            chunk, end = [], start
+            while end < len(self._order) and len(chunk) < per_page:
+                if self._order[end] not in self._merged:
+                    chunk.append(self._contacts[self._order[end]])
+                end += 1
+            more = any(self._order[n] not in self._merged for n in range(end, len(self._order)))
+            live_before = start - sum(1 for m in self._merged if self._position[m] < start)
+            total = len(self._contacts) - len(self._merged)
+            return self._listing(chunk, per_page, total=total, start=live_before, more=more)
 
     def search_contacts(
         self, query: Mapping[str, Any], pagination: Mapping[str, Any] | None
@@ -396,32 +412,43 @@ class IntercomState:
             ]
             return self._page(contacts, per_page, pagination.get("starting_after"))
 
+    def _cursor_id(self, cursor: str) -> str:
+        after = _decode_cursor(cursor)
+        if after is None or after not in self._contacts:
+            raise ApiError(400, "parameter_invalid", "starting_after is not a valid cursor")
+        return after
+
     def _page(
         self, contacts: list[dict[str, Any]], per_page: int, starting_after: str | None
     ) -> dict[str, Any]:
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            raise ApiError(400, "parameter_invalid", f"per_page must be between 1 and {MAX_PER_PAGE}")
+        """A page of ``contacts`` (in creation order): those created after the cursor's contact."""
+        _check_per_page(per_page)
         start = 0
         if starting_after:
-            after = _decode_cursor(starting_after)
-            if after is None or after not in self._contacts:
-                raise ApiError(400, "parameter_invalid", "starting_after is not a valid cursor")
-            order = {contact_id: n for n, contact_id in enumerate(self._contacts)}
-            start = next((n for n, c in enumerate(contacts) if order[c["id"]] > order[after]), len(contacts))
+            after = self._position[self._cursor_id(starting_after)]
+            start = next(
+                (n for n, c in enumerate(contacts) if self._position[c["id"]] > after), len(contacts)
+            )
         chunk = contacts[start : start + per_page]
-        total_pages = max(1, math.ceil(len(contacts) / per_page))
+        more = start + per_page < len(contacts)
+        return self._listing(chunk, per_page, total=len(contacts), start=start, more=more)
+
+    def _listing(
+        self, chunk: list[dict[str, Any]], per_page: int, *, total: int, start: int, more: bool
+    ) -> dict[str, Any]:
+        """Intercom's list shape for ``chunk``, the page starting at the ``start``-th of ``total``."""
         pages: dict[str, Any] = {
             "type": "pages",
             "page": start // per_page + 1,
             "per_page": per_page,
-            "total_pages": total_pages,
+            "total_pages": max(1, math.ceil(total / per_page)),
         }
-        if start + per_page < len(contacts) and chunk:
+        if more and chunk:
             pages["next"] = {"page": pages["page"] + 1, "starting_after": _encode_cursor(chunk[-1]["id"])}
         return {
             "type": "list",
             "data": [self._render(c) for c in chunk],
-            "total_count": len(contacts),
+            "total_count": total,
             "pages": pages,
         }
 
@@ -661,6 +688,11 @@ def _matches(contact: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
         return comparisons.get(str(operator), lambda: False)()
     except TypeError:
         return False
+
+
+def _check_per_page(per_page: int) -> None:
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise ApiError(400, "parameter_invalid", f"per_page must be between 1 and {MAX_PER_PAGE}")
 
 
 def _encode_cursor(contact_id: str) -> str:

@@ -7,7 +7,9 @@ Guarantees:
   lower-cased form, ``[]`` when it has no account; a bad body or more than 100 emails is a 400,
   a missing or wrong bearer token on the ``/v1/clients`` routes a 401, both ``{"error": ...}``;
 - with ``synthetic_count=N`` it also serves ``client{i}@example.com`` (``i < N``) as
-  :func:`~sync_worker.sandbox.dataset.synthetic_record` ``(i)``, generated on demand;
+  :func:`~sync_worker.sandbox.dataset.synthetic_record` ``(i)``, generated on demand, unless a
+  stored record has that client's id (``SYNTHETIC_BASE_ID + i``): that record replaces it, so
+  a synthetic client can be changed like any other (``POST /_sandbox/clients``);
 - control routes under ``/_sandbox/`` (no auth): ``GET``/``PUT /_sandbox/config`` (``PUT``
   changes only the knobs it names: ``latency_ms``, ``outage`` = ``"503"`` | ``"timeout"`` | null,
   ``rate_limit`` = ``{"per_second": N}`` | null), ``PUT /_sandbox/clients`` (replace the dataset),
@@ -38,6 +40,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from sync_worker.sandbox.dataset import (
+    SYNTHETIC_BASE_ID,
     InvalidRecord,
     load,
     load_sample,
@@ -104,8 +107,9 @@ class PlatformState:
         wanted = _normalise(email)
         with self._changed:
             found = [self._records[record_id] for record_id in self._by_email.get(wanted, [])]
-        index = synthetic_index(wanted)
-        if index is not None and index < self.synthetic_count:
+            index = synthetic_index(wanted)
+            replaced = index is not None and SYNTHETIC_BASE_ID + index in self._records
+        if index is not None and index < self.synthetic_count and not replaced:
             found.append(synthetic_record(index))
         return found
 

@@ -342,6 +342,11 @@ def test_synthetic_clients_are_served_on_demand():
         assert ids(client.lookup(["CLIENT7@example.com"])["client7@example.com"]) == [
             synthetic_record(7)["id"]
         ]
+        # A stored record with a synthetic client's id replaces it (how a benchmark changes clients).
+        changed = dict(synthetic_record(7), status="Discharged")
+        requests.post(f"{served.url}/_sandbox/clients", json=[changed], timeout=5).raise_for_status()
+        assert client.clients_by_email("client7@example.com") == [changed]
+        assert client.lookup(["client8@example.com"])["client8@example.com"] == [synthetic_record(8)]
         app.extensions[EXTENSION].close()
 
 

@@ -168,7 +168,7 @@ def list_calls(intercom_sandbox) -> int:
 def test_a_run_syncs_every_contact_and_a_second_run_writes_nothing(
     env, seeded, pool, store, intercom_sandbox, platform_sandbox
 ):
-    pool.start(concurrency=2)
+    pool.start(concurrency=4)  # four processes write their first contacts at the same moment
     first = cli(env)
     assert first["status"] == "started"
     record = finished(store, first["run_id"])
@@ -189,6 +189,9 @@ def test_a_run_syncs_every_contact_and_a_second_run_writes_nothing(
     assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
     assert shown["support@example.com"] == {}
     assert puts(intercom_sandbox) == CONTACTS
+    # The data-attribute schema: listed once and each custom attribute created once, for every process.
+    calls = intercom_sandbox.stats()["calls_by_operation"]
+    assert (calls.get("lisDataAttributes"), calls.get("createDataAttribute")) == (1, 21)  # sic: the spec's id
 
     second = start_run(env)
     record = finished(store, second.run_id)
@@ -250,6 +253,67 @@ def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, sto
     assert record.counts["written"] + record.counts["unchanged"] == CONTACTS
     shown = {c["email"]: c["custom_attributes"] for c in intercom_sandbox._call("GET", "/contacts")}
     assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
+
+
+def test_a_walk_stopped_by_the_rate_limit_carries_on_from_the_page_it_reached(
+    env, seeded, pool, store, intercom_sandbox
+):
+    """Two Intercom calls per 10-second window: a step reads two pages, then the next token is
+    further away than a task may wait, so the step ends there and its successor must start at
+    the third page (a message for the step's first page would find the checkpoint moved on)."""
+    limits = {"INTERCOM_CALLS_PER_WINDOW": "2", "INTERCOM_WINDOW_SECONDS": "10"}
+    intercom_sandbox.config(rate_limit=2, window_seconds=10)
+    pool.start(concurrency=1, SYNC_RESYNC_PAGES_PER_STEP="4", SYNC_RESYNC_MAX_IN_FLIGHT="100", **limits)
+    run = start_run({**env, **limits}, dry_run=True)  # a dry run: the pages are the only Intercom calls
+    record = finished(store, run.run_id, timeout=PAGES * 10 + 30)
+    assert (record.counts["pages"], record.counts["queued"]) == (PAGES, CONTACTS)
+    assert record.resumed == 0  # not rescued by the watchdog
+    assert list_calls(intercom_sandbox) == PAGES
+    assert intercom_sandbox.stats()["rate_limited"] == 0
+
+
+def test_a_chunk_waits_for_the_intercom_budget_before_reading_the_platform(
+    env, seeded, store, intercom_sandbox, platform_sandbox
+):
+    """In this process, with the parts a chunk task builds: while Intercom's budget is spent for
+    longer than a task may wait, a chunk is put back whole, with no platform call made."""
+    from sync_worker.resync.chunks import ChunkRunner
+    from sync_worker.resync.runs import Chunk
+    from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime
+
+    runtime = Runtime(Settings(**env))
+    runner = ChunkRunner(
+        store=store,
+        platform=runtime.platform,
+        circuit=runtime.circuit,
+        contact_sync=runtime.contact_sync,
+        park=lambda *_: None,
+        backoff=lambda attempt: 1.0,
+        max_retries=3,
+        time_budget_seconds=5,
+        intercom_wait=runtime.limiters["intercom"].peek,
+        max_inline_wait=MAX_INLINE_WAIT_SECONDS,
+    )
+    store.create("r1", RunOptions())
+    contacts = tuple((seeded[f"client{i}@example.com"], f"client{i}@example.com") for i in range(3))
+    store.commit_page(
+        "r1", gen=0, page=0, next_cursor=None, counts={"queued": 3}, chunks=[("0.0", Chunk(contacts))]
+    )
+    runtime.limiters["intercom"].pause_for(30)  # as after a 429
+
+    outcome = runner.run("r1", "0.0", 0)
+    assert outcome.status == "rescheduled" and 20 < outcome.countdown <= 30
+    assert outcome.rest.contacts == contacts and outcome.rest.attempt == 0
+    assert store.chunk("r1", "0.0") == outcome.rest  # stored as the chunk's next version
+    assert platform_sandbox.stats()["calls"] == {}
+    assert puts(intercom_sandbox) == 0
+
+    runtime.redis.delete(runtime.limiters["intercom"].key)  # the pause is over
+    done = runner.run("r1", "0.0", outcome.rest.version)
+    assert done.status == "done" and done.counts == {"synced": 3, "written": 3} and done.finished
+    assert platform_sandbox.stats()["calls"] == {"POST /v1/clients/lookup": 1}
+    assert puts(intercom_sandbox) == 3
+    runtime.redis.close()
 
 
 def test_concurrent_beat_like_starters_start_one_run(env, store):
