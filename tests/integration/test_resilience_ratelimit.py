@@ -12,7 +12,9 @@ from __future__ import annotations
 import pytest
 import requests
 
+from sync_worker.config import Settings
 from sync_worker.localredis import wait_until
+from sync_worker.runtime import Runtime
 from sync_worker.sandbox.dataset import synthetic
 from tests.fixtures.resilience import (
     assert_synced,
@@ -79,6 +81,11 @@ def test_waiting_for_the_rate_limit_spends_no_retry_and_parks_only_after_the_wai
     assert waited >= 6  # not parked before the cap
 
     intercom_sandbox.config(rate_limit=1000)
+    # The last 429 paused every worker until the end of its window (+ skew margin): up to 11 s, longer
+    # than this cap. An operator replays once the budget is back; so does the test, or the replay could
+    # be parked again by the same pause.
+    limiter = Runtime(Settings(**workers.env)).limiters["intercom"]  # the workers' own limiter
+    wait_until(lambda: limiter.inspect().wait == 0, 15, message="the rate-limit pause to end")
     replayed = requests.post(
         f"{web_app.url}/v1/admin/dead-letters/{entry.id}/retry",
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
