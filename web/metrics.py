@@ -114,6 +114,8 @@ class RedisMetrics:
         self._counts: Counter[tuple[str, str]] = Counter()  # (hash key, field) -> increments
         self._sums: Counter[tuple[str, str]] = Counter()  # (hash key, field) -> seconds
         self._flusher_pid: int | None = None
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
         self._failing = False
 
     def record(self, counts: Iterable[tuple[str, str]], *, route: str, seconds: float) -> None:
@@ -127,21 +129,36 @@ class RedisMetrics:
             ] += 1
             self._counts[(keys.metric(f"{LATENCY}:count"), route_field)] += 1
             self._sums[(keys.metric(f"{LATENCY}:sum"), route_field)] += seconds
-        if self._flusher_pid != os.getpid():  # first use in this process (gunicorn forks after import)
-            self._start_flusher()
+        if self._flusher_pid != os.getpid() and not self._stop.is_set():
+            self._start_flusher()  # first use in this process (gunicorn forks after import)
 
     def _start_flusher(self) -> None:
         with self._lock:
             if self._flusher_pid == os.getpid():
                 return
             self._flusher_pid = os.getpid()
-        threading.Thread(target=self._flush_forever, name="metrics-flusher", daemon=True).start()
-        atexit.register(self.flush, quiet=True)  # a worker that exits cleanly writes what it still holds
+            self._stop = threading.Event()  # a forked child starts with its own, unset
+            self._flusher = threading.Thread(target=self._flush_forever, name="metrics-flusher", daemon=True)
+        self._flusher.start()
+        atexit.register(self._flush_at_exit)  # a worker that exits cleanly writes what it still holds
 
     def _flush_forever(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self._interval):
+        while not self._stop.wait(self._interval):
             self.flush()
+
+    def _flush_at_exit(self) -> None:
+        self.flush(quiet=True)
+
+    def close(self) -> None:
+        """Stop this process's flusher and write what the buffer still holds (quietly: never raises).
+
+        For an app that is done serving (tests start many); a process that simply exits needs no call."""
+        self._stop.set()
+        flusher = self._flusher
+        if flusher is not None and self._flusher_pid == os.getpid():
+            flusher.join()
+            atexit.unregister(self._flush_at_exit)
+        self.flush(quiet=True)
 
     def flush(self, *, quiet: bool = False) -> bool:
         """Write the buffer to Redis in one script call; on failure keep it for the next (never raises).

@@ -13,6 +13,7 @@ from tests.fixtures.web import (
     TRIGGER_TOKEN,
     WebServer,
     serve,
+    stop_web,
     web_settings,
 )
 
@@ -70,7 +71,7 @@ def test_unset_admin_token_refuses_every_call(redis_url: str) -> None:
         assert error_code(response) == "not_configured"
         assert "SYNC_ADMIN_TOKEN" in response.json()["error"]["message"]
     finally:
-        served.stop()
+        stop_web(served)
 
 
 def test_list_pages_newest_failure_first_with_the_count(web_server: WebServer) -> None:

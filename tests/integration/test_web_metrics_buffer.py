@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import redis as redis_lib
 
@@ -34,6 +36,27 @@ def test_counts_reach_redis_by_themselves_and_survive_an_outage() -> None:
         assert snapshot.counts == {'{"route":"/webhooks/intercom"}': 3.0}
         assert snapshot.sums['{"route":"/webhooks/intercom"}'] == pytest.approx(0.006)
         assert snapshot.buckets == {'{"le":"0.005","route":"/webhooks/intercom"}': 3.0}
+        metrics.close()
+    finally:
+        client.close()
+        server.cleanup()
+
+
+def test_close_stops_the_flusher_and_writes_what_the_buffer_holds() -> None:
+    server = LocalRedis(persistent=False).start()
+    client = redis_lib.Redis.from_url(server.url, decode_responses=True, socket_timeout=0.5)
+    try:
+        metrics = RedisMetrics(client, flush_interval=3600)  # the flusher would not write in this test
+        before = set(threading.enumerate())
+        metrics.record([("queued", '{"source":"manual"}')], route="/v1/sync", seconds=0.003)
+        [flusher] = [
+            thread for thread in set(threading.enumerate()) - before if thread.name == "metrics-flusher"
+        ]
+
+        metrics.close()
+
+        assert not flusher.is_alive()
+        assert client.hgetall(QUEUED) == {'{"source":"manual"}': "1"}
     finally:
         client.close()
         server.cleanup()

@@ -12,6 +12,7 @@ from tests.fixtures.web import (
     TRIGGER_TOKEN,
     WebServer,
     serve,
+    stop_web,
     web_settings,
 )
 
@@ -51,7 +52,7 @@ def test_unset_token_refuses_every_call(redis_url: str) -> None:
             assert "SYNC_TRIGGER_TOKEN" in error_of(response)["message"]
         assert server.queued() == []
     finally:
-        served.stop()
+        stop_web(served)
 
 
 def test_queued_then_folded_with_one_message(web_server: WebServer) -> None:

@@ -14,6 +14,7 @@ from tests.fixtures.web import (
     WebServer,
     notification,
     serve,
+    stop_web,
     web_settings,
 )
 from web.auth import sign
@@ -77,7 +78,7 @@ def test_no_client_secret_refuses_every_post(redis_url: str) -> None:
         assert requests.head(f"{server.url}/webhooks/intercom", timeout=5).status_code == 200
         assert server.queued() == []
     finally:
-        served.stop()
+        stop_web(served)
 
 
 def test_replayed_notification_is_acknowledged_as_duplicate_and_queued_once(web_server: WebServer) -> None:
@@ -121,7 +122,7 @@ def test_subscribed_topics_are_configurable(redis_url: str) -> None:
         )
         assert len(server.queued()) == 1
     finally:
-        served.stop()
+        stop_web(served)
 
 
 def test_oversized_body_is_413(web_server: WebServer) -> None:
