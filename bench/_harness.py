@@ -26,7 +26,7 @@ import redis as redis_lib
 
 from sync_worker import keys as service_keys
 from sync_worker.localredis import wait_until
-from sync_worker.processes import Child, worker_argv
+from sync_worker.processes import Child, process_table, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,30 +99,16 @@ def stop(children: Iterable[Child]) -> None:
 
 def group_pids(leader: int) -> list[int]:
     """Every live process in ``leader``'s process group (a Child runs in its own group)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == leader:  # pgrp
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, fields in process_table() if int(fields[2]) == leader]
 
 
 def cpu_seconds(child: Child) -> float:
     """User + system CPU time used so far by the live processes of ``child``'s group."""
     if child.pid is None:
         return 0.0
-    ticks = 0
-    for pid in group_pids(child.pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    ticks = sum(
+        int(fields[11]) + int(fields[12]) for _, fields in process_table() if int(fields[2]) == child.pid
+    )
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

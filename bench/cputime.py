@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sync_worker.processes import process_table
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -25,13 +27,6 @@ class Snapshot:
     busy: float
     total: float
     steal: float
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def _machine() -> tuple[float, float, float]:
@@ -46,13 +41,7 @@ def snapshot(groups: Mapping[str, int], pids: Mapping[str, int] | None = None) -
     leaders = {leader: role for role, leader in groups.items()}
     singles = {pid: role for role, pid in (pids or {}).items()}
     found: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        fields = _stat_fields(pid)
-        if fields is None:
-            continue
+    for pid, fields in process_table():
         role = singles.get(pid) or leaders.get(int(fields[2]))  # fields[2] is the process group
         if role is not None:
             found[pid] = (role, (int(fields[11]) + int(fields[12])) / _TICK)

@@ -5,7 +5,8 @@ Guarantees: each :class:`Child` runs in its own process group, so
 :meth:`Child.kill` reach every process it forked (Celery's pool children,
 gunicorn's workers); the command lines are the ones the README and
 ``docker-compose.yml`` document, built in one place (:func:`worker_argv`,
-:func:`beat_argv`, :func:`web_argv`).
+:func:`beat_argv`, :func:`web_argv`); :func:`process_table` reads who is whose
+child or group (tests and benchmarks use it to find pool processes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE
@@ -149,3 +150,20 @@ class Child:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+
+def process_table() -> Iterator[tuple[int, list[str]]]:
+    """Every live process (Linux ``/proc``): its pid and the ``stat`` fields after its name.
+
+    In those fields ``[0]`` is the state, ``[1]`` the parent pid, ``[2]`` the process group,
+    ``[11]``/``[12]`` user/system CPU ticks. The name may hold spaces and parentheses, so the
+    fields are split after its last closing parenthesis; a process that ends meanwhile is skipped.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        yield int(entry.name), stat.rsplit(")", 1)[1].split()
