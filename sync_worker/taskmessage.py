@@ -24,11 +24,15 @@ Guarantees:
   :data:`CONNECT_TIMEOUT_SECONDS`. A refused port fails in milliseconds, a
   silent or hung broker within twice the bound; a build that finds another
   thread's attempt under way waits for it and, if it failed, fails too rather
-  than making another. Until an attempt succeeds, the next build tries again.
+  than making another. Until an attempt succeeds, the next build tries again;
+- one builder per app (:func:`task_messages`), living no longer than the app:
+  it holds the app weakly, and its connection is released when the app is
+  garbage-collected.
 
 ``tests/integration/test_dispatch.py`` checks the bytes against a real
-``send_task``, that a real worker runs a message built here and that an
-unreachable Redis is refused within the webhook bound.
+``send_task``, that a real worker runs a message built here, that an
+unreachable Redis is refused within the webhook bound, and that a builder and
+its connection go with their app.
 """
 
 from __future__ import annotations
@@ -59,10 +63,13 @@ CONNECT_TIMEOUT_SECONDS = 1.0
 
 
 class TaskMessages:
-    """Builds task messages for one Celery app (one broker channel per process, opened on first use)."""
+    """Builds task messages for one Celery app (one broker channel per process, opened on first use).
+
+    Holds the app weakly (:func:`task_messages` keys builders by app); :meth:`close` releases the channel.
+    """
 
     def __init__(self, celery_app: Celery):
-        self._app = celery_app
+        self._app_ref = weakref.ref(celery_app)
         self._lock = threading.Lock()
         self._pid = 0
         self._connection: Connection | None = None
@@ -74,6 +81,13 @@ class TaskMessages:
         self._sent_event = conf.task_send_sent_event
         self._default_delivery_mode = conf.task_default_delivery_mode
         self._delivery_modes: dict[str, int] = {}
+
+    @property
+    def _app(self) -> Celery:
+        app = self._app_ref()
+        if app is None:
+            raise ReferenceError("the Celery app of this message builder was garbage-collected")
+        return app
 
     def _broker_channel(self) -> Any:
         if self._channel is not None and self._pid == os.getpid():
@@ -110,6 +124,13 @@ class TaskMessages:
         except BaseException:
             connection.release()
             raise
+
+    def close(self) -> None:
+        """Release this process's broker connection (the next build opens a new one)."""
+        with self._lock:
+            connection, self._connection, self._channel = self._connection, None, None
+            if connection is not None and self._pid == os.getpid():
+                connection.release()
 
     def _delivery_mode(self, queue: str) -> int:
         mode = self._delivery_modes.get(queue)
@@ -152,14 +173,18 @@ class TaskMessages:
         return BuiltMessage(list_key=list_key, payload=json_dumps(message))
 
 
+# The builders hold their apps weakly, so an entry goes when its app does.
 _builders: weakref.WeakKeyDictionary[Celery, TaskMessages] = weakref.WeakKeyDictionary()
 _builders_lock = threading.Lock()
 
 
 def task_messages(celery_app: Celery) -> TaskMessages:
-    """The message builder of ``celery_app`` (one per app)."""
+    """The message builder of ``celery_app`` (one per app; closed when the app is garbage-collected)."""
     builder = _builders.get(celery_app)
     if builder is None:
         with _builders_lock:
-            builder = _builders.setdefault(celery_app, TaskMessages(celery_app))
+            builder = _builders.get(celery_app)
+            if builder is None:
+                builder = _builders[celery_app] = TaskMessages(celery_app)
+                weakref.finalize(celery_app, builder.close)
     return builder

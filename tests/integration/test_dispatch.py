@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -176,6 +178,28 @@ def test_redis_unreachable_is_queue_unavailable() -> None:
             assert time.monotonic() - started < REFUSAL_BOUND_SECONDS
     finally:
         server.cleanup()
+
+
+def _clients_named(redis_client: redis_lib.Redis, name: str) -> int:
+    return sum(entry.get("name") == name for entry in redis_client.client_list())
+
+
+def test_a_builder_and_its_connection_go_with_their_app(redis_url: str, redis_client) -> None:
+    app = create_celery(Settings(REDIS_URL=redis_url))
+    name = "taskmessage-gc-test"
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "client_name": name}
+    builder = weakref.ref(task_messages(app))
+    builder().build(SYNC_TASK, kwargs={"contact_id": "c1"}, task_id="t", queue=REALTIME_QUEUE)
+    assert _clients_named(redis_client, name) == 1  # the builder's channel
+
+    create_celery(Settings(REDIS_URL=redis_url)).set_current()  # Celery holds the current app strongly
+    del app
+    gc.collect()
+
+    assert builder() is None
+    wait_until(
+        lambda: _clients_named(redis_client, name) == 0, 5, message="the builder's connection to close"
+    )
 
 
 def test_a_worker_runs_the_pushed_message_with_the_folded_details(
