@@ -18,8 +18,12 @@ Guarantees:
   (``SYNC_TASK_TIME_LIMIT_SECONDS``, ``SYNC_TASK_SOFT_TIME_LIMIT_SECONDS``,
   ``SYNC_MAX_RESCHEDULE_SECONDS``), so the visibility timeout can be short
   where the countdowns are;
-- publishing never hangs a web request: a broker that cannot be reached fails
-  the publish within a couple of seconds, so the receiver can answer 503.
+- publishing does not hang a web request on kombu's connection retries: a
+  ``send_task`` to a broker that refuses connections fails within half a
+  second (``task_publish_retry_policy``), one to a broker that accepts but does
+  not answer after ``socket_timeout`` (5 s); triggers do not go through
+  ``send_task`` (:mod:`sync_worker.taskmessage` builds their messages, failing
+  within two seconds either way), so the receiver can answer 503 in time.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import threading
+import time
+import weakref
 from typing import Any
 
 import pytest
@@ -157,16 +160,46 @@ def test_concurrent_triggers_leave_exactly_one_message_per_marker(redis_client, 
     assert sum(r.status == "queued" for r in results) == len(contacts)
 
 
+#: Intercom drops a webhook delivery after 5 s, and the receiver must answer 503 before that so the
+#: delivery is retried: a refusal has to come well within it. A correctness bound, not a speed target.
+REFUSAL_BOUND_SECONDS = 2.0
+
+
 def test_redis_unreachable_is_queue_unavailable() -> None:
     server = LocalRedis(persistent=False).start()
     try:
         app = create_celery(Settings(REDIS_URL=server.url))
         client = redis_lib.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
         server.stop()
-        with pytest.raises(QueueUnavailable):
-            enqueue_sync(SyncRequest(contact_id="c11"), client, app)
+        for _ in range(2):  # the first trigger after start, and every one after it while Redis is down
+            started = time.monotonic()
+            with pytest.raises(QueueUnavailable):
+                enqueue_sync(SyncRequest(contact_id="c11"), client, app)
+            assert time.monotonic() - started < REFUSAL_BOUND_SECONDS
     finally:
         server.cleanup()
+
+
+def _clients_named(redis_client: redis_lib.Redis, name: str) -> int:
+    return sum(entry.get("name") == name for entry in redis_client.client_list())
+
+
+def test_a_builder_and_its_connection_go_with_their_app(redis_url: str, redis_client) -> None:
+    app = create_celery(Settings(REDIS_URL=redis_url))
+    name = "taskmessage-gc-test"
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "client_name": name}
+    builder = weakref.ref(task_messages(app))
+    builder().build(SYNC_TASK, kwargs={"contact_id": "c1"}, task_id="t", queue=REALTIME_QUEUE)
+    assert _clients_named(redis_client, name) == 1  # the builder's channel
+
+    create_celery(Settings(REDIS_URL=redis_url)).set_current()  # Celery holds the current app strongly
+    del app
+    gc.collect()
+
+    assert builder() is None
+    wait_until(
+        lambda: _clients_named(redis_client, name) == 0, 5, message="the builder's connection to close"
+    )
 
 
 def test_a_worker_runs_the_pushed_message_with_the_folded_details(
