@@ -11,8 +11,9 @@ Guarantees (in order):
    one; source ``connector``), so the worker writes the contact whatever this answer
    holds; Redis unreachable is 503 before anything is read;
 5. the answer comes within the deadline (``SYNC_CONNECTOR_DEADLINE_SECONDS``, counted
-   from the start of the view): one platform read (:func:`web.platform_read.read_clients`) gets what
-   is left of it less :data:`FALLBACK_RESERVE_SECONDS`, kept for the fallback;
+   from the start of the view): one platform read (:meth:`web.platform_read.PlatformReader.read_clients`,
+   on the process's platform client) gets what is left of it less
+   :data:`FALLBACK_RESERVE_SECONDS`, kept for the fallback, as one total for the whole exchange;
 6. the body is flat JSON (:func:`flat_answer`): every attribute key of the client
    profile plus ``stale``. Live: the values computed now, ``data_status`` ``Live``,
    ``stale: false``. When the platform is slow, down, rate-limited, behind an open
@@ -47,7 +48,7 @@ from web.context import WebContext, web_context
 from web.intake import screen_trigger, skipped, store
 from web.jsonbody import json_body
 from web.notifications import ID_PATTERN
-from web.platform_read import PlatformRead, read_clients
+from web.platform_read import PlatformRead
 from web.triggers import MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def client_attributes() -> Any:
     stored = store(SyncRequest(contact_id=body.contact_id, email=body.email, trigger=SOURCE), SOURCE)
     budget = deadline - time.monotonic() - FALLBACK_RESERVE_SECONDS
     read = (
-        read_clients(body.email, context.runtime, timeout=budget)
+        context.platform.read_clients(body.email, timeout=budget)
         if budget >= MIN_READ_SECONDS
         else PlatformRead(None, DEADLINE_PASSED)
     )

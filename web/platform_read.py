@@ -1,8 +1,13 @@
 """One deadline-bound platform read from the web process, through the worker's shared guards.
 
-Guarantees (:func:`read_clients`):
-- at most one platform request, one attempt, with ``timeout`` seconds to connect and
-  to read (the caller passes what is left of its deadline);
+Guarantees (:meth:`PlatformReader.read_clients`):
+- one :class:`~sync_worker.platform.PlatformClient` per process (one ``requests``
+  session, so its connections are kept for the next read), built on first use and
+  built again in a process forked from one that had it; none while the platform is
+  not configured;
+- at most one platform request, one attempt, within ``timeout`` seconds for
+  connecting, sending and waiting for the answer together (the client's
+  ``total_timeout``; the caller passes what is left of its deadline);
 - it goes out only when the shared platform rate limiter has a token within
   :data:`MAX_TOKEN_WAIT_SECONDS` (it takes one, and follows a 429's ``Retry-After``
   for every worker) and the shared platform circuit breaker allows it;
@@ -16,6 +21,8 @@ Guarantees (:func:`read_clients`):
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,35 +54,56 @@ class PlatformRead:
     reason: str | None = None
 
 
-def read_clients(email: str, runtime: Runtime, *, timeout: float) -> PlatformRead:
-    """The accounts for ``email`` from the platform, read once within ``timeout`` seconds."""
-    settings = runtime.settings
-    token = secret(settings.platform_api_token)
-    if not settings.platform_api_url or not token:
-        return PlatformRead(None, NOT_CONFIGURED)
-    limiter = runtime.limiters[UPSTREAM]
-    if limiter.peek() > MAX_TOKEN_WAIT_SECONDS:  # checked first: a refused token wastes no circuit probe
-        return PlatformRead(None, RATE_LIMITED)
-    circuit = runtime.circuit
-    if not circuit.allow():
-        return PlatformRead(None, CIRCUIT_OPEN)
-    client = PlatformClient(
-        settings.platform_api_url,
-        token,
-        timeout=timeout,
-        max_attempts=1,
-        hooks=RateLimitHooks({UPSTREAM: limiter}, max_wait=MAX_TOKEN_WAIT_SECONDS),
-    )
-    try:
-        records = client.clients_by_email(email)
-    except (RateLimitWait, PlatformRateLimited):
-        return PlatformRead(None, RATE_LIMITED)
-    except PlatformUnavailable:
-        circuit.record_failure()
-        return PlatformRead(None, UNAVAILABLE)
-    except PlatformError as exc:  # auth, bad request, broken contract: the platform is up
-        return PlatformRead(None, exc.code)
-    finally:
-        client.close()
-    circuit.record_success()
-    return PlatformRead(records)
+class PlatformReader:
+    """The web process's platform reads (see the module's guarantees)."""
+
+    def __init__(self, runtime: Runtime):
+        self._runtime = runtime
+        self._lock = threading.Lock()
+        self._client: PlatformClient | None = None
+        self._pid = 0
+
+    def client(self) -> PlatformClient | None:
+        """This process's platform client, or ``None`` when the platform is not configured."""
+        settings = self._runtime.settings
+        token = secret(settings.platform_api_token)
+        if not settings.platform_api_url or not token:
+            return None
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():  # a forked child builds its own
+                    hooks = RateLimitHooks(
+                        {UPSTREAM: self._runtime.limiters[UPSTREAM]}, max_wait=MAX_TOKEN_WAIT_SECONDS
+                    )
+                    self._client = PlatformClient(
+                        settings.platform_api_url,
+                        token,
+                        timeout=settings.platform_timeout_seconds,
+                        max_attempts=1,
+                        hooks=hooks,
+                    )
+                    self._pid = os.getpid()
+        return self._client
+
+    def read_clients(self, email: str, *, timeout: float) -> PlatformRead:
+        """The accounts for ``email`` from the platform, read once within ``timeout`` seconds."""
+        client = self.client()
+        if client is None:
+            return PlatformRead(None, NOT_CONFIGURED)
+        limiter = self._runtime.limiters[UPSTREAM]
+        if limiter.peek() > MAX_TOKEN_WAIT_SECONDS:  # checked first: a refused token wastes no circuit probe
+            return PlatformRead(None, RATE_LIMITED)
+        circuit = self._runtime.circuit
+        if not circuit.allow():
+            return PlatformRead(None, CIRCUIT_OPEN)
+        try:
+            records = client.clients_by_email(email, total_timeout=timeout)
+        except (RateLimitWait, PlatformRateLimited):
+            return PlatformRead(None, RATE_LIMITED)
+        except PlatformUnavailable:
+            circuit.record_failure()
+            return PlatformRead(None, UNAVAILABLE)
+        except PlatformError as exc:  # auth, bad request, broken contract: the platform is up
+            return PlatformRead(None, exc.code)
+        circuit.record_success()
+        return PlatformRead(records)

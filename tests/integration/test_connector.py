@@ -9,7 +9,9 @@ are written out by hand from the sample dataset and ``client-attributes.md``
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +24,9 @@ import requests
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.ratelimit import RateLimiter
+from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, web_settings
+from web.context import EXTENSION, WebContext
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +67,7 @@ CACHED = {**OLIVIA_LIVE, "sessions": "1", "updated_on": "Jan 5, 2026 - 9:00 a.m.
 
 
 @pytest.fixture
-def connector(redis_url: str, platform_sandbox) -> Iterator[WebServer]:
+def served(redis_url: str, platform_sandbox) -> Iterator[tuple[ServedApp, WebServer]]:
     settings = web_settings(
         redis_url,
         PLATFORM_API_URL=platform_sandbox.url,
@@ -71,9 +75,14 @@ def connector(redis_url: str, platform_sandbox) -> Iterator[WebServer]:
         SYNC_CONNECTOR_DEADLINE_SECONDS=DEADLINE,
     )
     served, server = serve(settings)
-    yield server
+    yield served, server
     served.stop()
     server.redis.close()
+
+
+@pytest.fixture
+def connector(served: tuple[ServedApp, WebServer]) -> WebServer:
+    return served[1]
 
 
 def ask(
@@ -112,6 +121,37 @@ def test_live_answer_has_every_value_computed_now(connector: WebServer, platform
     assert answer == OLIVIA_LIVE
     assert platform_sandbox.stats()["total_calls"] == 1
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+
+
+def test_one_platform_client_serves_every_answer_of_a_process_and_a_forked_child_builds_its_own(
+    served: tuple[ServedApp, WebServer], platform_sandbox
+) -> None:
+    app, server = served
+    context = app.app.extensions[EXTENSION]
+    assert isinstance(context, WebContext)
+    reader = context.platform
+    for _ in range(2):
+        response, _ = ask(server, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+        assert response.json()["stale"] is False
+    client = reader.client()
+    assert client is not None and reader.client() is client
+    answers, told = os.pipe()
+    child = os.fork()
+    if child == 0:  # as a gunicorn worker forked from a process that already read the platform
+        try:
+            own = reader.client()
+            read = reader.read_clients(OLIVIA_EMAIL, timeout=DEADLINE)
+            os.write(told, f"{own is not client} {len(read.records or [])}".encode())
+        finally:
+            os._exit(0)
+    os.close(told)
+    ready, _, _ = select.select([answers], [], [], 10)
+    said = os.read(answers, 100).decode() if ready else "no answer"
+    os.waitpid(child, 0)
+    os.close(answers)
+    assert said == "True 1"  # its own client, and it reads the platform
+    assert reader.client() is client  # the parent keeps its own
+    assert platform_sandbox.stats()["total_calls"] == 3
 
 
 def test_slow_platform_answers_the_last_known_values_within_the_deadline(
