@@ -6,6 +6,7 @@ Guarantees:
   written only after Intercom accepted those values, so the cache never holds
   something the contact was not shown;
 - :meth:`LastKnownValues.load` returns them (or None) for the staleness path;
+  :meth:`LastKnownValues.find` by contact id, else by the email they were stored with;
 - entries expire after ``ttl_seconds`` (default 90 days) so a workspace's
   departed contacts do not accumulate for ever;
 - :meth:`LastKnownValues.fingerprint` is a hash of the values without the
@@ -64,6 +65,14 @@ class LastKnownValues:
         contact_id = contact_id.decode() if isinstance(contact_id, bytes) else contact_id
         cached = self.load(contact_id)
         return (contact_id, cached) if cached else None
+
+    def find(self, contact_id: str | None, email: str | None = None) -> CachedValues | None:
+        """The last known values stored for ``contact_id``, else (given ``email``) for ``email``."""
+        cached = self.load(contact_id) if contact_id else None
+        if cached is None and email:
+            found = self.load_by_email(email)
+            cached = found[1] if found else None
+        return cached
 
     def load(self, contact_id: str) -> CachedValues | None:
         raw = self._redis.get(keys.last_known(f"id:{contact_id}"))

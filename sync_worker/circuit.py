@@ -8,7 +8,10 @@ Guarantees:
 - **half-open** (open and ``open_seconds`` passed): one probe at a time is
   allowed; the probe's success closes the circuit, its failure opens it again
   for another ``open_seconds``; a probe that reports neither (its worker died)
-  lets the next one through after ``probe_timeout_seconds``;
+  lets the next one through after ``probe_timeout_seconds``; a probe that ends
+  having learnt nothing about the upstream can :meth:`CircuitBreaker.release`
+  its turn so the next one goes at once (:meth:`CircuitBreaker.admit` says
+  whether a call is the probe; a release frees only that probe's turn);
 - any success closes the circuit and forgets the outage;
 - ``unavailable_since`` is the time of the first failure of the current outage:
   set by the first failure after a success (or after ``window_seconds`` without
@@ -41,19 +44,29 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function int(n) return string.format('%d', n) end
 """
 
-# KEYS[1] state hash, KEYS[2] failures zset. ARGV: open us, probe timeout us. Returns 1 allowed, 0 refused.
+# KEYS[1] state hash, KEYS[2] failures zset. ARGV: open us, probe timeout us.
+# Returns 'closed' (allowed), '' (refused) or the probe's probe_until (allowed: this call is the probe).
 _ALLOW = (
     _LUA_PRELUDE
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'probe_until')
 local state = f[1] or 'closed'
-if state == 'closed' then return 1 end
-if state == 'open' and now < tonumber(f[2]) + tonumber(ARGV[1]) then return 0 end
-if state == 'half_open' and tonumber(f[3] or 0) > now then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', int(now + tonumber(ARGV[2])))
-return 1
+if state == 'closed' then return 'closed' end
+if state == 'open' and now < tonumber(f[2]) + tonumber(ARGV[1]) then return '' end
+if state == 'half_open' and tonumber(f[3] or 0) > now then return '' end
+local probe = int(now + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', probe)
+return probe
 """
 )
+
+# KEYS[1] state hash. ARGV: the probe's probe_until. Returns 1 when that probe's turn was freed.
+_RELEASE = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'probe_until')
+if f[1] ~= 'half_open' or f[2] ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'probe_until')
+return 1
+"""
 
 # KEYS[1] state hash, KEYS[2] failures zset. ARGV: threshold, window us. Returns failures in the window.
 _FAILURE = (
@@ -119,6 +132,13 @@ return math.max(0, tonumber(f[2]) + tonumber(ARGV[1]) - now)
 
 
 @dataclass(frozen=True)
+class Admission:
+    """A call the circuit let through; ``probe`` identifies the half-open probe when the call is it."""
+
+    probe: str | None = None
+
+
+@dataclass(frozen=True)
 class CircuitState:
     """A snapshot: ``state`` is closed, open or half_open; times are aware UTC datetimes."""
 
@@ -171,6 +191,7 @@ class CircuitBreaker:
         self.probe_timeout_seconds = open_seconds if probe_timeout_seconds is None else probe_timeout_seconds
         self._keys = [f"{keys.PREFIX}:circuit:{name}", f"{keys.PREFIX}:circuit:{name}:failures"]
         self._allow = redis.register_script(_ALLOW)
+        self._release = redis.register_script(_RELEASE)
         self._failure = redis.register_script(_FAILURE)
         self._success = redis.register_script(_SUCCESS)
         self._state = redis.register_script(_STATE)
@@ -178,9 +199,24 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go out now? (Closed: yes. Open: no. Half-open: yes for one probe at a time.)"""
-        return bool(
+        return self.admit() is not None
+
+    def admit(self) -> Admission | None:
+        """:meth:`allow` saying how: ``None`` refused, else an :class:`Admission` (with ``probe`` set
+        when this call is the half-open probe, which should end in a success, a failure or a release)."""
+        answer = _text(
             self._allow(keys=self._keys, args=[_us(self.open_seconds), _us(self.probe_timeout_seconds)])
         )
+        if not answer:
+            return None
+        return Admission(None if answer == CLOSED else answer)
+
+    def release(self, admission: Admission) -> None:
+        """The admitted call ended without learning whether the upstream is up: when it was the probe
+        (and no success, failure or newer probe came since), the next call may probe at once instead
+        of after ``probe_timeout_seconds``. Nothing else changes; a call admitted while closed is a no-op."""
+        if admission.probe is not None:
+            self._release(keys=self._keys[:1], args=[admission.probe])
 
     def record_success(self) -> None:
         """The upstream answered: close the circuit and forget the outage."""

@@ -2,14 +2,21 @@
 
 Guarantees:
 - every request carries ``Authorization: Bearer <token>``, ``Accept: application/json`` and a
-  timeout (``timeout`` seconds, for connecting and for reading);
+  timeout: ``timeout`` seconds to connect and again for each socket read (so one attempt can
+  last longer than ``timeout``); or, for :meth:`PlatformClient.clients_by_email` given
+  ``total_timeout``, one total for connecting, sending and waiting for the answer together
+  (urllib3's ``Timeout(total=...)``); once the request is sent, each socket read of the answer
+  may wait what was left of the total then, so an answer that arrives in one piece (a small
+  JSON answer) is bounded by the total, one sent in pieces with pauses between them is not
+  (requests offers no bound on that);
 - ``hooks.before_request("platform", operation)`` runs before every attempt (in-call retries
   included) and ``hooks.after_response("platform", status, headers)`` after every response;
 - a failure is raised as one :class:`PlatformError` subclass:
   :class:`PlatformUnavailable` (timeouts, connection errors, 5xx, a 2xx that is not JSON;
-  transient), :class:`PlatformRateLimited` (429, ``retry_after`` in seconds from ``Retry-After``;
-  transient), :class:`PlatformAuthError` (401/403; permanent), :class:`PlatformRequestError`
-  (any other 4xx, with the contract's ``{"error": ...}`` message; permanent),
+  transient; a timeout is its subclass :class:`PlatformTimedOut`, with the same ``code``),
+  :class:`PlatformRateLimited` (429, ``retry_after`` in seconds from ``Retry-After``; transient),
+  :class:`PlatformAuthError` (401/403; permanent), :class:`PlatformRequestError` (any other
+  4xx, with the contract's ``{"error": ...}`` message; permanent),
   :class:`PlatformContractError` (a JSON answer that breaks the contract; permanent);
 - :class:`PlatformUnavailable` failures are retried in the call (``max_attempts`` attempts,
   jittered exponential backoff capped at ``backoff_max``: about a second in all with the
@@ -35,6 +42,8 @@ from typing import Any
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util import Timeout
 
 from sync_worker.errors import PermanentError, SyncError, TransientError
 from sync_worker.http import NoHooks, RequestHooks
@@ -65,6 +74,10 @@ class PlatformUnavailable(PlatformError, TransientError):
     """Timeouts, connection errors, 5xx: the platform cannot be read right now."""
 
     code = "platform_unavailable"
+
+
+class PlatformTimedOut(PlatformUnavailable):
+    """No answer within the timeout: the platform may be down, or only slower than the caller could wait."""
 
 
 class PlatformRateLimited(PlatformError, TransientError):
@@ -234,13 +247,20 @@ class PlatformClient:
 
     # --- operations ------------------------------------------------------------------
 
-    def clients_by_email(self, email: str) -> list[dict[str, Any]]:
-        """Every account whose email matches ``email`` (trimmed, case-insensitive), as the platform orders them."""
+    def clients_by_email(self, email: str, *, total_timeout: float | None = None) -> list[dict[str, Any]]:
+        """Every account whose email matches ``email`` (trimmed, case-insensitive), as the platform orders them.
+
+        ``total_timeout``: seconds for each attempt's connect, send and wait for the answer
+        together, instead of the client's ``timeout`` for each of them (the module's guarantees
+        say what it cannot bound).
+        """
         wanted = normalise_email(email)
         if not wanted:
             raise ValueError("clients_by_email needs a non-blank email")
         operation = "clients_by_email"
-        payload = self._request(operation, "GET", "/v1/clients", params={"email": wanted})
+        payload = self._request(
+            operation, "GET", "/v1/clients", total_timeout=total_timeout, params={"email": wanted}
+        )
         return _checked_records(payload.get("data"), operation=operation, where="data")
 
     def lookup(self, emails: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
@@ -289,7 +309,9 @@ class PlatformClient:
 
     # --- transport -------------------------------------------------------------------
 
-    def _request(self, operation: str, method: str, path: str, **kwargs: Any) -> Mapping[str, Any]:
+    def _request(
+        self, operation: str, method: str, path: str, *, total_timeout: float | None = None, **kwargs: Any
+    ) -> Mapping[str, Any]:
         attempts = [0]
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
@@ -297,23 +319,32 @@ class PlatformClient:
             retry=retry_if_exception_type(PlatformUnavailable),
             reraise=True,
         )
-        return retrying(self._attempt, operation, method, path, attempts, **kwargs)
+        return retrying(self._attempt, operation, method, path, attempts, total_timeout, **kwargs)
 
     def _attempt(
-        self, operation: str, method: str, path: str, attempts: list[int], **kwargs: Any
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        attempts: list[int],
+        total_timeout: float | None,
+        **kwargs: Any,
     ) -> Mapping[str, Any]:
         attempts[0] += 1
         attempt = attempts[0]
         self.hooks.before_request(UPSTREAM, operation)
         started = time.monotonic()
+        # A new Timeout per attempt: urllib3 starts its total when the attempt starts.
+        timeout: float | Timeout = self.timeout if total_timeout is None else Timeout(total=total_timeout)
         try:
             response = self.session.request(
-                method, self.base_url + path, headers=self._headers(), timeout=self.timeout, **kwargs
+                method, self.base_url + path, headers=self._headers(), timeout=timeout, **kwargs
             )
-        except requests.Timeout as exc:
-            self._log_failure(operation, None, "timeout", attempt)
-            raise PlatformUnavailable(f"platform {operation} timed out after {self.timeout}s") from exc
         except requests.RequestException as exc:
+            if _timed_out(exc):
+                self._log_failure(operation, None, "timeout", attempt)
+                seconds = self.timeout if total_timeout is None else total_timeout
+                raise PlatformTimedOut(f"platform {operation} timed out after {seconds}s") from exc
             self._log_failure(operation, None, type(exc).__name__, attempt)
             raise PlatformUnavailable(f"platform {operation} failed: {type(exc).__name__}") from exc
         headers = dict(response.headers)
@@ -356,6 +387,16 @@ class PlatformClient:
             error=error,
             attempt=attempt,
         )
+
+
+def _timed_out(exc: requests.RequestException) -> bool:
+    """Did the call give up waiting (connect or read), rather than fail? (requests reports a read
+    timeout met while reading the body as a ``ConnectionError`` wrapping urllib3's.)"""
+    if isinstance(exc, requests.Timeout):
+        return True
+    return isinstance(exc, requests.ConnectionError) and any(
+        isinstance(arg, ReadTimeoutError) for arg in exc.args
+    )
 
 
 def _json_or_none(response: requests.Response) -> Any:

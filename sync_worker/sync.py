@@ -7,7 +7,8 @@ Guarantees (the order of a run):
    merged contact (410) is followed to the survivor once;
 3. the platform is read through a shared circuit breaker: when it cannot be
    read, the contact gets its last known values with the staleness flag (or
-   only ``Data Status`` when there are none) and the outcome is ``stale`` so
+   only ``Data Status`` when there are none; :func:`stale_values`, which the
+   data connector's stale answers use too) and the outcome is ``stale`` so
    the caller schedules a fresh sync; a failed read never writes
    ``Platform Account Exists = No``; unless the request forces the write, stale
    values the contact already shows are not written again;
@@ -61,6 +62,32 @@ class PlatformDataError(PermanentError):
     """A platform record broke the contract in a way the profile cannot format."""
 
     code = "platform_data_invalid"
+
+
+@dataclass(frozen=True)
+class StaleValues:
+    """What a contact shows while the platform cannot be read, and whether it had last known values."""
+
+    values: dict[str, str | None]
+    had_cache: bool
+
+
+def stale_values(
+    profile: Profile,
+    circuit: CircuitBreaker,
+    cache: LastKnownValues,
+    contact_id: str | None,
+    *,
+    now: datetime,
+    email: str | None = None,
+) -> StaleValues:
+    """The contact's last known values (:meth:`LastKnownValues.find`: by id, else by ``email``
+    when given) flagged stale since the current outage's first failure (``now`` when the
+    circuit knows of none); only the staleness flag when none are known."""
+    since = circuit.state().unavailable_since or now
+    cached = cache.find(contact_id, email)
+    values = profile.stale(cached.values if cached else None, unavailable_since=since)
+    return StaleValues(values, cached is not None)
 
 
 @dataclass(frozen=True)
@@ -194,10 +221,8 @@ class ContactSync:
         return outcome
 
     def _write_stale(self, contact_id: str, request: SyncRequest) -> SyncOutcome:
-        state = self.circuit.state()
-        since = state.unavailable_since or self.clock()
-        cached = self.cache.load(contact_id)
-        values = self.profile.stale(cached.values if cached else None, unavailable_since=since)
+        stale = stale_values(self.profile, self.circuit, self.cache, contact_id, now=self.clock())
+        values = stale.values
         fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
         written = request.force_write or self.cache.shown(contact_id) != fingerprint
         if written:
@@ -208,7 +233,7 @@ class ContactSync:
                 "contact_stale_written",
                 level=logging.WARNING,
                 contact_id=contact_id,
-                had_cache=cached is not None,
+                had_cache=stale.had_cache,
                 trigger=request.trigger,
             )
         return SyncOutcome(

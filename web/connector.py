@@ -11,14 +11,17 @@ Guarantees (in order):
    one; source ``connector``), so the worker writes the contact whatever this answer
    holds; Redis unreachable is 503 before anything is read;
 5. the answer comes within the deadline (``SYNC_CONNECTOR_DEADLINE_SECONDS``, counted
-   from the start of the view): one platform read (:func:`web.platform_read.read_clients`) gets what
-   is left of it less :data:`FALLBACK_RESERVE_SECONDS`, kept for the fallback;
+   from the start of the view): one platform read
+   (:meth:`web.platform_read.PlatformReader.read_clients`, on the process's platform
+   client) gets what is left of it less :data:`FALLBACK_RESERVE_SECONDS`, kept for the
+   fallback, as one total for connecting, sending and waiting for the answer;
 6. the body is flat JSON (:func:`flat_answer`): every attribute key of the client
    profile plus ``stale``. Live: the values computed now, ``data_status`` ``Live``,
    ``stale: false``. When the platform is slow, down, rate-limited, behind an open
    circuit, not configured or answers data that cannot be formatted: the contact's
    last known values (by contact id, else by email) with ``data_status`` ``Stale -
-   platform unavailable since <date-time>`` and ``stale: true``; with none known,
+   platform unavailable since <date-time>`` and ``stale: true``, computed as the
+   worker's stale writes are (:func:`sync_worker.sync.stale_values`); with none known,
    every key but ``data_status`` and ``stale`` is ``null``. A platform problem is
    never a 5xx.
 
@@ -37,17 +40,17 @@ from typing import Any
 from flask import Blueprint, g, request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sync_worker.cache import CachedValues, LastKnownValues
 from sync_worker.dispatch import SyncRequest
 from sync_worker.logs import log_event
 from sync_worker.profiles import AttributeSpec
+from sync_worker.sync import stale_values
 from web import metrics
 from web.auth import require_bearer
 from web.context import WebContext, web_context
 from web.intake import screen_trigger, skipped, store
 from web.jsonbody import json_body
 from web.notifications import ID_PATTERN
-from web.platform_read import PlatformRead, read_clients
+from web.platform_read import PlatformRead
 from web.triggers import MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
@@ -91,22 +94,6 @@ def flat_answer(
     return answer
 
 
-def _last_known(cache: LastKnownValues, contact_id: str | None, email: str) -> CachedValues | None:
-    cached = cache.load(contact_id) if contact_id else None
-    if cached is None:
-        found = cache.load_by_email(email)
-        cached = found[1] if found else None
-    return cached
-
-
-def _stale_values(context: WebContext, body: ConnectorBody) -> tuple[dict[str, str | None], bool]:
-    runtime = context.runtime
-    since = runtime.circuit.state().unavailable_since or datetime.now(UTC)
-    cached = _last_known(runtime.cache, body.contact_id, body.email)
-    values = context.profile.stale(cached.values if cached else None, unavailable_since=since)
-    return values, cached is not None
-
-
 def _live_values(context: WebContext, read: PlatformRead) -> dict[str, str | None] | None:
     if read.records is None:
         return None
@@ -134,7 +121,7 @@ def client_attributes() -> Any:
     stored = store(SyncRequest(contact_id=body.contact_id, email=body.email, trigger=SOURCE), SOURCE)
     budget = deadline - time.monotonic() - FALLBACK_RESERVE_SECONDS
     read = (
-        read_clients(body.email, context.runtime, timeout=budget)
+        context.platform.read_clients(body.email, timeout=budget)
         if budget >= MIN_READ_SECONDS
         else PlatformRead(None, DEADLINE_PASSED)
     )
@@ -142,7 +129,16 @@ def client_attributes() -> Any:
     reason = read.reason if read.records is None else (DATA_INVALID if values is None else None)
     had_cache = None
     if values is None:
-        values, had_cache = _stale_values(context, body)
+        runtime = context.runtime
+        fallback = stale_values(
+            context.profile,
+            runtime.circuit,
+            runtime.cache,
+            body.contact_id,
+            now=datetime.now(UTC),
+            email=body.email,
+        )
+        values, had_cache = fallback.values, fallback.had_cache
     stale = reason is not None
     metrics.count("connector_answers", freshness="stale" if stale else "live", reason=reason or "none")
     g.outcome = f"{stored.status}:{'stale' if stale else 'live'}"

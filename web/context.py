@@ -6,7 +6,9 @@ the factory, never from the worker's module-level Celery app; Redis clients use
 short timeouts so a Redis that cannot be reached turns into a quick 503, not a
 hung request; ``runtime`` is the worker's wiring of the shared upstream state
 (rate limiters, circuit breaker, last known values) on that same client
-(:mod:`web.upstream`), and ``profile`` the client profile in the display zone.
+(:mod:`web.upstream`), ``platform`` the data connector's platform reads (one
+platform client per process, built on first use, :mod:`web.platform_read`), and
+``profile`` the client profile in the display zone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sync_worker.config import Settings
 from sync_worker.profiles import Profile, get_profile
 from sync_worker.runtime import Runtime
 from web.metrics import RedisMetrics
+from web.platform_read import PlatformReader
 from web.upstream import shared_runtime
 
 EXTENSION = "intercom_sync"
@@ -34,6 +37,7 @@ class WebContext:
     metrics_redis: redis_lib.Redis
     celery: Celery
     runtime: Runtime
+    platform: PlatformReader
     profile: Profile
     metrics: RedisMetrics
 
@@ -43,12 +47,14 @@ def build_context(settings: Settings) -> WebContext:
     metrics_redis = redis_lib.Redis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
     )
+    runtime = shared_runtime(settings, client)
     return WebContext(
         settings=settings,
         redis=client,
         metrics_redis=metrics_redis,
         celery=create_celery(settings),
-        runtime=shared_runtime(settings, client),
+        runtime=runtime,
+        platform=PlatformReader(runtime),
         profile=get_profile("clients", display_timezone=settings.display_timezone),
         metrics=RedisMetrics(metrics_redis),
     )

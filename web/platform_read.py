@@ -1,14 +1,28 @@
 """One deadline-bound platform read from the web process, through the worker's shared guards.
 
-Guarantees (:func:`read_clients`):
-- at most one platform request, one attempt, with ``timeout`` seconds to connect and
-  to read (the caller passes what is left of its deadline);
+Guarantees (:meth:`PlatformReader.read_clients`):
+- one :class:`~sync_worker.platform.PlatformClient` per process (one ``requests``
+  session, so its connections are kept for the next read), built on first use and
+  built again in a process forked from one that had it; none while the platform is
+  not configured;
+- at most one platform request, one attempt, within ``timeout`` seconds (the caller
+  passes what is left of its deadline), never more than the workers'
+  ``PLATFORM_TIMEOUT_SECONDS``, for connecting, sending and waiting for the answer
+  together (the client's ``total_timeout``);
 - it goes out only when the shared platform rate limiter has a token within
   :data:`MAX_TOKEN_WAIT_SECONDS` (it takes one, and follows a 429's ``Retry-After``
   for every worker) and the shared platform circuit breaker allows it;
-- the outcome is reported to the circuit like the worker's reads: a success closes
-  it, an unavailable platform (timeout, connection error, 5xx) counts as a failure;
-  a rate limit or a refused request does not (the platform is up);
+- the outcome tells the circuit what a worker's read would (:func:`circuit_outcome`):
+  records close it; a refused connection, a 5xx, or no answer within the workers'
+  own timeout count as a failure; no answer within a shorter timeout (the deadline's)
+  does not, since a worker could still have been answered: a platform slower than
+  the deadline but within ``PLATFORM_TIMEOUT_SECONDS`` never opens the circuit for
+  the workers; a 429, a 401/403 or other 4xx, or an answer that breaks the contract
+  do not either (the platform is up);
+- a read that was the circuit's half-open probe always settles it: records or any
+  answer close it, a failure reopens it, and a read that learnt nothing (no request
+  went out, or the shorter timeout ran out, or anything raised) releases the probe
+  so the next call probes at once, not after the probe timeout;
 - it never raises for a platform problem: the answer is the records, or ``None``
   with a short machine reason (``platform_not_configured``, ``rate_limited``,
   ``circuit_open``, ``unavailable`` or the platform error's code).
@@ -16,15 +30,19 @@ Guarantees (:func:`read_clients`):
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+from sync_worker.circuit import Admission, CircuitBreaker
 from sync_worker.config import secret
 from sync_worker.platform import (
     UPSTREAM,
     PlatformClient,
     PlatformError,
     PlatformRateLimited,
+    PlatformTimedOut,
     PlatformUnavailable,
 )
 from sync_worker.ratelimit import RateLimitHooks, RateLimitWait
@@ -38,6 +56,12 @@ RATE_LIMITED = "rate_limited"
 CIRCUIT_OPEN = "circuit_open"
 UNAVAILABLE = "unavailable"
 
+# What a read's end tells the circuit (:func:`circuit_outcome`).
+SUCCESS = "success"
+FAILURE = "failure"
+ANSWERED = "answered"
+NO_VERDICT = "no_verdict"
+
 
 @dataclass(frozen=True)
 class PlatformRead:
@@ -47,35 +71,102 @@ class PlatformRead:
     reason: str | None = None
 
 
-def read_clients(email: str, runtime: Runtime, *, timeout: float) -> PlatformRead:
-    """The accounts for ``email`` from the platform, read once within ``timeout`` seconds."""
-    settings = runtime.settings
-    token = secret(settings.platform_api_token)
-    if not settings.platform_api_url or not token:
-        return PlatformRead(None, NOT_CONFIGURED)
-    limiter = runtime.limiters[UPSTREAM]
-    if limiter.peek() > MAX_TOKEN_WAIT_SECONDS:  # checked first: a refused token wastes no circuit probe
-        return PlatformRead(None, RATE_LIMITED)
-    circuit = runtime.circuit
-    if not circuit.allow():
-        return PlatformRead(None, CIRCUIT_OPEN)
-    client = PlatformClient(
-        settings.platform_api_url,
-        token,
-        timeout=timeout,
-        max_attempts=1,
-        hooks=RateLimitHooks({UPSTREAM: limiter}, max_wait=MAX_TOKEN_WAIT_SECONDS),
-    )
-    try:
-        records = client.clients_by_email(email)
-    except (RateLimitWait, PlatformRateLimited):
-        return PlatformRead(None, RATE_LIMITED)
-    except PlatformUnavailable:
+def circuit_outcome(error: BaseException | None, *, full_timeout: bool) -> str:
+    """What a read that ended with ``error`` (``None``: records) says about the platform (pure).
+
+    :data:`SUCCESS`: it answered records. :data:`FAILURE`: it cannot be read (connection
+    refused or reset, 5xx, a 2xx that is not JSON, or no answer within a timeout that was the
+    workers' own: ``full_timeout``). :data:`ANSWERED`: it answered, without records (429,
+    401/403, another 4xx, a broken contract): it is up. :data:`NO_VERDICT`: nothing was learnt
+    (no answer within a shorter timeout, no request sent, or anything else).
+    """
+    if error is None:
+        return SUCCESS
+    if isinstance(error, PlatformTimedOut):
+        return FAILURE if full_timeout else NO_VERDICT
+    if isinstance(error, PlatformUnavailable):
+        return FAILURE
+    if isinstance(error, PlatformError):
+        return ANSWERED
+    return NO_VERDICT
+
+
+def settle(circuit: CircuitBreaker, admission: Admission, outcome: str) -> None:
+    """Report ``outcome`` to the circuit as the workers' reads do; a probe always settles it.
+
+    Workers record a success for records and a failure for an unreadable platform, and
+    nothing for an answer without records: the same here, except that a probe that was
+    answered closes the circuit (the platform is up) and a probe that learnt nothing is
+    released (:meth:`~sync_worker.circuit.CircuitBreaker.release`).
+    """
+    if outcome == SUCCESS or (outcome == ANSWERED and admission.probe is not None):
+        circuit.record_success()
+    elif outcome == FAILURE:
         circuit.record_failure()
-        return PlatformRead(None, UNAVAILABLE)
-    except PlatformError as exc:  # auth, bad request, broken contract: the platform is up
-        return PlatformRead(None, exc.code)
-    finally:
-        client.close()
-    circuit.record_success()
-    return PlatformRead(records)
+    elif outcome == NO_VERDICT:
+        circuit.release(admission)
+
+
+def _reason(error: RateLimitWait | PlatformError) -> str:
+    if isinstance(error, RateLimitWait | PlatformRateLimited):
+        return RATE_LIMITED
+    if isinstance(error, PlatformUnavailable):
+        return UNAVAILABLE
+    return error.code  # auth, bad request, broken contract
+
+
+class PlatformReader:
+    """The web process's platform reads (see the module's guarantees)."""
+
+    def __init__(self, runtime: Runtime):
+        self._runtime = runtime
+        self._lock = threading.Lock()
+        self._client: PlatformClient | None = None
+        self._pid = 0
+
+    def client(self) -> PlatformClient | None:
+        """This process's platform client, or ``None`` when the platform is not configured."""
+        settings = self._runtime.settings
+        token = secret(settings.platform_api_token)
+        if not settings.platform_api_url or not token:
+            return None
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():  # a forked child builds its own
+                    hooks = RateLimitHooks(
+                        {UPSTREAM: self._runtime.limiters[UPSTREAM]}, max_wait=MAX_TOKEN_WAIT_SECONDS
+                    )
+                    self._client = PlatformClient(
+                        settings.platform_api_url,
+                        token,
+                        timeout=settings.platform_timeout_seconds,
+                        max_attempts=1,
+                        hooks=hooks,
+                    )
+                    self._pid = os.getpid()
+        return self._client
+
+    def read_clients(self, email: str, *, timeout: float) -> PlatformRead:
+        """The accounts for ``email`` from the platform, read once within ``timeout`` seconds."""
+        client = self.client()
+        if client is None:
+            return PlatformRead(None, NOT_CONFIGURED)
+        limiter = self._runtime.limiters[UPSTREAM]
+        if limiter.peek() > MAX_TOKEN_WAIT_SECONDS:  # checked first: a refused token wastes no circuit probe
+            return PlatformRead(None, RATE_LIMITED)
+        circuit = self._runtime.circuit
+        admission = circuit.admit()
+        if admission is None:
+            return PlatformRead(None, CIRCUIT_OPEN)
+        workers_timeout = self._runtime.settings.platform_timeout_seconds
+        timeout = min(timeout, workers_timeout)  # never waits longer than a worker would
+        outcome = NO_VERDICT  # until the read says otherwise (anything raised releases a probe)
+        try:
+            records = client.clients_by_email(email, total_timeout=timeout)
+            outcome = SUCCESS
+        except (RateLimitWait, PlatformError) as exc:
+            outcome = circuit_outcome(exc, full_timeout=timeout >= workers_timeout)
+            return PlatformRead(None, _reason(exc))
+        finally:
+            settle(circuit, admission, outcome)
+        return PlatformRead(records)

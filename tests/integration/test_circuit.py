@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import redis as redis_lib
 
-from sync_worker.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from sync_worker.circuit import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker
 from sync_worker.localredis import wait_until
 
 pytestmark = pytest.mark.integration
@@ -100,6 +100,46 @@ def test_a_probe_that_never_reports_lets_the_next_one_through(redis_client):
     assert not breaker.allow()
     wait_until(breaker.allow, timeout=3, interval=0.02, message="a second probe after the first timed out")
     assert breaker.state().state == HALF_OPEN
+
+
+def test_admit_says_which_call_is_the_probe_and_a_released_probe_lets_the_next_one_through_at_once(
+    redis_client, redis_url
+):
+    breaker = CircuitBreaker(
+        redis_client, "platform", failure_threshold=1, open_seconds=0.1, probe_timeout_seconds=60
+    )
+    other = CircuitBreaker(
+        redis_lib.Redis.from_url(redis_url),
+        "platform",
+        failure_threshold=1,
+        open_seconds=0.1,
+        probe_timeout_seconds=60,
+    )
+    closed = breaker.admit()
+    assert closed == Admission(probe=None)
+    breaker.release(closed)  # a call admitted while closed: nothing to release
+    assert breaker.state().state == CLOSED
+
+    breaker.record_failure()
+    assert breaker.admit() is None  # open
+    wait_until(lambda: breaker.state().state == HALF_OPEN, timeout=3, interval=0.02, message="half-open")
+    probe = breaker.admit()
+    assert probe is not None and probe.probe is not None
+    assert other.admit() is None  # one probe at a time (for 60 s unless released)
+
+    breaker.release(probe)
+    state = breaker.state()
+    assert (state.state, state.failures) == (HALF_OPEN, 1)  # nothing learnt: still the same outage
+    second = other.admit()
+    assert second is not None and second.probe not in (None, probe.probe)
+    breaker.release(probe)  # a stale release does not free the newer probe's turn
+    assert breaker.admit() is None
+
+    other.record_success()  # the second probe was answered: closed
+    other.release(second)  # settled already: nothing changes
+    state = breaker.state()
+    assert (state.state, state.failures, state.unavailable_since) == (CLOSED, 0, None)
+    assert breaker.admit() == Admission(probe=None)
 
 
 def test_success_while_closed_forgets_the_failures(redis_client):

@@ -9,9 +9,11 @@ are written out by hand from the sample dataset and ``client-attributes.md``
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,9 +22,12 @@ import redis as redis_lib
 import requests
 
 from sync_worker.cache import LastKnownValues
-from sync_worker.circuit import CircuitBreaker
+from sync_worker.circuit import CLOSED, HALF_OPEN, CircuitBreaker
+from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
+from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, web_settings
+from web.context import EXTENSION, WebContext
 
 pytestmark = pytest.mark.integration
 
@@ -62,18 +67,38 @@ ATTRIBUTE_KEYS = [*OLIVIA_LIVE.keys(), "updated_on"]
 CACHED = {**OLIVIA_LIVE, "sessions": "1", "updated_on": "Jan 5, 2026 - 9:00 a.m. EST"}
 
 
+Serve = Callable[..., tuple[ServedApp, WebServer]]
+
+
 @pytest.fixture
-def connector(redis_url: str, platform_sandbox) -> Iterator[WebServer]:
-    settings = web_settings(
-        redis_url,
-        PLATFORM_API_URL=platform_sandbox.url,
-        PLATFORM_API_TOKEN=platform_sandbox.token,
-        SYNC_CONNECTOR_DEADLINE_SECONDS=DEADLINE,
-    )
-    served, server = serve(settings)
-    yield server
-    served.stop()
-    server.redis.close()
+def serve_connector(redis_url: str, platform_sandbox) -> Iterator[Serve]:
+    """Starts receivers on the platform sandbox with a ``DEADLINE`` (or the settings given)."""
+    started: list[tuple[ServedApp, WebServer]] = []
+
+    def start(**overrides: Any) -> tuple[ServedApp, WebServer]:
+        values = {
+            "PLATFORM_API_URL": platform_sandbox.url,
+            "PLATFORM_API_TOKEN": platform_sandbox.token,
+            "SYNC_CONNECTOR_DEADLINE_SECONDS": DEADLINE,
+            **overrides,
+        }
+        started.append(serve(web_settings(redis_url, **values)))
+        return started[-1]
+
+    yield start
+    for served, server in started:
+        served.stop()
+        server.redis.close()
+
+
+@pytest.fixture
+def served(serve_connector: Serve) -> tuple[ServedApp, WebServer]:
+    return serve_connector()
+
+
+@pytest.fixture
+def connector(served: tuple[ServedApp, WebServer]) -> WebServer:
+    return served[1]
 
 
 def ask(
@@ -87,6 +112,32 @@ def ask(
 
 def binary(server: WebServer) -> redis_lib.Redis:
     return redis_lib.Redis.from_url(server.settings.redis_url)
+
+
+def shared_circuit(server: WebServer) -> CircuitBreaker:
+    """The platform circuit as the server's settings build it (the one every worker shares)."""
+    settings = server.settings
+    return CircuitBreaker(
+        binary(server),
+        "platform",
+        failure_threshold=settings.circuit_failure_threshold,
+        window_seconds=settings.circuit_window_seconds,
+        open_seconds=settings.circuit_open_seconds,
+    )
+
+
+def half_open(server: WebServer) -> CircuitBreaker:
+    """Opens the server's platform circuit and waits until it lets a probe through."""
+    circuit = shared_circuit(server)
+    for _ in range(circuit.failure_threshold):
+        circuit.record_failure()
+    wait_until(
+        lambda: circuit.state().state == HALF_OPEN,
+        timeout=circuit.open_seconds + 5,
+        interval=0.02,
+        message="the circuit to half-open",
+    )
+    return circuit
 
 
 def remember(server: WebServer, contact_id: str, email: str | None = OLIVIA_EMAIL) -> None:
@@ -114,9 +165,62 @@ def test_live_answer_has_every_value_computed_now(connector: WebServer, platform
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
 
 
-def test_slow_platform_answers_the_last_known_values_within_the_deadline(
+def test_one_platform_client_serves_every_answer_of_a_process_and_a_forked_child_builds_its_own(
+    served: tuple[ServedApp, WebServer], platform_sandbox
+) -> None:
+    app, server = served
+    context = app.app.extensions[EXTENSION]
+    assert isinstance(context, WebContext)
+    reader = context.platform
+    for _ in range(2):
+        response, _ = ask(server, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+        assert response.json()["stale"] is False
+    client = reader.client()
+    assert client is not None and reader.client() is client
+    answers, told = os.pipe()
+    child = os.fork()
+    if child == 0:  # as a gunicorn worker forked from a process that already read the platform
+        try:
+            own = reader.client()
+            read = reader.read_clients(OLIVIA_EMAIL, timeout=DEADLINE)
+            os.write(told, f"{own is not client} {len(read.records or [])}".encode())
+        finally:
+            os._exit(0)
+    os.close(told)
+    ready, _, _ = select.select([answers], [], [], 10)
+    said = os.read(answers, 100).decode() if ready else "no answer"
+    os.waitpid(child, 0)
+    os.close(answers)
+    assert said == "True 1"  # its own client, and it reads the platform
+    assert reader.client() is client  # the parent keeps its own
+    assert platform_sandbox.stats()["total_calls"] == 3
+
+
+def test_platform_slower_than_the_deadline_but_not_the_workers_timeout_answers_stale_and_leaves_the_circuit_closed(
     connector: WebServer, platform_sandbox
 ) -> None:
+    remember(connector, CONTACT_ID)
+    workers_timeout = connector.settings.platform_timeout_seconds
+    latency = (DEADLINE + workers_timeout) / 2  # past the connector's budget, within a worker's timeout
+    assert DEADLINE < latency < workers_timeout
+    platform_sandbox.config(latency_ms=int(latency * 1000))
+    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    assert elapsed < DEADLINE + MARGIN
+    answer = response.json()
+    assert answer.pop("stale") is True
+    assert STALE.match(answer.pop("data_status")), response.text
+    assert answer == {key: value for key, value in CACHED.items() if key != "data_status"}
+    # A worker would have been answered: the workers' circuit learnt nothing from it.
+    state = shared_circuit(connector).state()
+    assert (state.state, state.failures, state.unavailable_since) == (CLOSED, 0, None)
+    assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+
+
+def test_a_connector_timeout_as_long_as_the_workers_counts_as_a_platform_failure(
+    serve_connector: Serve, platform_sandbox
+) -> None:
+    _, connector = serve_connector(PLATFORM_TIMEOUT_SECONDS=DEADLINE / 2)  # shorter than the budget
     remember(connector, CONTACT_ID)
     platform_sandbox.config(latency_ms=int(DEADLINE * 3000))
     response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
@@ -126,9 +230,37 @@ def test_slow_platform_answers_the_last_known_values_within_the_deadline(
     assert answer.pop("stale") is True
     assert STALE.match(answer.pop("data_status")), response.text
     assert answer == {key: value for key, value in CACHED.items() if key != "data_status"}
-    # The timeout counted as a platform failure for every worker.
-    assert CircuitBreaker(binary(connector), "platform").state().failures == 1
+    # It waited what a worker waits (not its longer budget), and a worker would have failed too.
+    assert shared_circuit(connector).state().failures == 1
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+
+
+def test_a_probe_cut_short_by_the_deadline_lets_the_next_probe_through_at_once(
+    serve_connector: Serve, platform_sandbox
+) -> None:
+    # A probe's turn lasts the open time (2 s, past this answer): only a release frees it sooner.
+    _, connector = serve_connector(SYNC_CIRCUIT_OPEN_SECONDS=2)
+    circuit = half_open(connector)
+    platform_sandbox.config(latency_ms=int(DEADLINE * 3000))
+    response, _ = ask(connector, {"email": OLIVIA_EMAIL})
+    assert response.json()["stale"] is True
+    assert platform_sandbox.stats()["total_calls"] == 1  # it was the probe
+    state = circuit.state()
+    assert (state.state, state.failures) == (HALF_OPEN, circuit.failure_threshold)  # no verdict
+    probe = circuit.admit()
+    assert probe is not None and probe.probe is not None  # the next probe may go now
+
+
+def test_a_rate_limited_probe_closes_the_circuit(serve_connector: Serve, platform_sandbox) -> None:
+    _, connector = serve_connector(SYNC_CIRCUIT_OPEN_SECONDS=0.5)
+    circuit = half_open(connector)
+    platform_sandbox.config(rate_limit={"per_second": 0.5})  # under one token: every call is a 429
+    response, _ = ask(connector, {"email": OLIVIA_EMAIL})
+    assert response.json()["stale"] is True
+    assert platform_sandbox.stats()["rate_limited"] == 1
+    # The platform answered: it is up, so the probe closed the circuit for every worker.
+    state = circuit.state()
+    assert (state.state, state.failures, state.unavailable_since) == (CLOSED, 0, None)
 
 
 def test_outage_without_last_known_values_answers_only_the_stale_status(

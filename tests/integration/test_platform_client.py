@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,6 +25,7 @@ from sync_worker.platform import (
     PlatformContractError,
     PlatformRateLimited,
     PlatformRequestError,
+    PlatformTimedOut,
     PlatformUnavailable,
 )
 from sync_worker.sandbox.dataset import load_sample, synthetic_record
@@ -159,6 +162,7 @@ def test_503_outage_is_unavailable_after_the_in_call_retries(platform_sandbox: P
         platform_sandbox.client(hooks=hooks).clients_by_email("maya.chen@example.com")
 
     assert isinstance(raised.value, TransientError) and raised.value.status == 503
+    assert not isinstance(raised.value, PlatformTimedOut)  # the platform answered: it is down, not slow
     assert hooks.before == [("platform", "clients_by_email")] * 3
     assert [(upstream, status) for upstream, status, _ in hooks.after] == [("platform", 503)] * 3
     stats = platform_sandbox.stats()
@@ -187,10 +191,11 @@ def test_timeout_outage_is_unavailable_within_the_client_timeout(platform_sandbo
     client = platform_sandbox.client(timeout=0.2, hooks=hooks)
 
     started = time.monotonic()
-    with pytest.raises(PlatformUnavailable):
+    with pytest.raises(PlatformTimedOut) as raised:
         client.clients_by_email("maya.chen@example.com")
     elapsed = time.monotonic() - started
 
+    assert isinstance(raised.value, PlatformUnavailable) and raised.value.code == "platform_unavailable"
     assert 0.6 <= elapsed < 3.0  # three attempts of 0.2 s, short backoff, no hang
     assert len(hooks.before) == 3
     assert hooks.after == []  # no response came back
@@ -204,9 +209,10 @@ def test_unreachable_platform_is_unavailable(platform_sandbox: PlatformSandbox):
         f"http://127.0.0.1:{free_port()}", "t", hooks=hooks, backoff_base=0.01, backoff_max=0.05
     )
 
-    with pytest.raises(PlatformUnavailable):
+    with pytest.raises(PlatformUnavailable) as raised:
         client.lookup(["maya.chen@example.com"])
 
+    assert not isinstance(raised.value, PlatformTimedOut)  # refused at once, not waited for
     assert hooks.before == [("platform", "lookup")] * 3
     assert hooks.after == []
 
@@ -254,8 +260,47 @@ def test_latency_knob_delays_answers_and_trips_short_timeouts(platform_sandbox: 
     assert ids(platform_sandbox.client().clients_by_email("zoe.kaplan@example.org")) == [131453]
     assert time.monotonic() - started >= 0.3
 
-    with pytest.raises(PlatformUnavailable):
+    with pytest.raises(PlatformTimedOut):
         platform_sandbox.client(timeout=0.1, max_attempts=1).clients_by_email("zoe.kaplan@example.org")
+
+
+def test_a_total_timeout_for_the_call_replaces_the_client_timeout(platform_sandbox: PlatformSandbox):
+    platform_sandbox.config(latency_ms=2000)
+    client = platform_sandbox.client(timeout=5.0, max_attempts=1)
+
+    started = time.monotonic()
+    with pytest.raises(PlatformTimedOut) as raised:
+        client.clients_by_email("zoe.kaplan@example.org", total_timeout=0.3)
+    elapsed = time.monotonic() - started
+
+    assert 0.3 <= elapsed < 0.3 + 0.5
+    assert "0.3s" in raised.value.message
+    platform_sandbox.config(latency_ms=0)
+    assert ids(client.clients_by_email("zoe.kaplan@example.org", total_timeout=2.0)) == [131453]
+
+
+def test_a_total_timeout_bounds_a_slow_connect_and_a_slow_answer_together():
+    """A listener whose accept queue is full drops the first SYN, so connecting takes the kernel's
+    1 s retransmission; once connected it never answers. With ``timeout=1.5`` requests waits up to
+    1.5 s to connect and 1.5 s more to read (about 2.5 s here); the total keeps the call to 1.5 s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)  # the queue's one place
+    freed = threading.Thread(target=lambda: (threading.Event().wait(0.3), listener.accept()), daemon=True)
+    client = PlatformClient(f"http://127.0.0.1:{port}", "t", timeout=5.0, max_attempts=1)
+    try:
+        freed.start()  # makes room after the client's first SYN was dropped: it connects on the retry
+        started = time.monotonic()
+        with pytest.raises(PlatformTimedOut):
+            client.clients_by_email("a@example.com", total_timeout=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        client.close()
+        filler.close()
+        listener.close()
+    assert 1.5 <= elapsed < 1.5 + 0.5
 
 
 def test_log_lines_carry_no_email(platform_sandbox: PlatformSandbox, caplog: pytest.LogCaptureFixture):
