@@ -26,7 +26,7 @@ from sync_worker.circuit import CLOSED, HALF_OPEN, CircuitBreaker
 from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
 from sync_worker.sandbox.server import ServedApp
-from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, web_settings
+from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, stop_web, web_settings
 from web.context import EXTENSION, WebContext
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def serve_connector(redis_url: str, platform_sandbox) -> Iterator[Serve]:
 
     yield start
     for served, server in started:
-        served.stop()
+        stop_web(served)
         server.redis.close()
 
 

@@ -29,6 +29,7 @@ from sync_worker.resync.starter import StartResult, start
 from sync_worker.sandbox.platform import EXTENSION, create_app
 from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.platform_sandbox import SANDBOX_TOKEN, PlatformSandbox
+from tests.fixtures.web import stop_web
 from tests.fixtures.workers import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -401,4 +402,4 @@ def test_admin_routes_start_and_report_runs(env, store):
         assert requests.get(f"{url}/nope", headers=auth, timeout=10).status_code == 404
         assert requests.get(f"{url}/{run_id}", timeout=10).status_code == 401
     finally:
-        served.stop()
+        stop_web(served)
