@@ -36,6 +36,7 @@ from sync_worker.errors import PermanentError, TransientError
 from sync_worker.intercom import ContactMerged, IntercomClient
 from sync_worker.logs import log_event
 from sync_worker.platform import PlatformClient, PlatformUnavailable
+from sync_worker.platform_circuit import guarded
 from sync_worker.profiles.base import Profile
 from sync_worker.schema import AttributeSchema
 from sync_worker.screening import normalise_email, screen
@@ -166,15 +167,14 @@ class ContactSync:
 
     def _read_platform(self, email: str) -> list[dict] | None:
         """The platform's accounts for ``email``, or None when the platform cannot be read."""
-        if not self.circuit.allow():
+        admission = self.circuit.admit()
+        if admission is None:
             return None
         try:
-            records = self.platform.clients_by_email(normalise_email(email))
+            with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
+                return self.platform.clients_by_email(normalise_email(email))
         except PlatformUnavailable:
-            self.circuit.record_failure()
             return None
-        self.circuit.record_success()
-        return records
 
     def _sync_contact(self, contact_id: str, email: str, request: SyncRequest) -> SyncOutcome:
         return self.apply_records(contact_id, self._read_platform(email), request, email=email)

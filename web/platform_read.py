@@ -12,7 +12,7 @@ Guarantees (:meth:`PlatformReader.read_clients`):
 - it goes out only when the shared platform rate limiter has a token within
   :data:`MAX_TOKEN_WAIT_SECONDS` (it takes one, and follows a 429's ``Retry-After``
   for every worker) and the shared platform circuit breaker allows it;
-- the outcome tells the circuit what a worker's read would (:func:`circuit_outcome`):
+- the outcome tells the circuit what a worker's read would (:func:`sync_worker.platform_circuit.circuit_outcome`):
   records close it; a refused connection, a 5xx, or no answer within the workers'
   own timeout count as a failure; no answer within a shorter timeout (the deadline's)
   does not, since a worker could still have been answered: a platform slower than
@@ -35,16 +35,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from sync_worker.circuit import Admission, CircuitBreaker
 from sync_worker.config import secret
 from sync_worker.platform import (
     UPSTREAM,
     PlatformClient,
     PlatformError,
     PlatformRateLimited,
-    PlatformTimedOut,
     PlatformUnavailable,
 )
+from sync_worker.platform_circuit import NO_VERDICT, SUCCESS, circuit_outcome, settle
 from sync_worker.ratelimit import RateLimitHooks, RateLimitWait
 from sync_worker.runtime import Runtime
 
@@ -56,12 +55,6 @@ RATE_LIMITED = "rate_limited"
 CIRCUIT_OPEN = "circuit_open"
 UNAVAILABLE = "unavailable"
 
-# What a read's end tells the circuit (:func:`circuit_outcome`).
-SUCCESS = "success"
-FAILURE = "failure"
-ANSWERED = "answered"
-NO_VERDICT = "no_verdict"
-
 
 @dataclass(frozen=True)
 class PlatformRead:
@@ -69,42 +62,6 @@ class PlatformRead:
 
     records: list[dict[str, Any]] | None
     reason: str | None = None
-
-
-def circuit_outcome(error: BaseException | None, *, full_timeout: bool) -> str:
-    """What a read that ended with ``error`` (``None``: records) says about the platform (pure).
-
-    :data:`SUCCESS`: it answered records. :data:`FAILURE`: it cannot be read (connection
-    refused or reset, 5xx, a 2xx that is not JSON, or no answer within a timeout that was the
-    workers' own: ``full_timeout``). :data:`ANSWERED`: it answered, without records (429,
-    401/403, another 4xx, a broken contract): it is up. :data:`NO_VERDICT`: nothing was learnt
-    (no answer within a shorter timeout, no request sent, or anything else).
-    """
-    if error is None:
-        return SUCCESS
-    if isinstance(error, PlatformTimedOut):
-        return FAILURE if full_timeout else NO_VERDICT
-    if isinstance(error, PlatformUnavailable):
-        return FAILURE
-    if isinstance(error, PlatformError):
-        return ANSWERED
-    return NO_VERDICT
-
-
-def settle(circuit: CircuitBreaker, admission: Admission, outcome: str) -> None:
-    """Report ``outcome`` to the circuit as the workers' reads do; a probe always settles it.
-
-    Workers record a success for records and a failure for an unreadable platform, and
-    nothing for an answer without records: the same here, except that a probe that was
-    answered closes the circuit (the platform is up) and a probe that learnt nothing is
-    released (:meth:`~sync_worker.circuit.CircuitBreaker.release`).
-    """
-    if outcome == SUCCESS or (outcome == ANSWERED and admission.probe is not None):
-        circuit.record_success()
-    elif outcome == FAILURE:
-        circuit.record_failure()
-    elif outcome == NO_VERDICT:
-        circuit.release(admission)
 
 
 def _reason(error: RateLimitWait | PlatformError) -> str:

@@ -36,6 +36,7 @@ from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUnavailable
+from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
 from sync_worker.screening import normalise_email
@@ -176,19 +177,17 @@ class ChunkRunner:
     def _lookup(self, chunk: Chunk) -> dict[str, list[dict]] | None:
         """The chunk's records by normalised email; None when the platform stays unreadable."""
         unreadable: SyncError | None = None
-        if self.circuit.allow():
+        admission = self.circuit.admit()
+        if admission is not None:
             try:
-                found = self.platform.lookup(email for _, email in chunk.contacts)
+                with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
+                    return self.platform.lookup(email for _, email in chunk.contacts)
             except RateLimitWait as wait:
                 raise _Reschedule(wait.retry_in, attempt_used=False) from None
             except PlatformRateLimited as limited:
                 raise _Reschedule(limited.retry_after, attempt_used=False) from None
             except PlatformUnavailable as error:
-                self.circuit.record_failure()
                 unreadable = error
-            else:
-                self.circuit.record_success()
-                return found
         if chunk.attempt < self.max_retries:
             countdown = self.backoff(chunk.attempt)
             if isinstance(unreadable, TransientError) and unreadable.retry_after:

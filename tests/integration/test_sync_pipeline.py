@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from sync_worker.circuit import HALF_OPEN, CircuitBreaker
 from sync_worker.config import Settings
 from sync_worker.dispatch import SyncRequest
+from sync_worker.localredis import wait_until
+from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import Runtime
 from sync_worker.schema import AttributeTypeClash
 
@@ -133,3 +136,25 @@ def test_unchanged_values_cost_no_write_unless_forced(runtime, intercom_sandbox,
     [forced] = runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA, force_write=True))
     assert (unchanged.status, forced.status) == ("unchanged", "synced")
     assert _calls(intercom_sandbox, "UpdateContact") == 2
+
+
+def test_a_probe_that_got_no_platform_token_frees_the_probe_at_once(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    """A worker holding the half-open probe that cannot send its read (no rate-limit token) learnt
+    nothing: the next caller probes at once, not after the probe timeout (60 s here)."""
+    circuit = CircuitBreaker(
+        runtime.redis, "platform", failure_threshold=1, open_seconds=0.1, probe_timeout_seconds=60
+    )
+    runtime.circuit = circuit  # the composition root's breaker, with a long probe timeout
+    circuit.record_failure()
+    wait_until(lambda: circuit.state().state == HALF_OPEN, 5, interval=0.02, message="half-open")
+    runtime.limiters["platform"].pause_for(30)  # as after the platform's 429
+
+    with pytest.raises(RateLimitWait):
+        runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+
+    assert platform_sandbox.stats()["total_calls"] == 0
+    probe = circuit.admit()
+    assert probe is not None and probe.probe is not None  # released: the next probe goes now
+    assert circuit.state().failures == 1  # and nothing else changed: the same outage

@@ -1,4 +1,4 @@
-"""What each end of the data connector's platform read tells the shared circuit (pure)."""
+"""What each end of a platform read (worker or data connector) tells the shared circuit (pure)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from sync_worker.platform import (
     PlatformTimedOut,
     PlatformUnavailable,
 )
+from sync_worker.platform_circuit import ANSWERED, FAILURE, NO_VERDICT, SUCCESS, circuit_outcome
 from sync_worker.ratelimit import RateLimitWait
-from web.platform_read import ANSWERED, FAILURE, NO_VERDICT, SUCCESS, circuit_outcome
 
 
 @pytest.mark.parametrize(
