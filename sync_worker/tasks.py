@@ -19,13 +19,23 @@ Guarantees of :func:`sync_contact`:
   one that finds the platform still unreadable writes nothing when the contact
   already shows those stale values. The contact is parked with the outage as
   reason only after ``MAX_STALE_REFRESHES`` of them (hours with the defaults);
-- a message delivered more than ``MAX_DELIVERIES`` times (its worker process
-  died each time, e.g. a poison contact killing the process) is parked
-  instead of run again;
-- a run that cannot reach Redis (a restart, a network cut) hands its message
-  back to the broker (``Reject(requeue=True)``): it is run again at once, or,
-  while Redis is still away, once the visibility timeout brings it back; it is
-  never acknowledged as failed with nothing stored (the contact would be lost);
+- a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
+  contact killing the process) is parked instead of run again. Each run adds a
+  token of its own under ``keys.delivery_runs`` (per task id and retry) and a
+  run that hands its message back (below) takes its token out again, so the
+  tokens a run finds are runs that died, never hand-backs (best effort: where
+  Redis refuses that ``SREM`` too, unreachable or read-only, that run counts);
+- a run that cannot use Redis hands its message back to the broker
+  (``Reject(requeue=True)``): Redis unreachable (a restart, a network cut), or
+  answering but refusing to store anything (a read-only replica after a
+  failover, out of memory, persistence failing: ``MISCONF``, too few replicas:
+  ``NOREPLICAS``). It is run again at once, or, while Redis is still away, once
+  the visibility timeout brings it back; it is never acknowledged as failed with
+  nothing stored (the contact would be lost). Where Redis refuses the hand-back
+  itself (out of memory refuses its ``LPUSH``), Celery stops that worker and the
+  message stays unacknowledged, back on the queue like a dead worker's once
+  Redis takes writes again. Any other Redis error (a bug in one of our scripts,
+  a wrong key type) fails the task as before: it must not loop;
 - every run leaves its outcome under the contact's ``last-result`` key and a
   structured log line with the contact id;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
@@ -40,6 +50,7 @@ import random
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import redis as redis_lib
@@ -62,12 +73,27 @@ from sync_worker.runtime import get_runtime
 logger = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 3
+DELIVERY_RUNS_TTL_SECONDS = 24 * 3600
 #: Fresh syncs tried after a stale write, while the platform stays unreadable, before the contact is parked.
 MAX_STALE_REFRESHES = 100
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
-#: Redis (the broker and the shared state) cannot be reached: redis-py's connection errors
-#: (loading after a restart included) and kombu's for a publish (a retry, a fresh sync).
-REDIS_UNAVAILABLE = (redis_lib.ConnectionError, redis_lib.TimeoutError, OperationalError)
+#: Redis (the broker and the shared state) cannot be used: redis-py's connection errors (loading
+#: after a restart included), kombu's for a publish (a retry, a fresh sync), and the replies of a
+#: Redis that answers but refuses to store: a read-only replica (``READONLY``), out of memory
+#: (``OOM``: ``maxmemory`` with ``noeviction``).
+REDIS_UNAVAILABLE = (
+    redis_lib.ConnectionError,
+    redis_lib.TimeoutError,
+    redis_lib.ReadOnlyError,
+    redis_lib.OutOfMemoryError,
+    OperationalError,
+)
+#: Error replies meaning the same that redis-py has no class for (a plain ``ResponseError``):
+#: persistence failing (``stop-writes-on-bgsave-error``, an AOF write error), too few replicas
+#: (``min-replicas-to-write``).
+REFUSED_WRITE_REPLIES = ("MISCONF ", "NOREPLICAS ")
+#: What redis-py puts before the reply of a pipeline's failed command.
+_PIPELINE_NOTE = " of pipeline caused error: "
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
 HEARTBEAT_SECONDS = 10
 
@@ -117,14 +143,35 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
     return result
 
 
-def _deliveries(task: Task) -> int:
+def _deliveries(task: Task, run: str) -> int:
+    """How many runs of this message (this retry of it) did not hand it back, this one included.
+
+    Each run adds its own token ``run``; one that hands the message back takes it out again
+    (:func:`_take_back_delivery`), so each other run either was the last (acknowledged) or died
+    with its worker.
+    """
     runtime = get_runtime()
-    key = f"{keys.PREFIX}:deliveries:{task.request.id}:{task.request.retries}"
+    key = keys.delivery_runs(task.request.id, task.request.retries)
     pipe = runtime.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 24 * 3600)
-    count, _ = pipe.execute()
+    pipe.sadd(key, run)
+    pipe.expire(key, DELIVERY_RUNS_TTL_SECONDS)
+    pipe.scard(key)
+    _, _, count = pipe.execute()
     return int(count)
+
+
+def _take_back_delivery(task: Task, run: str) -> None:
+    """This run hands its message back: it was no worker death, so it no longer counts.
+
+    Best effort, one quick try: Redis may be what failed (SREM still works when Redis is out of
+    memory; not when it is unreachable or read-only, and then this run counts as a death). Never
+    raises: the hand-back must go on.
+    """
+    try:
+        key = keys.delivery_runs(task.request.id, task.request.retries)
+        get_runtime().redis_best_effort.srem(key, run)
+    except Exception:  # whatever it is, the Reject that follows matters more
+        logger.warning("delivery_take_back_failed")
 
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
@@ -136,14 +183,17 @@ def sync_contact(
     waiting_since: float | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]] | dict[str, Any]:
+    """Sync the contact of ``kwargs`` (a :class:`SyncRequest`'s fields); see the module's guarantees."""
+    run = uuid.uuid4().hex
     try:
-        return _sync(self, attempt, waits, refreshes, waiting_since, kwargs)
-    except (*REDIS_UNAVAILABLE, Reject) as error:
+        return _sync(self, run, attempt, waits, refreshes, waiting_since, kwargs)
+    except (redis_lib.RedisError, OperationalError, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
             raise
         # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
+        _take_back_delivery(self, run)
         log_event(
             logger,
             "sync_requeued_redis_unavailable",
@@ -155,18 +205,33 @@ def sync_contact(
 
 
 def redis_unavailable(error: BaseException) -> BaseException | None:
-    """The Redis error behind ``error`` when it means Redis is unreachable, else None.
+    """The Redis error behind ``error`` when it means Redis cannot be used now, else None.
 
-    Celery turns a retry it could not publish into ``Reject(requeue=False)``, which would drop
-    the message: that one counts too.
+    Unreachable, or answering but refusing to store (:data:`REDIS_UNAVAILABLE`,
+    :data:`REFUSED_WRITE_REPLIES`); any other error reply (a bug in a script, a wrong key type)
+    is not, or its message would be handed back for ever. Celery turns a retry it could not
+    publish into ``Reject(requeue=False)``, which would drop the message: that one counts too.
     """
     if isinstance(error, Reject) and not error.requeue:
         error = error.reason if isinstance(error.reason, BaseException) else error
-    return error if isinstance(error, REDIS_UNAVAILABLE) else None
+    if isinstance(error, REDIS_UNAVAILABLE):
+        return error
+    if isinstance(error, redis_lib.ResponseError) and _reply(error).startswith(REFUSED_WRITE_REPLIES):
+        return error
+    return None
+
+
+def _reply(error: redis_lib.ResponseError) -> str:
+    """The error reply as Redis sent it (without what redis-py adds for a pipeline's command)."""
+    text = str(error)
+    if text.startswith("Command # ") and _PIPELINE_NOTE in text:
+        text = text.split(_PIPELINE_NOTE, 1)[1]
+    return text
 
 
 def _sync(
     self: Task,
+    run: str,
     attempt: int,
     waits: int,
     refreshes: int,
@@ -176,7 +241,7 @@ def _sync(
     runtime = get_runtime()
     settings = runtime.settings
     request = SyncRequest.from_kwargs(kwargs)
-    if _deliveries(self) > MAX_DELIVERIES:
+    if _deliveries(self, run) > MAX_DELIVERIES:
         return park_contact(
             request,
             SyncError("the worker process died while syncing this contact", code="worker_lost"),
