@@ -7,7 +7,9 @@ Guarantees of :func:`sync_contact`:
   reschedules the task (same task id, ``countdown`` = the wait) without
   spending an error retry, however many times it takes; only a contact that has
   waited longer than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` in all (an upstream that
-  keeps refusing, not a long backlog) is parked;
+  keeps refusing, not a long backlog) is parked; that clock starts at the first
+  wait and goes on through error retries (``waiting_since`` travels with the
+  task), so a transient error between two waits does not restart it;
 - transient errors retry with exponential backoff and full jitter up to
   ``SYNC_TASK_MAX_RETRIES``; permanent errors, and transient ones that ran out
   of retries, park the contact in the dead-letter store and end the task
@@ -178,15 +180,18 @@ def _take_back_delivery(task: Task, run: str) -> None:
 def sync_contact(
     self: Task,
     attempt: int = 0,
-    waits: int = 0,
     refreshes: int = 0,
     waiting_since: float | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]] | dict[str, Any]:
-    """Sync the contact of ``kwargs`` (a :class:`SyncRequest`'s fields); see the module's guarantees."""
+    """Sync the contact of ``kwargs`` (a :class:`SyncRequest`'s fields); see the module's guarantees.
+
+    Messages queued by earlier versions may also carry ``waits`` (a count of rate-limit
+    reschedules, unread since the wait cap is time-based): it lands in ``kwargs`` and is ignored.
+    """
     run = uuid.uuid4().hex
     try:
-        return _sync(self, run, attempt, waits, refreshes, waiting_since, kwargs)
+        return _sync(self, run, attempt, refreshes, waiting_since, kwargs)
     except (redis_lib.RedisError, OperationalError, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
@@ -233,7 +238,6 @@ def _sync(
     self: Task,
     run: str,
     attempt: int,
-    waits: int,
     refreshes: int,
     waiting_since: float | None,
     kwargs: dict[str, Any],
@@ -266,7 +270,6 @@ def _sync(
         again = {
             **request.to_kwargs(),
             "attempt": attempt,
-            "waits": waits + 1,
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
@@ -289,7 +292,12 @@ def _sync(
                 attempt=attempt + 1,
                 countdown=round(countdown, 2),
             )
-            again = {**request.to_kwargs(), "attempt": attempt + 1, "refreshes": refreshes}
+            again = {
+                **request.to_kwargs(),
+                "attempt": attempt + 1,
+                "refreshes": refreshes,
+                "waiting_since": waiting_since,  # the rate-limit wait cap counts from the first wait
+            }
             raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
         return park_contact(request, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
