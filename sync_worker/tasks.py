@@ -21,6 +21,19 @@ Guarantees of :func:`sync_contact`:
   one that finds the platform still unreadable writes nothing when the contact
   already shows those stale values. The contact is parked with the outage as
   reason only after ``MAX_STALE_REFRESHES`` of them (hours with the defaults);
+- at most one stale refresh is pending per contact, however many triggers end
+  stale during an outage: the refresh's task id is kept under
+  ``keys.stale_refresh`` (the contact keyed as its pending marker is: its id,
+  else its email), set in the same Lua script that pushes the refresh's message
+  (never one without the other). Only the refresh holding it (when it finds the
+  platform still down: the chain goes on) or, when none holds it, any stale run
+  schedules the next; a refresh that ends otherwise (synced, parked) lets it go.
+  It expires ``STALE_REFRESH_MARGIN_SECONDS`` after the refresh's countdown plus
+  the hard time limit (a retry or reschedule of the refresh extends it), so a
+  refresh whose message was lost never keeps the contact from getting a new one;
+  a refresh that comes later than that (a dead worker's message back after the
+  visibility timeout) may overlap a chain started meanwhile, and the two merge
+  at the next scheduling (only the holder schedules);
 - a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
   contact killing the process) is parked instead of run again. Each run adds a
   token of its own under ``keys.delivery_runs`` (per task id and retry) and a
@@ -53,6 +66,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis as redis_lib
@@ -71,6 +85,7 @@ from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
+from sync_worker.taskmessage import task_messages
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +93,9 @@ MAX_DELIVERIES = 3
 DELIVERY_RUNS_TTL_SECONDS = 24 * 3600
 #: Fresh syncs tried after a stale write, while the platform stays unreadable, before the contact is parked.
 MAX_STALE_REFRESHES = 100
+#: How long a contact's stale-refresh claim outlives the refresh's countdown plus the hard time
+#: limit: time for a worker to take the message and start it.
+STALE_REFRESH_MARGIN_SECONDS = 60.0
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
 #: Redis (the broker and the shared state) cannot be used: redis-py's connection errors (loading
 #: after a restart included), kombu's for a publish (a retry, a fresh sync), and the replies of a
@@ -98,6 +116,39 @@ REFUSED_WRITE_REPLIES = ("MISCONF ", "NOREPLICAS ")
 _PIPELINE_NOTE = " of pipeline caused error: "
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
 HEARTBEAT_SECONDS = 10
+
+# KEYS[1] the contact's stale-refresh claim, KEYS[2] the queue's list; ARGV[1] the running task's id,
+# ARGV[2] the new refresh's task id, ARGV[3] the claim's lifetime (ms), ARGV[4] the refresh's message.
+# Pushes the message and hands the claim to it unless another task holds the claim; returns the task
+# id of the refresh that is pending now. LPUSH (which can fail: a key of the wrong type) runs before
+# SET, so a failure leaves nothing.
+_SCHEDULE_REFRESH = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return holder
+end
+redis.call('LPUSH', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+return ARGV[2]
+"""
+
+# KEYS[1] claim; ARGV[1] task id, ARGV[2] lifetime (ms). Extends the claim when the task holds it.
+_KEEP_REFRESH_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+
+# KEYS[1] claim; ARGV[1] task id. Deletes the claim when the task holds it; else returns its holder.
+_RELEASE_REFRESH_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+return holder
+"""
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:
@@ -246,8 +297,10 @@ def _sync(
     settings = runtime.settings
     request = SyncRequest.from_kwargs(kwargs)
     if _deliveries(self, run) > MAX_DELIVERIES:
-        return park_contact(
+        return _park(
+            self,
             request,
+            refreshes,
             SyncError("the worker process died while syncing this contact", code="worker_lost"),
             attempt + 1,
         )
@@ -258,7 +311,7 @@ def _sync(
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
-            return park_contact(request, wait, attempt + 1)
+            return _park(self, request, refreshes, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
         log_event(
             logger,
@@ -273,6 +326,7 @@ def _sync(
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
+        _keep_refresh_claim(self, request, refreshes, countdown)
         raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
@@ -298,8 +352,9 @@ def _sync(
                 "refreshes": refreshes,
                 "waiting_since": waiting_since,  # the rate-limit wait cap counts from the first wait
             }
+            _keep_refresh_claim(self, request, refreshes, countdown)
             raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
-        return park_contact(request, error, attempt + 1)
+        return _park(self, request, refreshes, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
@@ -313,15 +368,64 @@ def _sync(
         )
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
-        _schedule_fresh_sync(request, attempt, refreshes)
+        _schedule_fresh_sync(self, request, attempt, refreshes)
+    else:
+        _release_refresh_claim(self, request, refreshes)
     return results
 
 
-def _schedule_fresh_sync(request: SyncRequest, attempt: int, refreshes: int) -> None:
-    """After a stale write: sync again once the platform may answer; park when it stays unreadable."""
+def _park(
+    task: Task, request: SyncRequest, refreshes: int, error: SyncError | Exception, attempts: int
+) -> dict[str, Any]:
+    """Park the contact; a refresh holding its stale-refresh claim lets it go."""
+    result = park_contact(request, error, attempts)
+    _release_refresh_claim(task, request, refreshes)
+    return result
+
+
+def _claim_lifetime_ms(countdown: float) -> int:
+    """How long a stale-refresh claim lasts for a refresh due in ``countdown`` seconds."""
+    settings = get_runtime().settings
+    return int(1000 * (countdown + settings.task_time_limit_seconds + STALE_REFRESH_MARGIN_SECONDS))
+
+
+def _keep_refresh_claim(task: Task, request: SyncRequest, refreshes: int, countdown: float) -> None:
+    """A refresh retried or rescheduled (same task id) keeps the contact's claim until it runs again."""
+    if not refreshes:  # not a stale refresh: it holds no claim
+        return
+    claim_key = keys.stale_refresh(request.contact_key)
+    get_runtime().redis.eval(
+        _KEEP_REFRESH_CLAIM, 1, claim_key, task.request.id, _claim_lifetime_ms(countdown)
+    )
+
+
+def _release_refresh_claim(task: Task, request: SyncRequest, refreshes: int) -> str | None:
+    """A refresh that schedules no next one lets the contact's claim go when it holds it.
+
+    Returns the task id of another refresh that holds it (None when none does, or it was ours).
+    """
+    if not refreshes:  # not a stale refresh: it holds no claim
+        return None
+    claim_key = keys.stale_refresh(request.contact_key)
+    holder = get_runtime().redis.eval(_RELEASE_REFRESH_CLAIM, 1, claim_key, task.request.id)
+    return holder.decode() if isinstance(holder, bytes) else holder
+
+
+def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refreshes: int) -> None:
+    """After a stale write: sync again once the platform may answer; park when it stays unreadable.
+
+    Schedules nothing when another refresh of the contact is pending (it will read the platform for
+    this run too); see the module's guarantees for the claim.
+    """
     runtime = get_runtime()
     settings = runtime.settings
     if refreshes >= MAX_STALE_REFRESHES:
+        pending = _release_refresh_claim(task, request, refreshes)
+        if pending is not None:  # another chain goes on for the contact: it parks, when it must
+            log_event(
+                logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes
+            )
+            return
         park_contact(
             request,
             TransientError("the platform stayed unavailable", code="platform_unavailable"),
@@ -340,12 +444,28 @@ def _schedule_fresh_sync(request: SyncRequest, attempt: int, refreshes: int) -> 
         "attempt": attempt,
         "refreshes": refreshes + 1,
     }
-    sync_contact.apply_async(
+    task_id = str(uuid.uuid4())
+    message = task_messages(app).build(
+        SYNC_TASK,
         kwargs=fresh,
-        countdown=countdown,
+        task_id=task_id,
         queue=app.conf.task_default_queue,
         kwargsrepr=request.describe(),
+        eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
+    pending = runtime.redis.eval(
+        _SCHEDULE_REFRESH,
+        2,
+        keys.stale_refresh(request.contact_key),
+        message.list_key,
+        task.request.id,
+        task_id,
+        _claim_lifetime_ms(countdown),
+        message.payload,
+    )
+    if (pending.decode() if isinstance(pending, bytes) else pending) != task_id:
+        log_event(logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes)
+        return
     log_event(
         logger,
         "fresh_sync_scheduled",
