@@ -52,3 +52,16 @@ def worker_heartbeat() -> str:
 def worker_heartbeats() -> str:
     """Hash: worker hostname -> Unix time of its latest heartbeat."""
     return f"{PREFIX}:worker-heartbeats"
+
+
+def stale_refresh(contact_key: str) -> str:
+    """Task id of the contact's one pending stale refresh (a string key with an expiry, see tasks.py)."""
+    return f"{PREFIX}:stale-refresh:{contact_key}"
+
+
+def delivery_runs(task_id: str, retries: int) -> str:
+    """Set: a token per run of one task message (per retry) that did not hand it back (see tasks.py).
+
+    Not the ``deliveries:`` counter of earlier versions (a string): those keys just expire.
+    """
+    return f"{PREFIX}:delivery-runs:{task_id}:{retries}"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from sync_worker.attributes import resolve_names
 from sync_worker.cache import LastKnownValues
@@ -36,6 +38,14 @@ class Runtime:
     @cached_property
     def redis(self) -> redis_lib.Redis:
         return redis_lib.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+
+    @cached_property
+    def redis_best_effort(self) -> redis_lib.Redis:
+        """For a best-effort write on a failure path: one try, short timeouts (3 s at worst),
+        so it never holds up what the failure path does next."""
+        return redis_lib.Redis.from_url(
+            self.settings.redis_url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
 
     @cached_property
     def limiters(self) -> dict[str, RateLimiter]:

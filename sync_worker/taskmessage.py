@@ -13,6 +13,9 @@ Guarantees:
   writes other state, atomically with it (:mod:`sync_worker.dispatch`);
 - ``argsrepr``/``kwargsrepr`` (what Celery shows in task events and its logs)
   are what the caller passes, never a repr of the arguments: emails stay out;
+- with an ``eta`` the message is the one ``send_task(..., eta=eta)`` pushes: it
+  goes on the queue at once and a worker holds it until then (Celery's ETA
+  handling; the Redis transport has no delayed delivery of its own);
 - nothing is sent: the only I/O is opening the broker channel, once per
   process, on first use (a connect and the ``PING`` the Redis transport sends
   when it creates a channel, which kombu's message preparation needs); later
@@ -41,6 +44,7 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -149,6 +153,7 @@ class TaskMessages:
         queue: str,
         argsrepr: str = "()",
         kwargsrepr: str = "{}",
+        eta: datetime | None = None,
     ) -> BuiltMessage:
         app = self._app
         channel = self._broker_channel()
@@ -157,6 +162,7 @@ class TaskMessages:
             name,
             (),
             kwargs,
+            eta=eta,
             reply_to=app.thread_oid,
             create_sent_event=self._sent_event,
             ignore_result=None,

@@ -7,7 +7,9 @@ Guarantees of :func:`sync_contact`:
   reschedules the task (same task id, ``countdown`` = the wait) without
   spending an error retry, however many times it takes; only a contact that has
   waited longer than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` in all (an upstream that
-  keeps refusing, not a long backlog) is parked;
+  keeps refusing, not a long backlog) is parked; that clock starts at the first
+  wait and goes on through error retries (``waiting_since`` travels with the
+  task), so a transient error between two waits does not restart it;
 - transient errors retry with exponential backoff and full jitter up to
   ``SYNC_TASK_MAX_RETRIES``; permanent errors, and transient ones that ran out
   of retries, park the contact in the dead-letter store and end the task
@@ -19,13 +21,36 @@ Guarantees of :func:`sync_contact`:
   one that finds the platform still unreadable writes nothing when the contact
   already shows those stale values. The contact is parked with the outage as
   reason only after ``MAX_STALE_REFRESHES`` of them (hours with the defaults);
-- a message delivered more than ``MAX_DELIVERIES`` times (its worker process
-  died each time, e.g. a poison contact killing the process) is parked
-  instead of run again;
-- a run that cannot reach Redis (a restart, a network cut) hands its message
-  back to the broker (``Reject(requeue=True)``): it is run again at once, or,
-  while Redis is still away, once the visibility timeout brings it back; it is
-  never acknowledged as failed with nothing stored (the contact would be lost);
+- at most one stale refresh is pending per contact, however many triggers end
+  stale during an outage: the refresh's task id is kept under
+  ``keys.stale_refresh`` (the contact keyed as its pending marker is: its id,
+  else its email), set in the same Lua script that pushes the refresh's message
+  (never one without the other). Only the refresh holding it (when it finds the
+  platform still down: the chain goes on) or, when none holds it, any stale run
+  schedules the next; a refresh that ends otherwise (synced, parked) lets it go.
+  It expires ``STALE_REFRESH_MARGIN_SECONDS`` after the refresh's countdown plus
+  the hard time limit (a retry or reschedule of the refresh extends it), so a
+  refresh whose message was lost never keeps the contact from getting a new one;
+  a refresh that comes later than that (a dead worker's message back after the
+  visibility timeout) may overlap a chain started meanwhile, and the two merge
+  at the next scheduling (only the holder schedules);
+- a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
+  contact killing the process) is parked instead of run again. Each run adds a
+  token of its own under ``keys.delivery_runs`` (per task id and retry) and a
+  run that hands its message back (below) takes its token out again, so the
+  tokens a run finds are runs that died, never hand-backs (best effort: where
+  Redis refuses that ``SREM`` too, unreachable or read-only, that run counts);
+- a run that cannot use Redis hands its message back to the broker
+  (``Reject(requeue=True)``): Redis unreachable (a restart, a network cut), or
+  answering but refusing to store anything (a read-only replica after a
+  failover, out of memory, persistence failing: ``MISCONF``, too few replicas:
+  ``NOREPLICAS``). It is run again at once, or, while Redis is still away, once
+  the visibility timeout brings it back; it is never acknowledged as failed with
+  nothing stored (the contact would be lost). Where Redis refuses the hand-back
+  itself (out of memory refuses its ``LPUSH``), Celery stops that worker and the
+  message stays unacknowledged, back on the queue like a dead worker's once
+  Redis takes writes again. Any other Redis error (a bug in one of our scripts,
+  a wrong key type) fails the task as before: it must not loop;
 - every run leaves its outcome under the contact's ``last-result`` key and a
   structured log line with the contact id;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
@@ -40,6 +65,8 @@ import random
 import sys
 import threading
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis as redis_lib
@@ -58,18 +85,70 @@ from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
+from sync_worker.taskmessage import task_messages
 
 logger = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 3
+DELIVERY_RUNS_TTL_SECONDS = 24 * 3600
 #: Fresh syncs tried after a stale write, while the platform stays unreadable, before the contact is parked.
 MAX_STALE_REFRESHES = 100
+#: How long a contact's stale-refresh claim outlives the refresh's countdown plus the hard time
+#: limit: time for a worker to take the message and start it.
+STALE_REFRESH_MARGIN_SECONDS = 60.0
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
-#: Redis (the broker and the shared state) cannot be reached: redis-py's connection errors
-#: (loading after a restart included) and kombu's for a publish (a retry, a fresh sync).
-REDIS_UNAVAILABLE = (redis_lib.ConnectionError, redis_lib.TimeoutError, OperationalError)
+#: Redis (the broker and the shared state) cannot be used: redis-py's connection errors (loading
+#: after a restart included), kombu's for a publish (a retry, a fresh sync), and the replies of a
+#: Redis that answers but refuses to store: a read-only replica (``READONLY``), out of memory
+#: (``OOM``: ``maxmemory`` with ``noeviction``).
+REDIS_UNAVAILABLE = (
+    redis_lib.ConnectionError,
+    redis_lib.TimeoutError,
+    redis_lib.ReadOnlyError,
+    redis_lib.OutOfMemoryError,
+    OperationalError,
+)
+#: Error replies meaning the same that redis-py has no class for (a plain ``ResponseError``):
+#: persistence failing (``stop-writes-on-bgsave-error``, an AOF write error), too few replicas
+#: (``min-replicas-to-write``).
+REFUSED_WRITE_REPLIES = ("MISCONF ", "NOREPLICAS ")
+#: What redis-py puts before the reply of a pipeline's failed command.
+_PIPELINE_NOTE = " of pipeline caused error: "
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
 HEARTBEAT_SECONDS = 10
+
+# KEYS[1] the contact's stale-refresh claim, KEYS[2] the queue's list; ARGV[1] the running task's id,
+# ARGV[2] the new refresh's task id, ARGV[3] the claim's lifetime (ms), ARGV[4] the refresh's message.
+# Pushes the message and hands the claim to it unless another task holds the claim; returns the task
+# id of the refresh that is pending now. LPUSH (which can fail: a key of the wrong type) runs before
+# SET, so a failure leaves nothing.
+_SCHEDULE_REFRESH = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return holder
+end
+redis.call('LPUSH', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+return ARGV[2]
+"""
+
+# KEYS[1] claim; ARGV[1] task id, ARGV[2] lifetime (ms). Extends the claim when the task holds it.
+_KEEP_REFRESH_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+
+# KEYS[1] claim; ARGV[1] task id. Deletes the claim when the task holds it; else returns its holder.
+_RELEASE_REFRESH_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+return holder
+"""
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:
@@ -117,33 +196,60 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
     return result
 
 
-def _deliveries(task: Task) -> int:
+def _deliveries(task: Task, run: str) -> int:
+    """How many runs of this message (this retry of it) did not hand it back, this one included.
+
+    Each run adds its own token ``run``; one that hands the message back takes it out again
+    (:func:`_take_back_delivery`), so each other run either was the last (acknowledged) or died
+    with its worker.
+    """
     runtime = get_runtime()
-    key = f"{keys.PREFIX}:deliveries:{task.request.id}:{task.request.retries}"
+    key = keys.delivery_runs(task.request.id, task.request.retries)
     pipe = runtime.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 24 * 3600)
-    count, _ = pipe.execute()
+    pipe.sadd(key, run)
+    pipe.expire(key, DELIVERY_RUNS_TTL_SECONDS)
+    pipe.scard(key)
+    _, _, count = pipe.execute()
     return int(count)
+
+
+def _take_back_delivery(task: Task, run: str) -> None:
+    """This run hands its message back: it was no worker death, so it no longer counts.
+
+    Best effort, one quick try: Redis may be what failed (SREM still works when Redis is out of
+    memory; not when it is unreachable or read-only, and then this run counts as a death). Never
+    raises: the hand-back must go on.
+    """
+    try:
+        key = keys.delivery_runs(task.request.id, task.request.retries)
+        get_runtime().redis_best_effort.srem(key, run)
+    except Exception:  # whatever it is, the Reject that follows matters more
+        logger.warning("delivery_take_back_failed")
 
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
 def sync_contact(
     self: Task,
     attempt: int = 0,
-    waits: int = 0,
     refreshes: int = 0,
     waiting_since: float | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]] | dict[str, Any]:
+    """Sync the contact of ``kwargs`` (a :class:`SyncRequest`'s fields); see the module's guarantees.
+
+    Messages queued by earlier versions may also carry ``waits`` (a count of rate-limit
+    reschedules, unread since the wait cap is time-based): it lands in ``kwargs`` and is ignored.
+    """
+    run = uuid.uuid4().hex
     try:
-        return _sync(self, attempt, waits, refreshes, waiting_since, kwargs)
-    except (*REDIS_UNAVAILABLE, Reject) as error:
+        return _sync(self, run, attempt, refreshes, waiting_since, kwargs)
+    except (redis_lib.RedisError, OperationalError, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
             raise
         # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
+        _take_back_delivery(self, run)
         log_event(
             logger,
             "sync_requeued_redis_unavailable",
@@ -155,20 +261,34 @@ def sync_contact(
 
 
 def redis_unavailable(error: BaseException) -> BaseException | None:
-    """The Redis error behind ``error`` when it means Redis is unreachable, else None.
+    """The Redis error behind ``error`` when it means Redis cannot be used now, else None.
 
-    Celery turns a retry it could not publish into ``Reject(requeue=False)``, which would drop
-    the message: that one counts too.
+    Unreachable, or answering but refusing to store (:data:`REDIS_UNAVAILABLE`,
+    :data:`REFUSED_WRITE_REPLIES`); any other error reply (a bug in a script, a wrong key type)
+    is not, or its message would be handed back for ever. Celery turns a retry it could not
+    publish into ``Reject(requeue=False)``, which would drop the message: that one counts too.
     """
     if isinstance(error, Reject) and not error.requeue:
         error = error.reason if isinstance(error.reason, BaseException) else error
-    return error if isinstance(error, REDIS_UNAVAILABLE) else None
+    if isinstance(error, REDIS_UNAVAILABLE):
+        return error
+    if isinstance(error, redis_lib.ResponseError) and _reply(error).startswith(REFUSED_WRITE_REPLIES):
+        return error
+    return None
+
+
+def _reply(error: redis_lib.ResponseError) -> str:
+    """The error reply as Redis sent it (without what redis-py adds for a pipeline's command)."""
+    text = str(error)
+    if text.startswith("Command # ") and _PIPELINE_NOTE in text:
+        text = text.split(_PIPELINE_NOTE, 1)[1]
+    return text
 
 
 def _sync(
     self: Task,
+    run: str,
     attempt: int,
-    waits: int,
     refreshes: int,
     waiting_since: float | None,
     kwargs: dict[str, Any],
@@ -176,9 +296,11 @@ def _sync(
     runtime = get_runtime()
     settings = runtime.settings
     request = SyncRequest.from_kwargs(kwargs)
-    if _deliveries(self) > MAX_DELIVERIES:
-        return park_contact(
+    if _deliveries(self, run) > MAX_DELIVERIES:
+        return _park(
+            self,
             request,
+            refreshes,
             SyncError("the worker process died while syncing this contact", code="worker_lost"),
             attempt + 1,
         )
@@ -189,7 +311,7 @@ def _sync(
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
-            return park_contact(request, wait, attempt + 1)
+            return _park(self, request, refreshes, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
         log_event(
             logger,
@@ -201,10 +323,10 @@ def _sync(
         again = {
             **request.to_kwargs(),
             "attempt": attempt,
-            "waits": waits + 1,
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
+        _keep_refresh_claim(self, request, refreshes, countdown)
         raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
@@ -224,9 +346,15 @@ def _sync(
                 attempt=attempt + 1,
                 countdown=round(countdown, 2),
             )
-            again = {**request.to_kwargs(), "attempt": attempt + 1, "refreshes": refreshes}
+            again = {
+                **request.to_kwargs(),
+                "attempt": attempt + 1,
+                "refreshes": refreshes,
+                "waiting_since": waiting_since,  # the rate-limit wait cap counts from the first wait
+            }
+            _keep_refresh_claim(self, request, refreshes, countdown)
             raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
-        return park_contact(request, error, attempt + 1)
+        return _park(self, request, refreshes, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
@@ -240,15 +368,64 @@ def _sync(
         )
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
-        _schedule_fresh_sync(request, attempt, refreshes)
+        _schedule_fresh_sync(self, request, attempt, refreshes)
+    else:
+        _release_refresh_claim(self, request, refreshes)
     return results
 
 
-def _schedule_fresh_sync(request: SyncRequest, attempt: int, refreshes: int) -> None:
-    """After a stale write: sync again once the platform may answer; park when it stays unreadable."""
+def _park(
+    task: Task, request: SyncRequest, refreshes: int, error: SyncError | Exception, attempts: int
+) -> dict[str, Any]:
+    """Park the contact; a refresh holding its stale-refresh claim lets it go."""
+    result = park_contact(request, error, attempts)
+    _release_refresh_claim(task, request, refreshes)
+    return result
+
+
+def _claim_lifetime_ms(countdown: float) -> int:
+    """How long a stale-refresh claim lasts for a refresh due in ``countdown`` seconds."""
+    settings = get_runtime().settings
+    return int(1000 * (countdown + settings.task_time_limit_seconds + STALE_REFRESH_MARGIN_SECONDS))
+
+
+def _keep_refresh_claim(task: Task, request: SyncRequest, refreshes: int, countdown: float) -> None:
+    """A refresh retried or rescheduled (same task id) keeps the contact's claim until it runs again."""
+    if not refreshes:  # not a stale refresh: it holds no claim
+        return
+    claim_key = keys.stale_refresh(request.contact_key)
+    get_runtime().redis.eval(
+        _KEEP_REFRESH_CLAIM, 1, claim_key, task.request.id, _claim_lifetime_ms(countdown)
+    )
+
+
+def _release_refresh_claim(task: Task, request: SyncRequest, refreshes: int) -> str | None:
+    """A refresh that schedules no next one lets the contact's claim go when it holds it.
+
+    Returns the task id of another refresh that holds it (None when none does, or it was ours).
+    """
+    if not refreshes:  # not a stale refresh: it holds no claim
+        return None
+    claim_key = keys.stale_refresh(request.contact_key)
+    holder = get_runtime().redis.eval(_RELEASE_REFRESH_CLAIM, 1, claim_key, task.request.id)
+    return holder.decode() if isinstance(holder, bytes) else holder
+
+
+def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refreshes: int) -> None:
+    """After a stale write: sync again once the platform may answer; park when it stays unreadable.
+
+    Schedules nothing when another refresh of the contact is pending (it will read the platform for
+    this run too); see the module's guarantees for the claim.
+    """
     runtime = get_runtime()
     settings = runtime.settings
     if refreshes >= MAX_STALE_REFRESHES:
+        pending = _release_refresh_claim(task, request, refreshes)
+        if pending is not None:  # another chain goes on for the contact: it parks, when it must
+            log_event(
+                logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes
+            )
+            return
         park_contact(
             request,
             TransientError("the platform stayed unavailable", code="platform_unavailable"),
@@ -267,12 +444,28 @@ def _schedule_fresh_sync(request: SyncRequest, attempt: int, refreshes: int) -> 
         "attempt": attempt,
         "refreshes": refreshes + 1,
     }
-    sync_contact.apply_async(
+    task_id = str(uuid.uuid4())
+    message = task_messages(app).build(
+        SYNC_TASK,
         kwargs=fresh,
-        countdown=countdown,
+        task_id=task_id,
         queue=app.conf.task_default_queue,
         kwargsrepr=request.describe(),
+        eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
+    pending = runtime.redis.eval(
+        _SCHEDULE_REFRESH,
+        2,
+        keys.stale_refresh(request.contact_key),
+        message.list_key,
+        task.request.id,
+        task_id,
+        _claim_lifetime_ms(countdown),
+        message.payload,
+    )
+    if (pending.decode() if isinstance(pending, bytes) else pending) != task_id:
+        log_event(logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes)
+        return
     log_event(
         logger,
         "fresh_sync_scheduled",

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import weakref
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -55,6 +56,26 @@ def test_the_built_message_is_what_send_task_pushes(redis_client: redis_lib.Redi
         # send_task also copies these two options into the properties; the worker reads the headers.
         envelope["properties"].pop("argsrepr", None)
         envelope["properties"].pop("kwargsrepr", None)
+    assert ours == expected
+
+
+def test_a_message_with_an_eta_is_what_send_task_pushes_with_it(redis_client, celery_app) -> None:
+    kwargs = SyncRequest(contact_id="c1", email=EMAIL, trigger="stale_refresh").to_kwargs()
+    eta = datetime.now(UTC) + timedelta(seconds=30)
+    celery_app.send_task(
+        SYNC_TASK, kwargs=kwargs, task_id="task-2", queue=REALTIME_QUEUE, eta=eta, kwargsrepr="{}"
+    )
+    [sent] = redis_client.lrange(REALTIME_QUEUE, 0, -1)
+    built = task_messages(celery_app).build(
+        SYNC_TASK, kwargs=kwargs, task_id="task-2", queue=REALTIME_QUEUE, eta=eta
+    )
+
+    expected, ours = _envelope(sent), _envelope(built.payload)
+    for envelope in (expected, ours):
+        envelope["properties"].pop("delivery_tag")
+        envelope["properties"].pop("argsrepr", None)
+        envelope["properties"].pop("kwargsrepr", None)
+    assert ours["headers"]["eta"] == eta.isoformat()
     assert ours == expected
 
 

@@ -30,6 +30,7 @@ from tests.fixtures.resilience import (
     attributes,
     dead_letters,
     is_live,
+    log_events,
     platform_reads,
     pool_children,
     records_by_email,
@@ -186,6 +187,59 @@ def test_platform_down_shows_last_known_values_flagged_stale_then_fresh_ones_wit
     assert statuses[0] == statuses[2] == "Live" and statuses[1].startswith(STALE_PREFIX), statuses
     assert len(statuses) == 3, statuses
     assert all(write["Platform Account Exists"] == "Yes" for write in writes)
+    last = json.loads(client.get(keys.last_result(f"id:{olivia['id']}")))
+    assert [outcome["trigger"] for outcome in last["outcomes"]] == ["stale_refresh"]
+    assert dead_letters(redis_url).count() == 0
+
+
+def test_triggers_during_an_outage_share_one_stale_refresh_and_the_platform_is_read_once_when_back(
+    intercom_sandbox, platform_sandbox, workers, web_app, olivia, olivia_records, redis_url
+):
+    """Every trigger of the contact during the outage ends stale, but only the first starts a chain of
+    fresh syncs: the others find its refresh pending. Once the platform is back, that one refresh reads
+    it (one read, not one per trigger) and the contact ends Live without another trigger."""
+    triggers = 3
+    workers.start(1, SYNC_CIRCUIT_OPEN_SECONDS="3")
+    trigger(web_app.url, olivia)
+    wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 60, "the first sync")
+
+    def manual_runs() -> int:
+        finished = log_events(workers, "sync_finished")
+        return sum(1 for line in finished if line["trigger"] == "manual")
+
+    platform_sandbox.config(outage="503")
+    for sent in range(1, triggers + 1):
+        trigger(web_app.url, olivia)
+        # Each trigger's run ends before the next is sent: none is folded into a pending one.
+        wait_until(lambda n=sent: manual_runs() >= 1 + n, 60, message=f"the run of trigger {sent}")
+    manual = [line for line in log_events(workers, "sync_finished") if line["trigger"] == "manual"][1:]
+    assert [line["status"] for line in manual] == ["stale"] * triggers
+
+    def links() -> list[int]:
+        return [line["refreshes"] for line in log_events(workers, "fresh_sync_scheduled")]
+
+    # The chain goes on while the platform is down: its refresh, stale again, schedules the next.
+    wait_until(lambda: 2 in links(), 60, message="a refresh to find the platform down and schedule the next")
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    claim = keys.stale_refresh(f"id:{olivia['id']}")
+    assert client.get(claim) is not None and client.pttl(claim) > 0  # pending, and it expires
+    reads = platform_reads(platform_sandbox)
+    platform_sandbox.config(outage=None)  # back; no new trigger from here on
+    wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 90, "the scheduled fresh sync")
+    wait_until(
+        lambda: client.llen("sync.realtime") == 0 and client.hlen("unacked") == 0,
+        60,
+        message="no sync left in the broker, pending or running",
+    )
+
+    assert platform_reads(platform_sandbox) - reads == 1
+    assert_synced(intercom_sandbox, olivia, olivia_records)
+    # One chain: started once (refreshes 1), each later link once; the other triggers joined it.
+    scheduled = links()
+    assert scheduled == list(range(1, len(scheduled) + 1)), scheduled
+    joined = log_events(workers, "fresh_sync_already_pending")
+    assert [line["refreshes"] for line in joined] == [0] * (triggers - 1), joined
+    assert client.get(claim) is None  # the refresh that found the platform back let it go
     last = json.loads(client.get(keys.last_result(f"id:{olivia['id']}")))
     assert [outcome["trigger"] for outcome in last["outcomes"]] == ["stale_refresh"]
     assert dead_letters(redis_url).count() == 0

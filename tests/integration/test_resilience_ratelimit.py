@@ -4,15 +4,24 @@ The Intercom sandbox counts, per 10-second window, every API request it receives
 counts, not ours, show that no window received more than its limit (so none was refused
 with a 429), while every contact still ends with exactly what one clean sync writes. And
 waiting for the budget never spends an error retry: only a contact that has waited longer
-than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` is parked.
+than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` in all (error retries between waits included) is parked.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+import redis as redis_lib
 import requests
 
+from sync_worker.celery_app import REALTIME_QUEUE, SYNC_TASK, create_celery
 from sync_worker.config import Settings
+from sync_worker.dispatch import SyncRequest
 from sync_worker.localredis import wait_until
 from sync_worker.runtime import Runtime
 from sync_worker.sandbox.dataset import synthetic
@@ -95,3 +104,75 @@ def test_waiting_for_the_rate_limit_spends_no_retry_and_parks_only_after_the_wai
     wait_until(lambda: is_live(attributes(intercom_sandbox, olivia["id"])), 60, message="the replayed sync")
     assert_synced(intercom_sandbox, olivia, olivia_records)
     assert store.count() == 0
+
+
+def _sync_messages(client: redis_lib.Redis) -> list[dict[str, Any]]:
+    """The kwargs of every sync message in the broker: waiting on the queue or held by a worker (ETA)."""
+    envelopes = [json.loads(raw) for raw in client.lrange(REALTIME_QUEUE, 0, -1)]
+    envelopes += [json.loads(raw)[0] for raw in client.hvals("unacked")]  # [message, exchange, routing key]
+    found = []
+    for envelope in envelopes:
+        if envelope["headers"]["task"] == SYNC_TASK:
+            _args, kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+            found.append(kwargs)
+    return found
+
+
+def test_an_error_retry_keeps_the_rate_limit_wait_clock(
+    intercom_sandbox, platform_sandbox, workers, web_app, redis_url, olivia, olivia_records
+):
+    """A sync that waited for Intercom's budget, then failed with a transient error: its retry carries
+    the time of the first wait, so SYNC_RATE_LIMIT_MAX_WAIT_SECONDS counts the wait in all instead of
+    starting again after each error."""
+    intercom_sandbox.config(rate_limit=0)  # every API call answered 429
+    workers.start(1, SYNC_MAX_RESCHEDULE_SECONDS="0.5")
+    trigger(web_app.url, olivia)
+    client = redis_lib.Redis.from_url(redis_url)
+    seen: dict[str, dict[str, Any]] = {}
+
+    def found(condition: Callable[[dict[str, Any]], bool], name: str) -> bool:
+        for kwargs in _sync_messages(client):
+            if condition(kwargs):
+                seen[name] = kwargs
+                return True
+        return False
+
+    wait_until(
+        lambda: found(lambda kw: kw.get("waiting_since") is not None, "wait"),
+        60,
+        interval=0.02,
+        message="a reschedule for the rate limit",
+    )
+    waiting_since = seen["wait"]["waiting_since"]
+    assert seen["wait"].get("attempt", 0) == 0  # a wait spends no retry
+    # Calls are admitted again (once the last 429's pause is over), but every write fails with a 503.
+    intercom_sandbox.config(
+        rate_limit=1000, fail_next={"count": 10_000, "status": 503, "operation": "UpdateContact"}
+    )
+    wait_until(
+        lambda: found(lambda kw: kw.get("attempt", 0) >= 1, "retry"),
+        60,
+        interval=0.02,
+        message="an error retry",
+    )
+    assert seen["retry"]["waiting_since"] == waiting_since
+
+    intercom_sandbox.config(fail_next=None)
+    wait_until(lambda: is_live(attributes(intercom_sandbox, olivia["id"])), 60, message="the retried sync")
+    assert_synced(intercom_sandbox, olivia, olivia_records)
+    assert dead_letters(redis_url).count() == 0
+
+
+def test_a_message_of_an_earlier_version_carrying_waits_still_syncs(
+    intercom_sandbox, platform_sandbox, workers, redis_url, olivia, olivia_records
+):
+    """Messages already queued when this version is deployed may carry ``waits`` (no longer read)."""
+    workers.start(1)
+    request = SyncRequest(contact_id=olivia["id"], email=olivia["email"], trigger="webhook")
+    old = {**request.to_kwargs(), "attempt": 0, "waits": 4, "refreshes": 0, "waiting_since": time.time()}
+    create_celery(Settings(REDIS_URL=redis_url)).send_task(SYNC_TASK, kwargs=old, queue=REALTIME_QUEUE)
+    wait_until(
+        lambda: is_live(attributes(intercom_sandbox, olivia["id"])), 60, message="the old message's sync"
+    )
+    assert_synced(intercom_sandbox, olivia, olivia_records)
+    assert dead_letters(redis_url).count() == 0

@@ -1,4 +1,7 @@
-"""Which failures of a run mean "Redis is unreachable", so the task hands its message back."""
+"""Which failures of a run mean "Redis cannot be used now", so the task hands its message back.
+
+The replies of a real Redis refusing writes are in ``tests/integration/test_resilience_redis_refusals.py``.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +21,16 @@ from sync_worker.tasks import redis_unavailable
         redis.TimeoutError("timed out"),
         redis.BusyLoadingError("loading the append-only file"),  # just after a restart
         OperationalError("publish failed"),
+        redis.ReadOnlyError("You can't write against a read only replica."),  # a failover
+        redis.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        redis.ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable"),
+        redis.ResponseError("MISCONF Errors writing to the AOF file: No space left on device"),
+        redis.ResponseError("NOREPLICAS Not enough good replicas to write."),
+        # redis-py names a pipeline's failed command before the reply
+        redis.ResponseError("Command # 1 (SADD k v) of pipeline caused error: MISCONF Redis is unable"),
     ],
 )
-def test_connection_errors_and_a_retry_celery_could_not_publish_are_redis_unavailable(error):
+def test_unreachable_or_refusing_writes_and_a_retry_celery_could_not_publish_are_redis_unavailable(error):
     assert redis_unavailable(error) is error
     assert redis_unavailable(Reject(error, requeue=False)) is error  # Task.retry's publish failed
 
@@ -29,6 +39,11 @@ def test_connection_errors_and_a_retry_celery_could_not_publish_are_redis_unavai
     "error",
     [
         redis.ResponseError("NOSCRIPT"),  # Redis answered
+        redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.ResponseError("Unknown Redis command called from script script: 1234, on @user_script:1."),
+        redis.ResponseError("bad input"),  # a script's own error reply
+        redis.ResponseError("Command # 1 (LPUSH k x) of pipeline caused error: WRONGTYPE Operation"),
+        redis.ResponseError("ERR something MISCONF"),  # only a reply that starts with it
         TransientError("Intercom answered 503"),
         Reject(TransientError("x"), requeue=False),
         Reject(redis.ConnectionError("refused"), requeue=True),  # already handed back
