@@ -223,8 +223,8 @@ def _take_back_delivery(task: Task, run: str) -> None:
     try:
         key = keys.delivery_runs(task.request.id, task.request.retries)
         get_runtime().redis_best_effort.srem(key, run)
-    except Exception:  # whatever it is, the Reject that follows matters more
-        logger.warning("delivery_take_back_failed")
+    except Exception as exc:  # whatever it is, the Reject that follows matters more
+        log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_type=type(exc).__name__)
 
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
