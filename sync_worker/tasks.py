@@ -21,27 +21,30 @@ Guarantees of :func:`sync_contact`:
   one that finds the platform still unreadable writes nothing when the contact
   already shows those stale values. The contact is parked with the outage as
   reason only after ``MAX_STALE_REFRESHES`` of them (hours with the defaults);
-- at most one stale refresh is pending per contact, however many triggers end
-  stale during an outage: the refresh's task id is kept under
+- at most one stale refresh is waiting to start per contact, however many
+  triggers end stale during an outage: its task id is kept under
   ``keys.stale_refresh`` (the contact keyed as its pending marker is: its id,
   else its email), set in the same Lua script that pushes the refresh's message
-  (never one without the other). Only the refresh holding it (when it finds the
-  platform still down: the chain goes on) or, when none holds it, any stale run
-  schedules the next; a refresh that ends otherwise (synced, parked) lets it go.
-  It expires ``STALE_REFRESH_MARGIN_SECONDS`` after the refresh's countdown plus
-  the hard time limit (a retry or reschedule of the refresh extends it), so a
-  refresh whose message was lost never keeps the contact from getting a new one;
-  a refresh that comes later than that (a dead worker's message back after the
-  visibility timeout) may overlap a chain started meanwhile, and the two merge
-  at the next scheduling (only the holder schedules);
+  (never one without the other). A run that ends stale schedules a refresh only
+  when no other task holds that claim; a refresh lets the claim go as it starts,
+  so a run that ends stale while a refresh runs schedules the next one itself
+  (its stale write may land after the refresh's live one: the contact is never
+  left stale with nothing pending). A refresh retried or rescheduled takes the
+  claim again unless another was scheduled meanwhile. The claim expires
+  ``STALE_REFRESH_MARGIN_SECONDS`` after the refresh's countdown plus the hard
+  time limit, so a refresh whose message was lost never keeps the contact from
+  getting a new one; two chains that overlap (a dead worker's message back after
+  the visibility timeout) merge at the next scheduling;
 - a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
   contact killing the process) is parked instead of run again. Each run adds a
   token of its own under ``keys.delivery_runs`` (per task id and retry) and a
   run that hands its message back (below) takes its token out again, so the
   tokens a run finds are runs that died, never hand-backs (best effort: where
-  Redis refuses that ``SREM`` too, unreachable or read-only, that run counts);
+  Redis refuses that ``SREM`` too, as it does every write unless it only ran out
+  of memory, or is unreachable, that run counts);
 - a run that cannot use Redis hands its message back to the broker
-  (``Reject(requeue=True)``): Redis unreachable (a restart, a network cut), or
+  (``Reject(requeue=True)``, after a pause of :data:`HAND_BACK_PAUSE_SECONDS`, so
+  a message whose requeue works cannot loop at full speed): Redis unreachable (a restart, a network cut), or
   answering but refusing to store anything (a read-only replica after a
   failover, out of memory, persistence failing: ``MISCONF``, too few replicas:
   ``NOREPLICAS``). It is run again at once, or, while Redis is still away, once
@@ -93,6 +96,9 @@ MAX_DELIVERIES = 3
 DELIVERY_RUNS_TTL_SECONDS = 24 * 3600
 #: Fresh syncs tried after a stale write, while the platform stays unreadable, before the contact is parked.
 MAX_STALE_REFRESHES = 100
+#: A run handing its message back first waits a random time in this range (seconds): where the
+#: requeue itself works (Redis refused only our client), the message must not loop at full speed.
+HAND_BACK_PAUSE_SECONDS = (0.5, 2.0)
 #: How long a contact's stale-refresh claim outlives the refresh's countdown plus the hard time
 #: limit: time for a worker to take the message and start it.
 STALE_REFRESH_MARGIN_SECONDS = 60.0
@@ -106,12 +112,14 @@ REDIS_UNAVAILABLE = (
     redis_lib.TimeoutError,
     redis_lib.ReadOnlyError,
     redis_lib.OutOfMemoryError,
+    redis_lib.exceptions.MasterDownError,
     OperationalError,
 )
 #: Error replies meaning the same that redis-py has no class for (a plain ``ResponseError``):
 #: persistence failing (``stop-writes-on-bgsave-error``, an AOF write error), too few replicas
-#: (``min-replicas-to-write``).
-REFUSED_WRITE_REPLIES = ("MISCONF ", "NOREPLICAS ")
+#: (``min-replicas-to-write``), a replica cut off from its master (``replica-serve-stale-data no``;
+#: ``MasterDownError`` outside a pipeline), a script running past ``busy-reply-threshold``.
+REFUSED_WRITE_REPLIES = ("MISCONF ", "NOREPLICAS ", "MASTERDOWN ", "BUSY ")
 #: What redis-py puts before the reply of a pipeline's failed command.
 _PIPELINE_NOTE = " of pipeline caused error: "
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
@@ -132,12 +140,15 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
 return ARGV[2]
 """
 
-# KEYS[1] claim; ARGV[1] task id, ARGV[2] lifetime (ms). Extends the claim when the task holds it.
+# KEYS[1] claim; ARGV[1] task id, ARGV[2] lifetime (ms). Takes (or extends) the claim unless another
+# task holds it.
 _KEEP_REFRESH_CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return 1
 """
 
 # KEYS[1] claim; ARGV[1] task id. Deletes the claim when the task holds it; else returns its holder.
@@ -217,8 +228,8 @@ def _take_back_delivery(task: Task, run: str) -> None:
     """This run hands its message back: it was no worker death, so it no longer counts.
 
     Best effort, one quick try: Redis may be what failed (SREM still works when Redis is out of
-    memory; not when it is unreachable or read-only, and then this run counts as a death). Never
-    raises: the hand-back must go on.
+    memory; not when it is unreachable or refuses writes otherwise, and then this run counts as a
+    death). Never raises: the hand-back must go on.
     """
     try:
         key = keys.delivery_runs(task.request.id, task.request.retries)
@@ -257,6 +268,7 @@ def sync_contact(
             contact_id=kwargs.get("contact_id"),
             error_type=type(cause).__name__,
         )
+        time.sleep(random.uniform(*HAND_BACK_PAUSE_SECONDS))
         raise Reject(repr(cause), requeue=True) from None
 
 
@@ -305,6 +317,9 @@ def _sync(
             attempt + 1,
         )
     request = claim(runtime.redis, request)
+    # A refresh lets the contact's claim go as it starts: a run that ends stale meanwhile schedules
+    # the next refresh itself (its stale write may land after this run's live one).
+    _release_refresh_claim(self, request, refreshes)
     started = time.monotonic()
     try:
         outcomes = runtime.contact_sync.run(request)
@@ -390,7 +405,9 @@ def _claim_lifetime_ms(countdown: float) -> int:
 
 
 def _keep_refresh_claim(task: Task, request: SyncRequest, refreshes: int, countdown: float) -> None:
-    """A refresh retried or rescheduled (same task id) keeps the contact's claim until it runs again."""
+    """A refresh retried or rescheduled (same task id) takes the contact's claim again until it runs,
+    unless another refresh was scheduled meanwhile (then both are pending; they merge at the next
+    scheduling)."""
     if not refreshes:  # not a stale refresh: it holds no claim
         return
     claim_key = keys.stale_refresh(request.contact_key)

@@ -110,7 +110,8 @@ class RedisMetrics:
         self._redis = client
         self._flush_script = client.register_script(_FLUSH)
         self._interval = flush_interval
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the buffer
+        self._flush_lock = threading.Lock()  # one write at a time: a flush returns once earlier ones landed
         self._counts: Counter[tuple[str, str]] = Counter()  # (hash key, field) -> increments
         self._sums: Counter[tuple[str, str]] = Counter()  # (hash key, field) -> seconds
         self._flusher_pid: int | None = None
@@ -164,7 +165,13 @@ class RedisMetrics:
         """Write the buffer to Redis in one script call; on failure keep it for the next (never raises).
 
         A failure is logged once, when writes start failing (not every interval while Redis is away);
-        ``quiet`` logs nothing (at exit, when the log streams may be closed)."""
+        ``quiet`` logs nothing (at exit, when the log streams may be closed). It returns only once
+        every count recorded before it is in Redis or back in the buffer (a background write under
+        way is waited for), so a reader right after it sees them all."""
+        with self._flush_lock:
+            return self._flush(quiet)
+
+    def _flush(self, quiet: bool) -> bool:
         with self._lock:
             counts, sums = self._counts, self._sums
             self._counts, self._sums = Counter(), Counter()

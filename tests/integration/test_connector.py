@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -189,6 +190,8 @@ def test_one_platform_client_serves_every_answer_of_a_process_and_a_forked_child
     os.close(told)
     ready, _, _ = select.select([answers], [], [], 10)
     said = os.read(answers, 100).decode() if ready else "no answer"
+    if not ready:
+        os.kill(child, signal.SIGKILL)  # never left running, nor waited for
     os.waitpid(child, 0)
     os.close(answers)
     assert said == "True 1"  # its own client, and it reads the platform
@@ -238,16 +241,18 @@ def test_a_connector_timeout_as_long_as_the_workers_counts_as_a_platform_failure
 def test_a_probe_cut_short_by_the_deadline_lets_the_next_probe_through_at_once(
     serve_connector: Serve, platform_sandbox
 ) -> None:
-    # A probe's turn lasts the open time (2 s, past this answer): only a release frees it sooner.
-    _, connector = serve_connector(SYNC_CIRCUIT_OPEN_SECONDS=2)
+    # A probe's turn lasts the open time (4 s, well past this 1 s answer): only a release frees it sooner.
+    _, connector = serve_connector(SYNC_CIRCUIT_OPEN_SECONDS=4)
     circuit = half_open(connector)
     platform_sandbox.config(latency_ms=int(DEADLINE * 3000))
+    probed = time.monotonic()
     response, _ = ask(connector, {"email": OLIVIA_EMAIL})
     assert response.json()["stale"] is True
     assert platform_sandbox.stats()["total_calls"] == 1  # it was the probe
     state = circuit.state()
     assert (state.state, state.failures) == (HALF_OPEN, circuit.failure_threshold)  # no verdict
     probe = circuit.admit()
+    assert time.monotonic() - probed < circuit.probe_timeout_seconds  # else the turn simply ran out
     assert probe is not None and probe.probe is not None  # the next probe may go now
 
 

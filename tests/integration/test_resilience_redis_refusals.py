@@ -125,7 +125,7 @@ def test_a_run_refused_by_redis_out_of_memory_is_handed_back_and_not_counted_as_
     client = redis_lib.Redis.from_url(private_stack.redis.url)
     env = {**FAST_REDELIVERY, "PLATFORM_TIMEOUT_SECONDS": "6"}
     [worker] = private_stack.workers.start(1, **env)
-    platform_sandbox.config(latency_ms=2_000)  # holds each run at the platform read
+    platform_sandbox.config(latency_ms=4_000)  # holds each run at the platform read (time to fill Redis)
     trigger(private_stack.web_url, olivia)
 
     for delivery in range(1, MAX_DELIVERIES + 1):

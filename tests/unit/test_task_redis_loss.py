@@ -26,6 +26,15 @@ from sync_worker.tasks import redis_unavailable
         redis.ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable"),
         redis.ResponseError("MISCONF Errors writing to the AOF file: No space left on device"),
         redis.ResponseError("NOREPLICAS Not enough good replicas to write."),
+        redis.exceptions.MasterDownError(
+            "Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+        ),
+        redis.ResponseError(
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+        ),
+        redis.ResponseError(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        ),
         # redis-py names a pipeline's failed command before the reply
         redis.ResponseError("Command # 1 (SADD k v) of pipeline caused error: MISCONF Redis is unable"),
     ],
