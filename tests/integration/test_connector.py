@@ -199,6 +199,17 @@ def test_one_platform_client_serves_every_answer_of_a_process_and_a_forked_child
     assert platform_sandbox.stats()["total_calls"] == 3
 
 
+def assert_answered_from_cache(connector: WebServer) -> None:
+    """Asked for the remembered contact, the connector answers its cached values flagged stale, in time."""
+    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    assert elapsed < DEADLINE + MARGIN
+    answer = response.json()
+    assert answer.pop("stale") is True
+    assert STALE.match(answer.pop("data_status")), response.text
+    assert answer == {key: value for key, value in CACHED.items() if key != "data_status"}
+
+
 def test_platform_slower_than_the_deadline_but_not_the_workers_timeout_answers_stale_and_leaves_the_circuit_closed(
     connector: WebServer, platform_sandbox
 ) -> None:
@@ -207,13 +218,7 @@ def test_platform_slower_than_the_deadline_but_not_the_workers_timeout_answers_s
     latency = (DEADLINE + workers_timeout) / 2  # past the connector's budget, within a worker's timeout
     assert DEADLINE < latency < workers_timeout
     platform_sandbox.config(latency_ms=int(latency * 1000))
-    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
-    assert response.status_code == 200, response.text
-    assert elapsed < DEADLINE + MARGIN
-    answer = response.json()
-    assert answer.pop("stale") is True
-    assert STALE.match(answer.pop("data_status")), response.text
-    assert answer == {key: value for key, value in CACHED.items() if key != "data_status"}
+    assert_answered_from_cache(connector)
     # A worker would have been answered: the workers' circuit learnt nothing from it.
     state = shared_circuit(connector).state()
     assert (state.state, state.failures, state.unavailable_since) == (CLOSED, 0, None)
@@ -226,13 +231,7 @@ def test_a_connector_timeout_as_long_as_the_workers_counts_as_a_platform_failure
     _, connector = serve_connector(PLATFORM_TIMEOUT_SECONDS=DEADLINE / 2)  # shorter than the budget
     remember(connector, CONTACT_ID)
     platform_sandbox.config(latency_ms=int(DEADLINE * 3000))
-    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
-    assert response.status_code == 200, response.text
-    assert elapsed < DEADLINE + MARGIN
-    answer = response.json()
-    assert answer.pop("stale") is True
-    assert STALE.match(answer.pop("data_status")), response.text
-    assert answer == {key: value for key, value in CACHED.items() if key != "data_status"}
+    assert_answered_from_cache(connector)
     # It waited what a worker waits (not its longer budget), and a worker would have failed too.
     assert shared_circuit(connector).state().failures == 1
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
