@@ -40,6 +40,10 @@ class ResyncSettings(BaseSettings):
         5.0, gt=0, le=100, validation_alias="SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS"
     )
     #: The lock expires this long after the run last made progress (then the run may be resumed).
+    #: Progress is a committed page or a recorded chunk, never a walk paused at the bound; a chunk
+    #: rescheduled for longer than this (a long rate-limit wait) may be re-published by the
+    #: watchdog meanwhile: harmless, the first of the two to run moves the chunk's version on and
+    #: the other does nothing (an Intercom wait is found again before any platform call).
     lock_ttl_seconds: float = Field(
         300.0, ge=0.1, le=24 * 3600, validation_alias="SYNC_RESYNC_LOCK_TTL_SECONDS"
     )

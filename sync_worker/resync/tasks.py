@@ -31,7 +31,7 @@ from sync_worker.resync import messages
 from sync_worker.resync.chunks import ChunkRunner
 from sync_worker.resync.runs import FAILED, RunOptions, RunStore
 from sync_worker.resync.settings import get_resync_settings
-from sync_worker.resync.starter import make_lock, make_store, resume_if_stalled, start
+from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
 from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, get_runtime
 from sync_worker.tasks import backoff_seconds, park_contact
@@ -74,7 +74,6 @@ def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
         gen,
         page,
         store=store,
-        lock=make_lock(runtime.redis, settings),
         intercom=runtime.intercom,
         excluded=tuple(runtime.settings.excluded_emails),
         settings=settings,

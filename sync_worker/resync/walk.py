@@ -6,6 +6,11 @@ Guarantees:
 - before each page it looks at the chunks in flight and pauses (asks to be re-run after
   ``backpressure_pause_seconds``) while they are at ``max_in_flight``, so the queue and
   Redis hold at most ``max_in_flight`` (+ one page's chunks) of the run, whatever its size;
+- a pause is not progress: it leaves the run's lock alone (committed pages and recorded
+  chunks refresh it), so when the chunks in flight make none (their messages held by a
+  worker that died: they come back only after the visibility timeout) the lock expires
+  and the watchdog resumes the run, re-publishing them; a walk that refreshed the lock
+  while paused would keep such a run "alive" and stalled until the visibility timeout;
 - each page is committed in one script (checkpoint, chunks, counts) *before* its chunk
   messages are published: a crash in between leaves the chunks pending in Redis, where a
   resume finds them; a crash before the commit re-reads that one page, never the walk;
@@ -29,7 +34,6 @@ from sync_worker.errors import SyncError
 from sync_worker.intercom import IntercomClient, IntercomRateLimited
 from sync_worker.logs import log_event
 from sync_worker.ratelimit import RateLimitWait
-from sync_worker.resync.lock import RunLock
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore, split_evenly
 from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
 from sync_worker.screening import screen
@@ -83,7 +87,6 @@ def walk_step(
     page: int,
     *,
     store: RunStore,
-    lock: RunLock,
     intercom: IntercomClient,
     excluded: Sequence[str],
     settings: ResyncSettings,
@@ -102,7 +105,6 @@ def walk_step(
         ):
             return WalkOutcome("stale", page, pages_read)
         if record.in_flight >= settings.max_in_flight:
-            lock.refresh(run_id)
             return WalkOutcome("paused", page, pages_read, countdown=settings.backpressure_pause_seconds)
         try:
             listed = intercom.list_contacts(per_page=PAGE_SIZE, starting_after=record.cursor)

@@ -17,15 +17,28 @@ import redis as redis_lib
 import requests
 
 from sync_worker import keys as service_keys
-from sync_worker.celery_app import create_celery
+from sync_worker.celery_app import BULK_QUEUE, create_celery
 from sync_worker.config import Settings
 from sync_worker.dispatch import SyncRequest, enqueue_sync
 from sync_worker.localredis import wait_until
 from sync_worker.processes import Child, worker_argv
 from sync_worker.resync import keys
-from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord, RunStore
-from sync_worker.resync.settings import ResyncSettings
-from sync_worker.resync.starter import StartResult, start
+from sync_worker.resync.lock import RunLock
+from sync_worker.resync.messages import publish_walk
+from sync_worker.resync.runs import (
+    CANCELLED,
+    FINISHED,
+    RUNNING,
+    Chunk,
+    RunOptions,
+    RunRecord,
+    RunStore,
+    split_evenly,
+)
+from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
+from sync_worker.resync.starter import StartResult, resume_if_stalled, start
+from sync_worker.resync.walk import plan_page
+from sync_worker.runtime import Runtime
 from sync_worker.sandbox.platform import EXTENSION, create_app
 from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.platform_sandbox import SANDBOX_TOKEN, PlatformSandbox
@@ -256,6 +269,54 @@ def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, sto
     assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
 
 
+LOCK_TTL = 2
+LOST_CHUNKS = {"SYNC_RESYNC_LOCK_TTL_SECONDS": str(LOCK_TTL), "SYNC_RESYNC_MAX_IN_FLIGHT": "2"}
+
+
+def _a_run_whose_first_chunks_died_with_a_worker(env: dict[str, str], store: RunStore) -> str:
+    """A run with page 0 committed and its two chunks pending, their messages never to come back
+    in the test (a SIGKILLed worker held them: they return only after the visibility timeout);
+    its lock held as the dead worker's last commit left it. Built the way a walk step builds it."""
+    runtime = Runtime(Settings(**env))
+    store = RunStore(store._redis, lock_ttl_seconds=LOCK_TTL, keep_seconds=3600)  # the workers' ttl
+    run_id = "20260101T000000-deadwork"
+    store.create(run_id, RunOptions())
+    RunLock(store._redis, keys.lock(), ttl_seconds=LOCK_TTL).acquire(run_id)
+    listed = runtime.intercom.list_contacts(per_page=PAGE_SIZE)
+    pairs, counts = plan_page(listed.contacts, tuple(runtime.settings.excluded_emails))
+    chunks = [(f"0.{n}", Chunk(tuple(group))) for n, group in enumerate(split_evenly(pairs, 100))]
+    assert len(chunks) == 2 and listed.next_cursor
+    committed, _ = store.commit_page(
+        run_id, gen=0, page=0, next_cursor=listed.next_cursor, counts={**counts, "pages": 1}, chunks=chunks
+    )
+    assert committed
+    runtime.redis.close()
+    return run_id
+
+
+def _bulk_queue_empty(store: RunStore) -> bool:
+    return store._redis.llen(BULK_QUEUE) == 0
+
+
+def test_a_walk_paused_behind_chunks_lost_with_their_worker_lets_the_lock_expire(env, seeded, pool, store):
+    """The chunks in flight died with a worker, so the walk pauses at the bound: a pause is not
+    progress, so it must not keep the run's lock alive, or the watchdog (beat's, every minute)
+    never resumes the run and it waits for the visibility timeout (an hour by default)."""
+    pool.start(concurrency=2, **LOST_CHUNKS)  # no run yet: its start-up watchdog has nothing to do
+    run_id = _a_run_whose_first_chunks_died_with_a_worker(env, store)
+    celery_app = create_celery(Settings(**env))
+    publish_walk(celery_app, run_id, 0, 1)  # the next step, taken by the live worker
+    wait_until(lambda: _bulk_queue_empty(store), 10, message="the walk step to be taken")
+    wait_until(lambda: store._redis.get(keys.lock()) is None, 10, message="the paused run's lock to expire")
+    assert store.load(run_id).page == 1  # paused at the bound, not walking on
+
+    resumed = resume_if_stalled(store._redis, celery_app, ResyncSettings(**{**env, **LOST_CHUNKS}))
+    assert resumed is not None and resumed.status == "resumed"  # as beat's watchdog would
+    record = finished(store, run_id)
+    assert record.resumed == 1 and record.counts["queued"] == CONTACTS and record.counts["failed"] == 0
+    assert record.counts["written"] + record.counts["unchanged"] == CONTACTS
+
+
 def test_a_walk_stopped_by_the_rate_limit_carries_on_from_the_page_it_reached(
     env, seeded, pool, store, intercom_sandbox
 ):
@@ -279,8 +340,7 @@ def test_a_chunk_waits_for_the_intercom_budget_before_reading_the_platform(
     """In this process, with the parts a chunk task builds: while Intercom's budget is spent for
     longer than a task may wait, a chunk is put back whole, with no platform call made."""
     from sync_worker.resync.chunks import ChunkRunner
-    from sync_worker.resync.runs import Chunk
-    from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime
+    from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS
 
     runtime = Runtime(Settings(**env))
     runner = ChunkRunner(
