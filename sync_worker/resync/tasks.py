@@ -13,14 +13,14 @@ Guarantees:
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
   error code;
 - ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
-  it also runs when a worker starts, so restarting a crashed worker picks a stalled run up;
+  it also runs when a worker starts, before the worker takes its first message, so
+  restarting a crashed worker picks a stalled run up;
 - log lines carry run and chunk ids and counts, never emails.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery.signals import worker_ready
@@ -145,12 +145,16 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
 
 @worker_ready.connect
 def _watch_on_start(sender: Any = None, **_: Any) -> None:
-    """A (re)started worker resumes a run whose lock expired while no worker made progress."""
+    """A (re)started worker resumes a run whose lock expired while no worker made progress.
 
-    def check() -> None:
-        try:
-            watchdog()
-        except Exception:
-            logger.warning("resync_watchdog_failed")
-
-    threading.Thread(target=check, name="resync-watchdog", daemon=True).start()
+    In the signal's own call, before the worker's event loop hands its first message to the
+    pool: run beside it (a thread), it raced the messages of the run that a dead worker left
+    queued, and one of those making progress first took the expired lock again, so this
+    check saw a live run and the chunks the dead worker held stayed lost until the next
+    watchdog (beat's) or the visibility timeout. It costs the start a few Redis calls and
+    publishes on the Redis the consumer has just connected to; a failure is logged.
+    """
+    try:
+        watchdog()
+    except Exception:
+        logger.warning("resync_watchdog_failed")

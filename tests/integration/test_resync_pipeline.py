@@ -24,7 +24,7 @@ from sync_worker.localredis import wait_until
 from sync_worker.processes import Child, worker_argv
 from sync_worker.resync import keys
 from sync_worker.resync.lock import RunLock
-from sync_worker.resync.messages import publish_walk
+from sync_worker.resync.messages import publish_chunk, publish_walk
 from sync_worker.resync.runs import (
     CANCELLED,
     FINISHED,
@@ -312,6 +312,26 @@ def test_a_walk_paused_behind_chunks_lost_with_their_worker_lets_the_lock_expire
 
     resumed = resume_if_stalled(store._redis, celery_app, ResyncSettings(**{**env, **LOST_CHUNKS}))
     assert resumed is not None and resumed.status == "resumed"  # as beat's watchdog would
+    record = finished(store, run_id)
+    assert record.resumed == 1 and record.counts["queued"] == CONTACTS and record.counts["failed"] == 0
+    assert record.counts["written"] + record.counts["unchanged"] == CONTACTS
+
+
+def test_a_restarted_worker_resumes_the_run_before_it_runs_what_the_dead_one_left_queued(
+    env, seeded, pool, store
+):
+    """A worker died holding one chunk's message; the other chunk's message and the walk's next
+    step were still queued. Its replacement, started after the lock expired, resumes the run
+    before it takes any of those: were a leftover to run first, its progress would take the lock
+    again and the start-up watchdog would see a live run, leaving the lost chunk to the next
+    watchdog (none here: no beat)."""
+    run_id = _a_run_whose_first_chunks_died_with_a_worker(env, store)
+    celery_app = create_celery(Settings(**env))
+    publish_chunk(celery_app, run_id, "0.1", 0)  # left queued by the dead worker
+    publish_walk(celery_app, run_id, 0, 1)
+    wait_until(lambda: store._redis.get(keys.lock()) is None, 10, message="the dead run's lock to expire")
+
+    pool.start(concurrency=2, **LOST_CHUNKS)
     record = finished(store, run_id)
     assert record.resumed == 1 and record.counts["queued"] == CONTACTS and record.counts["failed"] == 0
     assert record.counts["written"] + record.counts["unchanged"] == CONTACTS
