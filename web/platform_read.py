@@ -12,7 +12,7 @@ Guarantees (:meth:`PlatformReader.read_clients`):
 - it goes out only when the shared platform rate limiter has a token within
   :data:`MAX_TOKEN_WAIT_SECONDS` (it takes one, and follows a 429's ``Retry-After``
   for every worker) and the shared platform circuit breaker allows it;
-- the outcome tells the circuit what a worker's read would (:func:`sync_worker.platform_circuit.circuit_outcome`):
+- the outcome tells the circuit what a worker's read would (:func:`sync_worker.platform_circuit.guarded`):
   records close it; a refused connection, a 5xx, or no answer within the workers'
   own timeout count as a failure; no answer within a shorter timeout (the deadline's)
   does not, since a worker could still have been answered: a platform slower than
@@ -43,7 +43,7 @@ from sync_worker.platform import (
     PlatformRateLimited,
     PlatformUnavailable,
 )
-from sync_worker.platform_circuit import NO_VERDICT, SUCCESS, circuit_outcome, settle
+from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitHooks, RateLimitWait
 from sync_worker.runtime import Runtime
 
@@ -117,13 +117,8 @@ class PlatformReader:
             return PlatformRead(None, CIRCUIT_OPEN)
         workers_timeout = self._runtime.settings.platform_timeout_seconds
         timeout = min(timeout, workers_timeout)  # never waits longer than a worker would
-        outcome = NO_VERDICT  # until the read says otherwise (anything raised releases a probe)
         try:
-            records = client.clients_by_email(email, total_timeout=timeout)
-            outcome = SUCCESS
+            with guarded(circuit, admission, full_timeout=timeout >= workers_timeout):
+                return PlatformRead(client.clients_by_email(email, total_timeout=timeout))
         except (RateLimitWait, PlatformError) as exc:
-            outcome = circuit_outcome(exc, full_timeout=timeout >= workers_timeout)
             return PlatformRead(None, _reason(exc))
-        finally:
-            settle(circuit, admission, outcome)
-        return PlatformRead(records)
