@@ -308,25 +308,25 @@ def _sync(
     runtime = get_runtime()
     settings = runtime.settings
     request = SyncRequest.from_kwargs(kwargs)
+    # A refresh lets the contact's claim go as it starts (under the key it was scheduled with): a run
+    # that ends stale meanwhile schedules the next refresh itself (its stale write may land after this
+    # run's live one). Nothing takes it back for this run but its own retry or next refresh, so no
+    # other end of the run has a claim to let go.
+    _release_refresh_claim(self, request, refreshes)
     if _deliveries(self, run) > MAX_DELIVERIES:
-        return _park(
-            self,
+        return park_contact(
             request,
-            refreshes,
             SyncError("the worker process died while syncing this contact", code="worker_lost"),
             attempt + 1,
         )
     request = claim(runtime.redis, request)
-    # A refresh lets the contact's claim go as it starts: a run that ends stale meanwhile schedules
-    # the next refresh itself (its stale write may land after this run's live one).
-    _release_refresh_claim(self, request, refreshes)
     started = time.monotonic()
     try:
         outcomes = runtime.contact_sync.run(request)
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
-            return _park(self, request, refreshes, wait, attempt + 1)
+            return park_contact(request, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
         log_event(
             logger,
@@ -369,7 +369,7 @@ def _sync(
             }
             _keep_refresh_claim(self, request, refreshes, countdown)
             raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
-        return _park(self, request, refreshes, error, attempt + 1)
+        return park_contact(request, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
@@ -384,18 +384,7 @@ def _sync(
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
         _schedule_fresh_sync(self, request, attempt, refreshes)
-    else:
-        _release_refresh_claim(self, request, refreshes)
     return results
-
-
-def _park(
-    task: Task, request: SyncRequest, refreshes: int, error: SyncError | Exception, attempts: int
-) -> dict[str, Any]:
-    """Park the contact; a refresh holding its stale-refresh claim lets it go."""
-    result = park_contact(request, error, attempts)
-    _release_refresh_claim(task, request, refreshes)
-    return result
 
 
 def _claim_lifetime_ms(countdown: float) -> int:
@@ -417,7 +406,7 @@ def _keep_refresh_claim(task: Task, request: SyncRequest, refreshes: int, countd
 
 
 def _release_refresh_claim(task: Task, request: SyncRequest, refreshes: int) -> str | None:
-    """A refresh that schedules no next one lets the contact's claim go when it holds it.
+    """A refresh lets the contact's claim go when it holds it (as it starts).
 
     Returns the task id of another refresh that holds it (None when none does, or it was ours).
     """
