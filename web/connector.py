@@ -23,7 +23,15 @@ Guarantees (in order):
    platform unavailable since <date-time>`` and ``stale: true``, computed as the
    worker's stale writes are (:func:`sync_worker.sync.stale_values`); with none known,
    every key but ``data_status`` and ``stale`` is ``null``. A platform problem is
-   never a 5xx.
+   never a 5xx;
+7. every answer is counted (``connector_answers``, labels ``freshness`` ``live`` or
+   ``stale`` and ``reason``) and logged (``connector_answered``, its ``reason``) with
+   why it is stale: ``deadline`` when the connector's own deadline cut the read short
+   or left no time to start it (a timeout the workers' circuit does not count),
+   ``unavailable`` only for a platform failure as the circuit counts it, the other
+   reasons of :mod:`web.platform_read` (``rate_limited``, ``circuit_open``,
+   ``platform_not_configured``, a platform error's code), or ``platform_data_invalid``;
+   a live answer's reason is ``none`` in the metric and ``null`` in the log line.
 
 Nothing computed here is stored as last known values: only the worker stores what
 Intercom accepted.
@@ -50,7 +58,7 @@ from web.context import WebContext, web_context
 from web.intake import screen_trigger, skipped, store
 from web.jsonbody import json_body
 from web.notifications import ID_PATTERN
-from web.platform_read import PlatformRead
+from web.platform_read import DEADLINE, PlatformRead
 from web.triggers import MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
 
 logger = logging.getLogger(__name__)
@@ -65,7 +73,6 @@ FALLBACK_RESERVE_SECONDS = 0.2
 MIN_READ_SECONDS = 0.05
 STALE_KEY = "stale"
 DATA_STATUS = "data_status"
-DEADLINE_PASSED = "deadline"
 DATA_INVALID = "platform_data_invalid"
 
 
@@ -123,7 +130,7 @@ def client_attributes() -> Any:
     read = (
         context.platform.read_clients(body.email, timeout=budget)
         if budget >= MIN_READ_SECONDS
-        else PlatformRead(None, DEADLINE_PASSED)
+        else PlatformRead(None, DEADLINE)
     )
     values = _live_values(context, read)
     reason = read.reason if read.records is None else (DATA_INVALID if values is None else None)

@@ -5,11 +5,12 @@ Guarantees:
   realtime queue's work at the rate the limiter allows: ``queued * CALLS_PER_SYNC /
   (limit / window)``; under :data:`WORTH_SAYING_SECONDS` it is ``None`` (no delay
   worth telling), otherwise seconds rounded up to a tenth;
-- :func:`expected_delay_seconds` reads that state without changing it (the
-  limiter's read-only :meth:`~sync_worker.ratelimit.limiter.RateLimiter.inspect`,
-  ``LLEN`` of the realtime queue), never raises and never blocks on anything but
-  Redis: a Redis error is ``None`` (the 202 body then carries
-  ``"expected_delay_seconds": null``).
+- :func:`expected_delay_seconds` reads that state without changing it, in one
+  Redis round trip (the limiter's read-only look and ``LLEN`` of the realtime
+  queue, pipelined by :meth:`~sync_worker.ratelimit.limiter.RateLimiter.inspect_with`
+  on the limiter's Redis, which is the broker's: one ``REDIS_URL``), never raises
+  and never blocks on anything but Redis: a Redis error is ``None`` (the 202 body
+  then carries ``"expected_delay_seconds": null``).
 """
 
 from __future__ import annotations
@@ -46,12 +47,11 @@ def estimate_delay(
     return math.ceil(round(delay * 10, 6)) / 10  # round first: 1.4 * 10 is 14.000000000000002
 
 
-def expected_delay_seconds(client: redis_lib.Redis, intercom: RateLimiter) -> float | None:
+def expected_delay_seconds(intercom: RateLimiter) -> float | None:
     """Seconds until a sync queued now is expected to run; None when short or unknown."""
     try:
-        budget = intercom.inspect()
-        queued = int(client.llen(REALTIME_QUEUE))
+        budget, [queued] = intercom.inspect_with(lambda pipe: pipe.llen(REALTIME_QUEUE))
     except redis_lib.RedisError as exc:
         log_event(logger, "delay_unknown", logging.WARNING, exc_type=type(exc).__name__)
         return None
-    return estimate_delay(budget.wait, queued, budget.rate)
+    return estimate_delay(budget.wait, int(queued), budget.rate)

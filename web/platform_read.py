@@ -24,8 +24,11 @@ Guarantees (:meth:`PlatformReader.read_clients`):
   went out, or the shorter timeout ran out, or anything raised) releases the probe
   so the next call probes at once, not after the probe timeout;
 - it never raises for a platform problem: the answer is the records, or ``None``
-  with a short machine reason (``platform_not_configured``, ``rate_limited``,
-  ``circuit_open``, ``unavailable`` or the platform error's code).
+  with a short machine reason (one of these, or the platform error's code):
+  ``platform_not_configured``; ``rate_limited``; ``circuit_open``; ``deadline``, no
+  answer within the caller's timeout when it is shorter than the workers' (the
+  timeout the circuit does not count); ``unavailable``, what the circuit counts as a
+  platform failure (a refused connection, a 5xx, no answer within the workers' timeout).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from sync_worker.platform import (
     PlatformRateLimited,
     PlatformUnavailable,
 )
-from sync_worker.platform_circuit import guarded
+from sync_worker.platform_circuit import FAILURE, circuit_outcome, guarded
 from sync_worker.ratelimit import RateLimitHooks, RateLimitWait
 from sync_worker.runtime import Runtime
 
@@ -53,6 +56,9 @@ MAX_TOKEN_WAIT_SECONDS = 0.05
 NOT_CONFIGURED = "platform_not_configured"
 RATE_LIMITED = "rate_limited"
 CIRCUIT_OPEN = "circuit_open"
+#: Cut short by the caller's own deadline, shorter than the workers' timeout (not a platform failure).
+DEADLINE = "deadline"
+#: A platform failure, as the circuit counts it.
 UNAVAILABLE = "unavailable"
 
 
@@ -64,11 +70,13 @@ class PlatformRead:
     reason: str | None = None
 
 
-def _reason(error: RateLimitWait | PlatformError) -> str:
+def _reason(error: RateLimitWait | PlatformError, *, full_timeout: bool) -> str:
+    """Why a read that raised ``error`` has no records; ``full_timeout``: it had the workers' timeout."""
     if isinstance(error, RateLimitWait | PlatformRateLimited):
         return RATE_LIMITED
     if isinstance(error, PlatformUnavailable):
-        return UNAVAILABLE
+        # The circuit's own rule: what it does not count as a failure is a timeout shorter than a worker's.
+        return UNAVAILABLE if circuit_outcome(error, full_timeout=full_timeout) == FAILURE else DEADLINE
     return error.code  # auth, bad request, broken contract
 
 
@@ -117,8 +125,9 @@ class PlatformReader:
             return PlatformRead(None, CIRCUIT_OPEN)
         workers_timeout = self._runtime.settings.platform_timeout_seconds
         timeout = min(timeout, workers_timeout)  # never waits longer than a worker would
+        full_timeout = timeout >= workers_timeout
         try:
-            with guarded(circuit, admission, full_timeout=timeout >= workers_timeout):
+            with guarded(circuit, admission, full_timeout=full_timeout):
                 return PlatformRead(client.clients_by_email(email, total_timeout=timeout))
         except (RateLimitWait, PlatformError) as exc:
-            return PlatformRead(None, _reason(exc))
+            return PlatformRead(None, _reason(exc, full_timeout=full_timeout))

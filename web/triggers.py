@@ -90,5 +90,5 @@ def trigger_sync() -> Any:
         "status": result.status,
         "contact_key": result.contact_key,
         "task_id": result.task_id,
-        "expected_delay_seconds": expected_delay_seconds(context.redis, context.runtime.limiters[INTERCOM]),
+        "expected_delay_seconds": expected_delay_seconds(context.runtime.limiters[INTERCOM]),
     }, 202

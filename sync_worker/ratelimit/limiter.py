@@ -17,7 +17,9 @@ Guarantees:
 - a refusal says how long to wait (end of the window, of the pause, or of the
   upstream's window), never 0, so a caller can sleep or reschedule exactly.
 - :meth:`RateLimiter.peek` (and :meth:`RateLimiter.inspect`) write nothing: they
-  answer the wait a token request would get now (0.0: one is free) and the limit in force.
+  answer the wait a token request would get now (0.0: one is free) and the limit in force;
+  :meth:`RateLimiter.inspect_with` answers the same look and the replies of other
+  commands sent with it, in one round trip.
 
 The same class serves Intercom (``limit`` calls per 10-second window) and the
 platform (``N`` calls per second: ``window_seconds=1``).
@@ -28,9 +30,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis as redis_lib
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from sync_worker import keys
 from sync_worker.errors import TransientError
@@ -232,6 +238,7 @@ class RateLimiter:
         self.window_seconds = window_seconds
         self.skew_margin_seconds = skew_margin_seconds
         self.key = limiter_key(name)
+        self._redis = redis
         self._acquire = redis.register_script(_ACQUIRE)
         self._observe = redis.register_script(_OBSERVE)
         self._pause = redis.register_script(_PAUSE)
@@ -259,13 +266,37 @@ class RateLimiter:
         """0.0 when a token was granted, else the seconds until one can be (always > 0)."""
         return self.attempt().wait
 
+    def _peek_args(self) -> list[int]:
+        return [self.limit, _ms(self.window_seconds), _ms(OBSERVED_LIMIT_LIFETIME_SECONDS)]
+
+    def _budget(self, reply: list[Any]) -> Budget:
+        wait_ms, limit, used = reply
+        return Budget(int(wait_ms) / 1000.0, int(limit), int(used), self.window_seconds)
+
     def inspect(self) -> Budget:
         """The limiter's state now, changing nothing: the wait :meth:`attempt` would answer, the limit in force."""
-        wait_ms, limit, used = self._peek(
-            keys=[self.key],
-            args=[self.limit, _ms(self.window_seconds), _ms(OBSERVED_LIMIT_LIFETIME_SECONDS)],
-        )
-        return Budget(int(wait_ms) / 1000.0, int(limit), int(used), self.window_seconds)
+        return self._budget(self._peek(keys=[self.key], args=self._peek_args()))
+
+    def inspect_with(self, commands: Callable[[Pipeline], object]) -> tuple[Budget, list[Any]]:
+        """:meth:`inspect`, and the replies of the commands ``commands`` adds to the pipeline it is
+        given (on this limiter's Redis), all in one round trip.
+
+        The pipeline is not a transaction: the commands run right after the look, not atomically
+        with it. They should only read: when Redis has lost the look's script (a restart,
+        ``SCRIPT FLUSH``) it is loaded and the whole batch is sent once more. A Redis error, or
+        an error reply to any command, raises (:class:`redis.RedisError`)."""
+        try:
+            look, *replies = self._look_along(commands)
+        except NoScriptError:  # Redis lost its scripts: load the look, then send the batch again
+            self._peek.sha = self._redis.script_load(self._peek.script)
+            look, *replies = self._look_along(commands)
+        return self._budget(look), replies
+
+    def _look_along(self, commands: Callable[[Pipeline], object]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.evalsha(self._peek.sha, 1, self.key, *self._peek_args())
+        commands(pipe)
+        return pipe.execute()
 
     def peek(self) -> float:
         """Seconds until a token would be granted (0.0: one is free now); takes nothing."""

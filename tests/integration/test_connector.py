@@ -147,6 +147,18 @@ def remember(server: WebServer, contact_id: str, email: str | None = OLIVIA_EMAI
     )
 
 
+ANSWERS = re.compile(r'^intercom_sync_web_connector_answers_total\{freshness="(\w+)",reason="(\w+)"\} (\d+)$')
+
+
+def connector_answers(server: WebServer) -> dict[tuple[str, str], int]:
+    """The answers ``/metrics`` counts, by ``(freshness, reason)`` (the receiver writes its own
+    buffer before it answers ``/metrics``, so every answer already given is in)."""
+    response = requests.get(f"{server.url}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    found = (ANSWERS.match(line) for line in response.text.splitlines())
+    return {(m[1], m[2]): int(m[3]) for m in found if m}
+
+
 def assert_one_connector_sync(server: WebServer, *, email: str, contact_id: str | None) -> None:
     [message] = server.queued()
     assert message["kwargs"]["trigger"] == "connector"
@@ -164,6 +176,7 @@ def test_live_answer_has_every_value_computed_now(connector: WebServer, platform
     assert answer == OLIVIA_LIVE
     assert platform_sandbox.stats()["total_calls"] == 1
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+    assert connector_answers(connector) == {("live", "none"): 1}
 
 
 def test_one_platform_client_serves_every_answer_of_a_process_and_a_forked_child_builds_its_own(
@@ -223,6 +236,8 @@ def test_platform_slower_than_the_deadline_but_not_the_workers_timeout_answers_s
     state = shared_circuit(connector).state()
     assert (state.state, state.failures, state.unavailable_since) == (CLOSED, 0, None)
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+    # Told apart from an outage: the connector's own deadline ran out, the platform did not fail.
+    assert connector_answers(connector) == {("stale", "deadline"): 1}
 
 
 def test_a_connector_timeout_as_long_as_the_workers_counts_as_a_platform_failure(
@@ -235,6 +250,7 @@ def test_a_connector_timeout_as_long_as_the_workers_counts_as_a_platform_failure
     # It waited what a worker waits (not its longer budget), and a worker would have failed too.
     assert shared_circuit(connector).state().failures == 1
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=CONTACT_ID)
+    assert connector_answers(connector) == {("stale", "unavailable"): 1}
 
 
 def test_a_probe_cut_short_by_the_deadline_lets_the_next_probe_through_at_once(
@@ -253,6 +269,7 @@ def test_a_probe_cut_short_by_the_deadline_lets_the_next_probe_through_at_once(
     probe = circuit.admit()
     assert time.monotonic() - probed < circuit.probe_timeout_seconds  # else the turn simply ran out
     assert probe is not None and probe.probe is not None  # the next probe may go now
+    assert connector_answers(connector) == {("stale", "deadline"): 1}
 
 
 def test_a_rate_limited_probe_closes_the_circuit(serve_connector: Serve, platform_sandbox) -> None:
@@ -280,6 +297,7 @@ def test_outage_without_last_known_values_answers_only_the_stale_status(
     assert answer == {key: None for key in ATTRIBUTE_KEYS if key != "data_status"}
     assert platform_sandbox.stats()["outage_answers"] == 1
     assert_one_connector_sync(connector, email=OLIVIA_EMAIL, contact_id=None)
+    assert connector_answers(connector) == {("stale", "unavailable"): 1}
 
 
 def test_open_circuit_answers_from_the_cache_by_email_without_calling_the_platform(

@@ -1,4 +1,4 @@
-"""Expected delay: the limiter's read-only look (``peek``/``inspect``) and the 202 body of ``/v1/sync``.
+"""Expected delay: the limiter's read-only look (``peek``/``inspect``/``inspect_with``) and the 202 body of ``/v1/sync``.
 
 The limiter tests follow ``test_ratelimit.py``: a real Redis, windows long enough
 that no test crosses a boundary by accident. The receiver tests serve the app with
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis as redis_lib
 
 from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
+from sync_worker.ratelimit.limiter import Budget
 from tests.fixtures.web import WebServer, serve, stop_web, web_settings
 from web.delay import estimate_delay
 
@@ -71,6 +73,52 @@ def test_peek_follows_the_upstream_limit_and_remaining(redis_client):
     assert budget.rate == 50.0
     assert budget.wait == pytest.approx(5 + limiter.skew_margin_seconds, abs=0.1)
     assert not limiter.attempt().granted
+
+
+class CountingConnection(redis_lib.Connection):
+    """A real Redis connection that counts its sends: each one is a round trip (a pipeline is one)."""
+
+    sends = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sends += 1
+        super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+def counted(redis_url: str) -> Iterator[redis_lib.Redis]:
+    pool = redis_lib.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    client = redis_lib.Redis(connection_pool=pool)
+    client.ping()  # connected (its hand-shake is not counted below)
+    yield client
+    client.close()
+    pool.disconnect()
+
+
+def test_inspect_with_answers_the_look_and_the_commands_in_one_round_trip(counted: redis_lib.Redis):
+    limiter = RateLimiter(counted, "intercom", limit=3, window_seconds=LONG)
+    limiter.attempt()
+    counted.rpush("queue", "a", "b")
+    alone = limiter.inspect()  # also loads the look's script
+    CountingConnection.sends = 0
+    budget, replies = limiter.inspect_with(lambda pipe: (pipe.llen("queue"), pipe.get("missing")))
+    assert CountingConnection.sends == 1
+    assert budget == alone == Budget(wait=0.0, limit=3, used=1, window_seconds=LONG)
+    assert replies == [2, None]
+    assert limiter.inspect().used == 1  # it took nothing
+
+
+def test_inspect_with_loads_its_script_again_when_redis_lost_it(counted: redis_lib.Redis):
+    limiter = RateLimiter(counted, "intercom", limit=2, window_seconds=LONG)
+    limiter.attempt()
+    limiter.attempt()
+    counted.script_flush()  # as after a Redis restart
+    budget, [queued] = limiter.inspect_with(lambda pipe: pipe.llen("queue"))
+    assert (budget.used, queued) == (2, 0)
+    assert 0 < budget.wait <= LONG
+    CountingConnection.sends = 0
+    limiter.inspect_with(lambda pipe: pipe.llen("queue"))
+    assert CountingConnection.sends == 1  # loaded for the next look too
 
 
 def test_estimate_is_the_wait_plus_the_queue_at_the_allowed_rate():
