@@ -15,8 +15,9 @@ Guarantees:
   :func:`restore_interval` seconds (a tenth of the timeout, 1 to 10 s), so the
   message is back within the timeout plus that interval;
 - a bulk re-sync's lock outlives the longest wait of one of its chunks: the lock's ttl
-  (``SYNC_RESYNC_LOCK_TTL_SECONDS``) must exceed the longest countdown plus the chunk's
-  time budget (``SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS``), checked here too, so the
+  (``SYNC_RESYNC_LOCK_TTL_SECONDS``) must exceed a re-sync message's longest countdown
+  (``SYNC_MAX_RESCHEDULE_SECONDS``) plus the chunk's time budget
+  (``SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS``), checked here too, so the
   watchdog never re-publishes a run whose chunk is only waiting out a reschedule;
 - the time limits and the reschedule cap are settings
   (``SYNC_TASK_TIME_LIMIT_SECONDS``, ``SYNC_TASK_SOFT_TIME_LIMIT_SECONDS``,
@@ -63,46 +64,53 @@ def longest_countdown(settings: Settings) -> float:
     return max(settings.retry_backoff_max_seconds, settings.max_reschedule_seconds)
 
 
-def _must_outlive_longest_countdown(
-    settings: Settings, name: str, value: float, plus_name: str, plus: float, otherwise: str
+def _refuse_unless_longer(
+    name: str, value: float, wait: tuple[str, float], plus: tuple[str, float], otherwise: str
 ) -> None:
-    """Raise :class:`DeliveryMisconfigured` unless ``value`` (setting ``name``) exceeds the
-    longest countdown plus ``plus`` (setting ``plus_name``); the message names every variable,
-    the minimum and ``otherwise``, what would go wrong."""
-    needed = longest_countdown(settings) + plus
+    """Raise :class:`DeliveryMisconfigured` unless ``value`` (setting ``name``) exceeds a wait
+    (``wait``: what it is, in words naming its settings, and its seconds) plus another setting
+    (``plus``: name, seconds); the message names every variable, the minimum and ``otherwise``,
+    what would go wrong."""
+    (wait_text, wait_seconds), (plus_name, plus_seconds) = wait, plus
+    needed = wait_seconds + plus_seconds
     if value <= needed:
         raise DeliveryMisconfigured(
-            f"{name}={value:.12g} must exceed "
-            "the longest countdown (SYNC_RETRY_BACKOFF_MAX_SECONDS, SYNC_MAX_RESCHEDULE_SECONDS) "
-            f"plus {plus_name} ({needed:.12g}s), or {otherwise}"
+            f"{name}={value:.12g} must exceed {wait_text} plus {plus_name} ({needed:.12g}s), or {otherwise}"
         )
 
 
 def check_visibility_timeout(settings: Settings) -> None:
     """Refuse a visibility timeout not longer than the longest countdown plus the hard time limit."""
-    _must_outlive_longest_countdown(
-        settings,
+    _refuse_unless_longer(
         "SYNC_VISIBILITY_TIMEOUT_SECONDS",
         settings.visibility_timeout_seconds,
-        "SYNC_TASK_TIME_LIMIT_SECONDS",
-        settings.task_time_limit_seconds,
+        (
+            "the longest countdown (SYNC_RETRY_BACKOFF_MAX_SECONDS, SYNC_MAX_RESCHEDULE_SECONDS)",
+            longest_countdown(settings),
+        ),
+        ("SYNC_TASK_TIME_LIMIT_SECONDS", settings.task_time_limit_seconds),
         "pending retries would be delivered twice",
     )
 
 
 def check_resync_lock_ttl(settings: Settings, resync: ResyncSettings) -> None:
-    """Refuse a re-sync lock ttl not longer than the longest countdown plus a chunk's time budget.
+    """Refuse a re-sync lock ttl not longer than a re-sync message's longest countdown plus a
+    chunk's time budget.
 
-    Only progress refreshes the lock, so a chunk rescheduled for the longest countdown and then
-    running for its whole budget must find the lock still held, or the watchdog re-publishes the
-    run meanwhile (a no-op by the chunk's version, but spare work).
+    Every re-sync countdown is capped at ``SYNC_MAX_RESCHEDULE_SECONDS``
+    (:mod:`sync_worker.resync.messages`), and only progress refreshes the lock, so a chunk
+    rescheduled for that long and then running for its whole budget must find the lock still
+    held, or the watchdog re-publishes the run meanwhile (a no-op by the chunk's version, but
+    spare work).
     """
-    _must_outlive_longest_countdown(
-        settings,
+    _refuse_unless_longer(
         "SYNC_RESYNC_LOCK_TTL_SECONDS",
         resync.lock_ttl_seconds,
-        "SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS",
-        resync.chunk_time_budget_seconds,
+        (
+            "a re-sync message's longest countdown (SYNC_MAX_RESCHEDULE_SECONDS)",
+            settings.max_reschedule_seconds,
+        ),
+        ("SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS", resync.chunk_time_budget_seconds),
         "the watchdog would re-publish a run whose chunk is waiting out a reschedule",
     )
 

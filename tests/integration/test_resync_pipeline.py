@@ -51,14 +51,10 @@ CONTACTS = 600
 PAGES = -(-(CONTACTS + 3) // 150)
 RUN_TIMEOUT = 90
 LOCK_TTL = 2
-#: A lock that expires in seconds, so a stalled run is resumed within the test; the countdowns
-#: are shorter still, or the workers refuse to start (``celery_app.check_resync_lock_ttl``:
+#: A lock that expires in seconds, so a stalled run is resumed within the test; the reschedule
+#: cap is shorter still, or the workers refuse to start (``celery_app.check_resync_lock_ttl``:
 #: 0.5 s plus the 1 s chunk budget of ``env`` is under the 2 s lock).
-SHORT_LOCK = {
-    "SYNC_RESYNC_LOCK_TTL_SECONDS": str(LOCK_TTL),
-    "SYNC_MAX_RESCHEDULE_SECONDS": "0.5",
-    "SYNC_RETRY_BACKOFF_MAX_SECONDS": "0.5",
-}
+SHORT_LOCK = {"SYNC_RESYNC_LOCK_TTL_SECONDS": str(LOCK_TTL), "SYNC_MAX_RESCHEDULE_SECONDS": "0.5"}
 
 
 @pytest.fixture
