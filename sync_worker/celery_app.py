@@ -14,6 +14,11 @@ Guarantees:
   visibility timeout: the transport's sweep for such messages runs every
   :func:`restore_interval` seconds (a tenth of the timeout, 1 to 10 s), so the
   message is back within the timeout plus that interval;
+- a bulk re-sync's lock outlives the longest wait of one of its chunks: the lock's ttl
+  (``SYNC_RESYNC_LOCK_TTL_SECONDS``) must exceed a re-sync message's longest countdown
+  (``SYNC_MAX_RESCHEDULE_SECONDS``) plus the chunk's time budget
+  (``SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS``), checked here too, so the
+  watchdog never re-publishes a run whose chunk is only waiting out a reschedule;
 - the time limits and the reschedule cap are settings
   (``SYNC_TASK_TIME_LIMIT_SECONDS``, ``SYNC_TASK_SOFT_TIME_LIMIT_SECONDS``,
   ``SYNC_MAX_RESCHEDULE_SECONDS``), so the visibility timeout can be short
@@ -35,6 +40,7 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from sync_worker.config import Settings, get_settings
+from sync_worker.resync.settings import ResyncSettings, get_resync_settings
 
 REALTIME_QUEUE = "sync.realtime"
 BULK_QUEUE = "sync.bulk"
@@ -50,7 +56,7 @@ MAX_RESTORE_INTERVAL_SECONDS = 10.0
 
 
 class DeliveryMisconfigured(RuntimeError):
-    """The visibility timeout would redeliver a message that is still legitimately pending."""
+    """A timeout would redeliver (or re-publish) a message that is still legitimately pending."""
 
 
 def longest_countdown(settings: Settings) -> float:
@@ -58,15 +64,55 @@ def longest_countdown(settings: Settings) -> float:
     return max(settings.retry_backoff_max_seconds, settings.max_reschedule_seconds)
 
 
-def check_visibility_timeout(settings: Settings) -> None:
-    needed = longest_countdown(settings) + settings.task_time_limit_seconds
-    if settings.visibility_timeout_seconds <= needed:
+def _refuse_unless_longer(
+    name: str, value: float, wait: tuple[str, float], plus: tuple[str, float], otherwise: str
+) -> None:
+    """Raise :class:`DeliveryMisconfigured` unless ``value`` (setting ``name``) exceeds a wait
+    (``wait``: what it is, in words naming its settings, and its seconds) plus another setting
+    (``plus``: name, seconds); the message names every variable, the minimum and ``otherwise``,
+    what would go wrong."""
+    (wait_text, wait_seconds), (plus_name, plus_seconds) = wait, plus
+    needed = wait_seconds + plus_seconds
+    if value <= needed:
         raise DeliveryMisconfigured(
-            f"SYNC_VISIBILITY_TIMEOUT_SECONDS={settings.visibility_timeout_seconds} must exceed "
-            "the longest countdown (SYNC_RETRY_BACKOFF_MAX_SECONDS, SYNC_MAX_RESCHEDULE_SECONDS) "
-            f"plus SYNC_TASK_TIME_LIMIT_SECONDS ({needed:g}s), "
-            "or pending retries would be delivered twice"
+            f"{name}={value:.12g} must exceed {wait_text} plus {plus_name} ({needed:.12g}s), or {otherwise}"
         )
+
+
+def check_visibility_timeout(settings: Settings) -> None:
+    """Refuse a visibility timeout not longer than the longest countdown plus the hard time limit."""
+    _refuse_unless_longer(
+        "SYNC_VISIBILITY_TIMEOUT_SECONDS",
+        settings.visibility_timeout_seconds,
+        (
+            "the longest countdown (SYNC_RETRY_BACKOFF_MAX_SECONDS, SYNC_MAX_RESCHEDULE_SECONDS)",
+            longest_countdown(settings),
+        ),
+        ("SYNC_TASK_TIME_LIMIT_SECONDS", settings.task_time_limit_seconds),
+        "pending retries would be delivered twice",
+    )
+
+
+def check_resync_lock_ttl(settings: Settings, resync: ResyncSettings) -> None:
+    """Refuse a re-sync lock ttl not longer than a re-sync message's longest countdown plus a
+    chunk's time budget.
+
+    Every re-sync countdown is capped at ``SYNC_MAX_RESCHEDULE_SECONDS``
+    (:mod:`sync_worker.resync.messages`), and only progress refreshes the lock, so a chunk
+    rescheduled for that long and then running for its whole budget must find the lock still
+    held, or the watchdog re-publishes the run meanwhile (a no-op by the chunk's version, but
+    spare work).
+    """
+    _refuse_unless_longer(
+        "SYNC_RESYNC_LOCK_TTL_SECONDS",
+        resync.lock_ttl_seconds,
+        (
+            "a re-sync message's longest countdown (SYNC_MAX_RESCHEDULE_SECONDS)",
+            settings.max_reschedule_seconds,
+        ),
+        ("SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS", resync.chunk_time_budget_seconds),
+        "the watchdog would re-publish a run whose chunk is waiting out a reschedule",
+    )
 
 
 def restore_interval(settings: Settings) -> float:
@@ -109,9 +155,15 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return schedule
 
 
-def create_celery(settings: Settings | None = None) -> Celery:
+def create_celery(settings: Settings | None = None, resync: ResyncSettings | None = None) -> Celery:
+    """The Celery app for ``settings`` (default: the environment's), after the delivery checks.
+
+    ``resync`` (default: the environment's re-sync settings) is checked against ``settings``
+    (:func:`check_resync_lock_ttl`); a misconfiguration raises :class:`DeliveryMisconfigured`.
+    """
     settings = settings or get_settings()
     check_visibility_timeout(settings)
+    check_resync_lock_ttl(settings, resync or get_resync_settings())
     app = Celery(
         "intercom_sync", broker=settings.redis_url, include=["sync_worker.tasks", "sync_worker.resync.tasks"]
     )

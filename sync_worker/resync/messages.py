@@ -2,7 +2,7 @@
 
 Guarantees: every re-sync message goes to the ``sync.bulk`` queue (a worker takes
 realtime work first); countdowns are capped at :data:`MAX_RESCHEDULE_SECONDS`, which the
-visibility-timeout check of :mod:`sync_worker.celery_app` already allows for; publishing
+visibility-timeout and re-sync lock checks of :mod:`sync_worker.celery_app` already allow for; publishing
 goes through the Celery app passed in (the worker's, the web app's or the CLI's), by task
 name, so a producer never imports the tasks module.
 """

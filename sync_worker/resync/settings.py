@@ -40,12 +40,15 @@ class ResyncSettings(BaseSettings):
         5.0, gt=0, le=100, validation_alias="SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS"
     )
     #: The lock expires this long after the run last made progress (then the run may be resumed).
-    #: Progress is a committed page or a recorded chunk, never a walk paused at the bound; a chunk
-    #: rescheduled for longer than this (a long rate-limit wait) may be re-published by the
-    #: watchdog meanwhile: harmless, the first of the two to run moves the chunk's version on and
-    #: the other does nothing (an Intercom wait is found again before any platform call).
+    #: Progress is a committed page or a recorded chunk, never a walk paused at the bound. It must
+    #: exceed ``SYNC_MAX_RESCHEDULE_SECONDS`` (the cap of every re-sync countdown) plus
+    #: ``chunk_time_budget_seconds`` (checked at start by
+    #: :func:`sync_worker.celery_app.check_resync_lock_ttl`; with the defaults, 300 + 5 s), so a
+    #: chunk rescheduled for a long rate-limit wait is not re-published by the watchdog meanwhile
+    #: (that would be harmless, the first of the two to run moves the chunk's version on and the
+    #: other does nothing, but spare work).
     lock_ttl_seconds: float = Field(
-        300.0, ge=0.1, le=24 * 3600, validation_alias="SYNC_RESYNC_LOCK_TTL_SECONDS"
+        360.0, ge=0.1, le=24 * 3600, validation_alias="SYNC_RESYNC_LOCK_TTL_SECONDS"
     )
     #: A scheduled start is skipped when a run started less than this long ago (several beats).
     min_interval_seconds: float = Field(3600.0, ge=0, validation_alias="SYNC_RESYNC_MIN_INTERVAL_SECONDS")

@@ -30,6 +30,7 @@ from tests.fixtures.resilience import (
     attributes,
     dead_letters,
     is_live,
+    log_events,
     trigger,
 )
 from tests.fixtures.workers import ADMIN_TOKEN
@@ -84,7 +85,7 @@ def test_waiting_for_the_rate_limit_spends_no_retry_and_parks_only_after_the_wai
     [entry] = store.list()
     assert entry.error_code in ("intercom_rate_limited", "rate_limit_wait"), entry
     assert intercom_sandbox.stats()["rate_limited"] >= 1
-    rescheduled = workers.logs().count('"event": "sync_rescheduled_rate_limit"')
+    rescheduled = len(log_events(workers, "sync_rescheduled_rate_limit"))
     assert rescheduled > 3 + 1, rescheduled  # more runs than the error retries allow: none was spent
     waited = entry.last_failed_at.timestamp() - entry.kwargs["requested_at"]
     assert waited >= 6  # not parked before the cap

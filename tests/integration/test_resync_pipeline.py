@@ -50,6 +50,11 @@ pytestmark = pytest.mark.integration
 CONTACTS = 600
 PAGES = -(-(CONTACTS + 3) // 150)
 RUN_TIMEOUT = 90
+LOCK_TTL = 2
+#: A lock that expires in seconds, so a stalled run is resumed within the test; the reschedule
+#: cap is shorter still, or the workers refuse to start (``celery_app.check_resync_lock_ttl``:
+#: 0.5 s plus the 1 s chunk budget of ``env`` is under the 2 s lock).
+SHORT_LOCK = {"SYNC_RESYNC_LOCK_TTL_SECONDS": str(LOCK_TTL), "SYNC_MAX_RESCHEDULE_SECONDS": "0.5"}
 
 
 @pytest.fixture
@@ -240,7 +245,7 @@ def _record(i: int) -> dict:
 
 def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, store, intercom_sandbox):
     settings = {
-        "SYNC_RESYNC_LOCK_TTL_SECONDS": "2",
+        **SHORT_LOCK,
         "SYNC_RESYNC_MAX_IN_FLIGHT": "2",
         "SYNC_RESYNC_PAGES_PER_STEP": "1",
     }
@@ -269,8 +274,7 @@ def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, sto
     assert all(shown[email].get("Data Status") == "Live" for email in seeded if email.startswith("client"))
 
 
-LOCK_TTL = 2
-LOST_CHUNKS = {"SYNC_RESYNC_LOCK_TTL_SECONDS": str(LOCK_TTL), "SYNC_RESYNC_MAX_IN_FLIGHT": "2"}
+LOST_CHUNKS = {**SHORT_LOCK, "SYNC_RESYNC_MAX_IN_FLIGHT": "2"}
 
 
 def _a_run_whose_first_chunks_died_with_a_worker(env: dict[str, str], store: RunStore) -> str:

@@ -1,4 +1,4 @@
-"""Delivery settings: time limits, reschedule cap, the visibility-timeout check, the sweep interval."""
+"""Delivery settings: time limits, reschedule cap, the visibility-timeout and re-sync lock checks, the sweep interval."""
 
 from __future__ import annotations
 
@@ -9,16 +9,22 @@ from sync_worker.celery_app import (
     REPLAY_DEAD_LETTERS_TASK,
     DeliveryMisconfigured,
     beat_schedule,
+    check_resync_lock_ttl,
     check_visibility_timeout,
     create_celery,
     longest_countdown,
     restore_interval,
 )
 from sync_worker.config import Settings
+from sync_worker.resync.settings import ResyncSettings
 
 
 def settings(**values: object) -> Settings:
     return Settings(**{name: str(value) for name, value in values.items()})
+
+
+def resync_settings(**values: object) -> ResyncSettings:
+    return ResyncSettings(**{name: str(value) for name, value in values.items()})
 
 
 def test_defaults_are_the_former_constants():
@@ -27,6 +33,7 @@ def test_defaults_are_the_former_constants():
     assert default.max_reschedule_seconds == 300
     assert longest_countdown(default) == 600  # the retry backoff cap
     check_visibility_timeout(default)  # 3600 > 600 + 150
+    check_resync_lock_ttl(default, ResyncSettings())  # 360 > 300 + 5
 
 
 def test_the_visibility_timeout_must_exceed_the_longest_countdown_plus_the_hard_limit():
@@ -40,6 +47,27 @@ def test_the_visibility_timeout_must_exceed_the_longest_countdown_plus_the_hard_
         check_visibility_timeout(settings(**short, SYNC_VISIBILITY_TIMEOUT_SECONDS=13))
     with pytest.raises(DeliveryMisconfigured):  # the default hour is too short for a 3500 s cap
         create_celery(settings(SYNC_MAX_RESCHEDULE_SECONDS=3500))
+
+
+def test_the_resync_lock_must_outlive_the_longest_resync_countdown_plus_a_chunk_budget():
+    # The retry backoff cap does not count: every re-sync countdown is capped at the reschedule cap.
+    short = settings(SYNC_MAX_RESCHEDULE_SECONDS=3, SYNC_RETRY_BACKOFF_MAX_SECONDS=50)
+    budget = {"SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS": 1.5}
+    check_resync_lock_ttl(short, resync_settings(**budget, SYNC_RESYNC_LOCK_TTL_SECONDS=4.6))
+    with pytest.raises(DeliveryMisconfigured) as refused:
+        check_resync_lock_ttl(short, resync_settings(**budget, SYNC_RESYNC_LOCK_TTL_SECONDS=4.5))
+    message = str(refused.value)
+    assert message.startswith("SYNC_RESYNC_LOCK_TTL_SECONDS=4.5 must exceed"), message
+    for name in ("SYNC_MAX_RESCHEDULE_SECONDS", "SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS"):
+        assert name in message, message
+    assert "(4.5s)" in message, message  # the value the ttl must exceed: 3 + 1.5
+
+
+def test_the_app_refuses_a_resync_lock_shorter_than_a_chunk_may_wait():
+    long_reschedule = settings(SYNC_MAX_RESCHEDULE_SECONDS=1000, SYNC_VISIBILITY_TIMEOUT_SECONDS=5000)
+    with pytest.raises(DeliveryMisconfigured, match=r"SYNC_RESYNC_LOCK_TTL_SECONDS=360 .*\(1005s\)"):
+        create_celery(long_reschedule, ResyncSettings())  # the default 360 s lock, a 1000 s reschedule cap
+    create_celery(long_reschedule, resync_settings(SYNC_RESYNC_LOCK_TTL_SECONDS=1006))
 
 
 def test_the_soft_limit_is_80_percent_of_the_hard_one_unless_set_and_stays_below_it():
