@@ -82,6 +82,19 @@ class SyncRequest:
         """What Celery may show of this sync (``kwargsrepr``): the trigger and contact id, no email."""
         return repr({"trigger": self.trigger, "contact_id": self.contact_id})
 
+    def folded(self, latest: SyncRequest) -> SyncRequest:
+        """This request with a newer trigger's details folded in: the newest trigger wins, but never
+        loses an identifier this one had, and a forced write stays forced."""
+        return SyncRequest(
+            contact_id=latest.contact_id or self.contact_id,
+            email=latest.email or self.email,
+            trigger=latest.trigger,
+            reply_to=latest.reply_to,
+            author_email=latest.author_email,
+            force_write=latest.force_write or self.force_write,
+            requested_at=latest.requested_at,
+        )
+
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> SyncRequest:
         known = {name: kwargs[name] for name in cls.__dataclass_fields__ if name in kwargs}
@@ -181,14 +194,4 @@ def claim(client: redis_lib.Redis, request: SyncRequest) -> SyncRequest:
     payload = client.eval(_CLAIM, 2, keys.pending(contact_key), keys.pending_payload(contact_key))
     if not payload:
         return request
-    latest = SyncRequest.from_kwargs(json.loads(payload))
-    # The newest trigger wins, but never loses an identifier the first one had.
-    return SyncRequest(
-        contact_id=latest.contact_id or request.contact_id,
-        email=latest.email or request.email,
-        trigger=latest.trigger,
-        reply_to=latest.reply_to,
-        author_email=latest.author_email,
-        force_write=latest.force_write or request.force_write,
-        requested_at=latest.requested_at,
-    )
+    return request.folded(SyncRequest.from_kwargs(json.loads(payload)))

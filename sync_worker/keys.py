@@ -59,6 +59,12 @@ def stale_refresh(contact_key: str) -> str:
     return f"{PREFIX}:stale-refresh:{contact_key}"
 
 
+def stale_refresh_request(contact_key: str) -> str:
+    """Hash: the newest request (``requested_at``, ``request`` json) of the contact's stale runs, which
+    a stale refresh runs with when it is newer than its own (an expiry past the claim's, see tasks.py)."""
+    return f"{PREFIX}:stale-refresh-request:{contact_key}"
+
+
 def delivery_runs(task_id: str, retries: int) -> str:
     """Set: a token per run of one task message (per retry) that did not hand it back (see tasks.py).
 

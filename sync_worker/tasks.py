@@ -35,6 +35,21 @@ Guarantees of :func:`sync_contact`:
   time limit, so a refresh whose message was lost never keeps the contact from
   getting a new one; two chains that overlap (a dead worker's message back after
   the visibility timeout) merge at the next scheduling;
+- a pending stale refresh runs with the newest request of the runs that deferred
+  to it (an email changed during the outage is the one read once the platform is
+  back): every run that ends stale notes its request under
+  ``keys.stale_refresh_request`` in the same Lua script that checks the claim
+  (kept only when no request with a later ``requested_at`` is noted), and a
+  refresh, in the same call that lets its claim go, takes the noted request when
+  it is newer than its own, folded in as a pending trigger is
+  (``SyncRequest.folded``) but still a refresh (its trigger, ``force_write``
+  false); its retries and its next refresh carry those fields. The note expires
+  the visibility timeout plus ``STALE_REFRESH_MARGIN_SECONDS`` after the claim
+  it was last written with, so a refresh that starts late (its claim expired, a
+  dead worker's message back) or a second chain still finds it; a message
+  without a newer note (queued before this, or after the note expired) runs
+  with its own fields. Runs that end live note nothing: a refresh that starts
+  after a live run with a newer email still runs with the newest *stale* one;
 - a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
   contact killing the process) is parked instead of run again. Each run adds a
   token of its own under ``keys.delivery_runs`` (per task id and retry) and a
@@ -69,6 +84,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -88,7 +104,7 @@ from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
-from sync_worker.taskmessage import task_messages
+from sync_worker.taskmessage import BuiltMessage, task_messages
 
 logger = logging.getLogger(__name__)
 
@@ -125,19 +141,39 @@ _PIPELINE_NOTE = " of pipeline caused error: "
 LAST_RESULT_TTL_SECONDS = 7 * 24 * 3600
 HEARTBEAT_SECONDS = 10
 
-# KEYS[1] the contact's stale-refresh claim, KEYS[2] the queue's list; ARGV[1] the running task's id,
-# ARGV[2] the new refresh's task id, ARGV[3] the claim's lifetime (ms), ARGV[4] the refresh's message.
-# Pushes the message and hands the claim to it unless another task holds the claim; returns the task
-# id of the refresh that is pending now. LPUSH (which can fail: a key of the wrong type) runs before
-# SET, so a failure leaves nothing.
+# KEYS[1] the contact's stale-refresh claim, KEYS[2] the contact's newest stale request (a hash),
+# KEYS[3] the queue's list (only with a message); ARGV[1] the running task's id, ARGV[2] its request's
+# requested_at, ARGV[3] its request (json), ARGV[4] how long the newest request outlives the claim (ms),
+# ARGV[5] the new refresh's task id, ARGV[6] the claim's lifetime (ms), ARGV[7] the refresh's message,
+# or '' to schedule none (the chain ends: a claim of the running task's own is let go).
+# Unless another task holds the claim, pushes the message and hands the claim to it; either way notes
+# the request as the contact's newest stale one unless a newer is noted (the refresh pending runs with
+# it), expiring it no sooner than ARGV[4] after the claim. Returns the task id of the refresh pending
+# now (false: none). The commands that can fail (HGET, GET, LPUSH on a key of the wrong type) run
+# before the first write, so a failure leaves nothing.
 _SCHEDULE_REFRESH = """
+local noted = redis.call('HGET', KEYS[2], 'requested_at')
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then
-  return holder
+if holder == ARGV[1] then
+  holder = false
 end
-redis.call('LPUSH', KEYS[2], ARGV[4])
-redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
-return ARGV[2]
+if not holder then
+  if ARGV[7] ~= '' then
+    redis.call('LPUSH', KEYS[3], ARGV[7])
+    redis.call('SET', KEYS[1], ARGV[5], 'PX', tonumber(ARGV[6]))
+    holder = ARGV[5]
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+if not noted or tonumber(noted) <= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[2], 'requested_at', ARGV[2], 'request', ARGV[3])
+end
+local keep = math.max(redis.call('PTTL', KEYS[1]), 0) + tonumber(ARGV[4])
+if redis.call('PTTL', KEYS[2]) < keep then
+  redis.call('PEXPIRE', KEYS[2], keep)
+end
+return holder
 """
 
 # KEYS[1] claim; ARGV[1] task id, ARGV[2] lifetime (ms). Takes (or extends) the claim unless another
@@ -151,14 +187,23 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
 return 1
 """
 
-# KEYS[1] claim; ARGV[1] task id. Deletes the claim when the task holds it; else returns its holder.
+# KEYS[1] claim, KEYS[2] the contact's newest stale request; ARGV[1] the refresh's task id, ARGV[2] its
+# request's requested_at. Deletes the claim when the task holds it. Returns {the claim's holder when
+# another task holds it, else false; the newest stale request (json) when newer than the task's own,
+# else false}. Read in the same call as the release: a stale run noting a request after it finds the
+# claim free and schedules a refresh of its own.
 _RELEASE_REFRESH_CLAIM = """
+local noted = redis.call('HMGET', KEYS[2], 'requested_at', 'request')
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  return false
+  holder = false
 end
-return holder
+local newer = false
+if noted[1] and tonumber(noted[1]) > tonumber(ARGV[2]) then
+  newer = noted[2]
+end
+return {holder, newer}
 """
 
 
@@ -311,8 +356,10 @@ def _sync(
     # A refresh lets the contact's claim go as it starts (under the key it was scheduled with): a run
     # that ends stale meanwhile schedules the next refresh itself (its stale write may land after this
     # run's live one). Nothing takes it back for this run but its own retry or next refresh, so no
-    # other end of the run has a claim to let go.
-    _release_refresh_claim(self, request, refreshes)
+    # other end of the run has a claim to let go. In the same call it takes the newest request of the
+    # stale runs that deferred to it (an email changed during the outage): the run, its retries and
+    # its next refresh go on with those fields.
+    request = _start_refresh(self, request, refreshes)
     if _deliveries(self, run) > MAX_DELIVERIES:
         return park_contact(
             request,
@@ -405,28 +452,76 @@ def _keep_refresh_claim(task: Task, request: SyncRequest, refreshes: int, countd
     )
 
 
-def _release_refresh_claim(task: Task, request: SyncRequest, refreshes: int) -> str | None:
-    """A refresh lets the contact's claim go when it holds it (as it starts).
-
-    Returns the task id of another refresh that holds it (None when none does, or it was ours).
+def _start_refresh(task: Task, request: SyncRequest, refreshes: int) -> SyncRequest:
+    """A refresh, as it starts, lets the contact's claim go when it holds it, and returns the request
+    to run: its own, or the newest one a stale run of the contact noted (:data:`_SCHEDULE_REFRESH`)
+    when that is newer, folded in as a pending trigger is (:meth:`SyncRequest.folded`) but still a
+    refresh (its trigger and ``force_write``). A message without a newer request noted (an old one,
+    or one whose note expired) runs as it is.
     """
     if not refreshes:  # not a stale refresh: it holds no claim
-        return None
-    claim_key = keys.stale_refresh(request.contact_key)
-    holder = get_runtime().redis.eval(_RELEASE_REFRESH_CLAIM, 1, claim_key, task.request.id)
-    return holder.decode() if isinstance(holder, bytes) else holder
+        return request
+    contact_key = request.contact_key
+    _, newer = get_runtime().redis.eval(
+        _RELEASE_REFRESH_CLAIM,
+        2,
+        keys.stale_refresh(contact_key),
+        keys.stale_refresh_request(contact_key),
+        task.request.id,
+        repr(float(request.requested_at)),
+    )
+    if not newer:
+        return request
+    latest = SyncRequest.from_kwargs(json.loads(newer))
+    if latest.contact_key != contact_key:  # noted under this key, so never: keep the key scheduled with
+        return request
+    log_event(logger, "stale_refresh_took_newer_request", contact_id=request.contact_id, refreshes=refreshes)
+    return replace(request.folded(latest), trigger=request.trigger, force_write=request.force_write)
+
+
+def _note_stale_run(
+    task: Task,
+    request: SyncRequest,
+    *,
+    refresh_id: str = "",
+    lifetime_ms: int = 0,
+    message: BuiltMessage | None = None,
+) -> str | None:
+    """One call of :data:`_SCHEDULE_REFRESH` for a run that ended stale: schedule ``message`` (when
+    given) unless another refresh of the contact is pending, and note the run's request for it.
+
+    Returns the task id of the refresh pending now (None: none).
+    """
+    settings = get_runtime().settings
+    contact_key = request.contact_key
+    claim_keys = [keys.stale_refresh(contact_key), keys.stale_refresh_request(contact_key)]
+    if message is not None:
+        claim_keys.append(message.list_key)
+    pending = get_runtime().redis.eval(
+        _SCHEDULE_REFRESH,
+        len(claim_keys),
+        *claim_keys,
+        task.request.id,
+        repr(float(request.requested_at)),
+        json.dumps(request.to_kwargs()),
+        int(1000 * (settings.visibility_timeout_seconds + STALE_REFRESH_MARGIN_SECONDS)),
+        refresh_id,
+        lifetime_ms,
+        message.payload if message is not None else "",
+    )
+    return pending.decode() if isinstance(pending, bytes) else pending
 
 
 def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refreshes: int) -> None:
     """After a stale write: sync again once the platform may answer; park when it stays unreadable.
 
     Schedules nothing when another refresh of the contact is pending (it will read the platform for
-    this run too); see the module's guarantees for the claim.
+    this run too, with this run's request when it is the newest); see the module's guarantees.
     """
     runtime = get_runtime()
     settings = runtime.settings
     if refreshes >= MAX_STALE_REFRESHES:
-        pending = _release_refresh_claim(task, request, refreshes)
+        pending = _note_stale_run(task, request)
         if pending is not None:  # another chain goes on for the contact: it parks, when it must
             log_event(
                 logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes
@@ -459,17 +554,10 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
         kwargsrepr=request.describe(),
         eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
-    pending = runtime.redis.eval(
-        _SCHEDULE_REFRESH,
-        2,
-        keys.stale_refresh(request.contact_key),
-        message.list_key,
-        task.request.id,
-        task_id,
-        _claim_lifetime_ms(countdown),
-        message.payload,
+    pending = _note_stale_run(
+        task, request, refresh_id=task_id, lifetime_ms=_claim_lifetime_ms(countdown), message=message
     )
-    if (pending.decode() if isinstance(pending, bytes) else pending) != task_id:
+    if pending != task_id:
         log_event(logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes)
         return
     log_event(

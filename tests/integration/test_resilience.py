@@ -25,6 +25,7 @@ from sync_worker.sandbox.dataset import load_sample
 from tests.fixtures.resilience import (
     FAST_REDELIVERY,
     FAST_VISIBILITY_SECONDS,
+    OLIVIA_EMAIL,
     STALE_PREFIX,
     assert_synced,
     attributes,
@@ -192,6 +193,35 @@ def test_platform_down_shows_last_known_values_flagged_stale_then_fresh_ones_wit
     assert dead_letters(redis_url).count() == 0
 
 
+def start_synced(workers, web_app, intercom_sandbox, contact: dict, *, backoff_base: int) -> None:
+    """One worker whose stale refreshes wait ``backoff_base`` / 2 to ``backoff_base`` s at first (then
+    double) and whose circuit stays open 3 s; the contact synced Live once through it."""
+    workers.start(
+        1,
+        SYNC_CIRCUIT_OPEN_SECONDS="3",
+        SYNC_RETRY_BACKOFF_BASE_SECONDS=str(backoff_base),
+        SYNC_RETRY_BACKOFF_MAX_SECONDS=str(2 * backoff_base),
+    )
+    trigger(web_app.url, contact)
+    wait_for_attributes(intercom_sandbox, contact["id"], is_live, 60, "the first sync")
+
+
+def refreshes_logged(workers, event: str) -> list[int]:
+    """The ``refreshes`` of every log line of ``event`` (``fresh_sync_scheduled``, ``..._already_pending``)."""
+    return [line["refreshes"] for line in log_events(workers, event)]
+
+
+def heal_without_trigger(intercom_sandbox, contact: dict, client: redis_lib.Redis) -> None:
+    """The platform is back: the pending refresh shows the contact Live, and no sync is left in the
+    broker, pending or running."""
+    wait_for_attributes(intercom_sandbox, contact["id"], is_live, 90, "the scheduled fresh sync")
+    wait_until(
+        lambda: client.llen("sync.realtime") == 0 and client.hlen("unacked") == 0,
+        60,
+        message="no sync left in the broker, pending or running",
+    )
+
+
 def test_triggers_during_an_outage_share_one_stale_refresh_and_the_platform_is_read_once_when_back(
     intercom_sandbox, platform_sandbox, workers, web_app, olivia, olivia_records, redis_url
 ):
@@ -202,14 +232,7 @@ def test_triggers_during_an_outage_share_one_stale_refresh_and_the_platform_is_r
     # The first refresh waits 1.5-3 s (the backoff): every trigger's own run ends before it starts. A
     # trigger queued while a refresh runs is taken by that run and its own message runs later, maybe
     # after the platform is back: one more read, which is how a trigger during a run works.
-    workers.start(
-        1,
-        SYNC_CIRCUIT_OPEN_SECONDS="3",
-        SYNC_RETRY_BACKOFF_BASE_SECONDS="3",
-        SYNC_RETRY_BACKOFF_MAX_SECONDS="6",
-    )
-    trigger(web_app.url, olivia)
-    wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 60, "the first sync")
+    start_synced(workers, web_app, intercom_sandbox, olivia, backoff_base=3)
 
     def manual_runs() -> int:
         finished = log_events(workers, "sync_finished")
@@ -224,7 +247,7 @@ def test_triggers_during_an_outage_share_one_stale_refresh_and_the_platform_is_r
     assert [line["status"] for line in manual] == ["stale"] * triggers
 
     def links() -> list[int]:
-        return [line["refreshes"] for line in log_events(workers, "fresh_sync_scheduled")]
+        return refreshes_logged(workers, "fresh_sync_scheduled")
 
     # The chain goes on while the platform is down: its refresh, stale again, schedules the next.
     wait_until(lambda: 2 in links(), 60, message="a refresh to find the platform down and schedule the next")
@@ -233,21 +256,71 @@ def test_triggers_during_an_outage_share_one_stale_refresh_and_the_platform_is_r
     assert client.get(claim) is not None and client.pttl(claim) > 0  # pending, and it expires
     reads = platform_reads(platform_sandbox)
     platform_sandbox.config(outage=None)  # back; no new trigger from here on
-    wait_for_attributes(intercom_sandbox, olivia["id"], is_live, 90, "the scheduled fresh sync")
-    wait_until(
-        lambda: client.llen("sync.realtime") == 0 and client.hlen("unacked") == 0,
-        60,
-        message="no sync left in the broker, pending or running",
-    )
+    heal_without_trigger(intercom_sandbox, olivia, client)
 
     assert platform_reads(platform_sandbox) - reads == 1
     assert_synced(intercom_sandbox, olivia, olivia_records)
     # One chain: started once (refreshes 1), each later link once; the other triggers joined it.
     scheduled = links()
     assert scheduled == list(range(1, len(scheduled) + 1)), scheduled
-    joined = log_events(workers, "fresh_sync_already_pending")
-    assert [line["refreshes"] for line in joined] == [0] * (triggers - 1), joined
+    joined = refreshes_logged(workers, "fresh_sync_already_pending")
+    assert joined == [0] * (triggers - 1), joined
     assert client.get(claim) is None  # the refresh that found the platform back let it go
     last = json.loads(client.get(keys.last_result(f"id:{olivia['id']}")))
     assert [outcome["trigger"] for outcome in last["outcomes"]] == ["stale_refresh"]
+    assert dead_letters(redis_url).count() == 0
+
+
+@pytest.mark.parametrize("claim_expires", [False, True], ids=["claim-held", "claim-expired"])
+def test_a_stale_refresh_runs_with_the_newest_email_of_the_triggers_that_deferred_to_it(
+    intercom_sandbox, platform_sandbox, workers, web_app, olivia, redis_url, claim_expires
+):
+    """The contact's email changes during an outage: the second trigger, with the new email, ends stale
+    and finds the first trigger's refresh pending, so it schedules nothing; that refresh, once the
+    platform is back, reads the client under the new email (not the old one it was scheduled with).
+    It does so too when its claim expired meanwhile (a refresh that starts late): the newest request
+    outlives the claim."""
+    new_email = "olivia.b@example.net"
+    # Another client (its own values, so the two reads cannot be confused) under the new email; the old
+    # email still has Olivia's client, which the refresh must no longer read.
+    [noah] = records_by_email(load_sample())["noah.tremblay@example.com"]
+    new_records = [{**noah, "id": 990452, "email": new_email}]
+    # The first refresh waits 4-8 s (the backoff): the second trigger's run ends before it starts.
+    start_synced(workers, web_app, intercom_sandbox, olivia, backoff_base=8)
+
+    def links() -> list[int]:
+        return refreshes_logged(workers, "fresh_sync_scheduled")
+
+    def deferred() -> list[int]:
+        return refreshes_logged(workers, "fresh_sync_already_pending")
+
+    platform_sandbox.config(outage="503")
+    trigger(web_app.url, olivia)  # A: the old email
+    wait_until(lambda: links() == [1], 60, message="trigger A's run to end stale and schedule a refresh")
+    platform_sandbox.add_clients(*new_records)  # the platform's data changes while it cannot be read
+    trigger(web_app.url, {**olivia, "email": new_email})  # B: same contact id, the new email
+    # B's run ends by deferring to the pending refresh, or (were that refresh running) by starting a chain.
+    wait_until(lambda: deferred() or links().count(1) > 1, 60, message="trigger B's run to end stale")
+    assert deferred() == [0], (deferred(), links())  # B scheduled nothing: A's refresh was pending
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    claim = keys.stale_refresh(f"id:{olivia['id']}")
+    newest = keys.stale_refresh_request(f"id:{olivia['id']}")
+    noted_ttl, claim_ttl = client.pttl(newest), client.pttl(claim)  # checked once the outcome is
+    if claim_expires:
+        client.delete(claim)  # as its expiry would: the refresh still runs, with B's request
+
+    platform_sandbox.config(outage=None)  # back; no new trigger from here on
+    heal_without_trigger(intercom_sandbox, olivia, client)
+
+    assert_synced(intercom_sandbox, olivia, new_records)  # the new email's client, not Olivia's old one
+    assert noted_ttl > max(claim_ttl, 0)  # B's request was noted, to outlive the claim
+    assert log_events(workers, "stale_refresh_took_newer_request")
+    scheduled = links()
+    assert scheduled == list(range(1, len(scheduled) + 1)), scheduled  # one chain
+    assert client.get(claim) is None
+    last = json.loads(client.get(keys.last_result(f"id:{olivia['id']}")))
+    assert [outcome["trigger"] for outcome in last["outcomes"]] == ["stale_refresh"]
+    assert last["outcomes"][0]["status"] == "synced"
+    logged = "".join(child.log_text() for child in workers.children)
+    assert new_email not in logged and OLIVIA_EMAIL not in logged  # no email in any log line
     assert dead_letters(redis_url).count() == 0
