@@ -43,6 +43,26 @@ def percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(share * len(sorted_values)))]
 
 
+def filesystem_of(directory: str) -> str:
+    """The type of the filesystem ``directory`` is on (``/proc/mounts``: the longest mount point
+    that holds it), or ``unknown``."""
+    target = os.path.realpath(directory)
+    best, kind = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) > len(best):
+            best, kind = mount_point, fields[2]
+    return kind
+
+
 def write_log_beside(path: Path, kilobytes_a_second: float, stop: threading.Event) -> None:
     """Append 400-byte lines at ``kilobytes_a_second``, never syncing, until ``stop``."""
     line = "x" * 399 + "\n"
@@ -79,6 +99,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fsync_probe.json"))
     args = parser.parse_args()
 
+    filesystem = filesystem_of(args.dir)
+    if filesystem in ("tmpfs", "ramfs"):
+        print(f"warning: {args.dir} is on {filesystem} (memory): its syncs measure no disk", file=sys.stderr)
     workdir = Path(tempfile.mkdtemp(prefix="fsync-probe-", dir=args.dir))
     stop = threading.Event()
     bulk_started: list[float] = []
@@ -133,6 +156,7 @@ def main() -> int:
             "rate": args.rate,
             "size": args.size,
             "dir": args.dir,
+            "filesystem": filesystem,
             "beside_log_kbps": args.beside_log,
             "bulk_mb": args.bulk_mb,
             "bulk_at": args.bulk_at if args.bulk_mb else None,

@@ -18,7 +18,10 @@ Guarantees:
   (``SYNC_RESYNC_LOCK_TTL_SECONDS``) must exceed a re-sync message's longest countdown
   (``SYNC_MAX_RESCHEDULE_SECONDS``) plus the chunk's time budget
   (``SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS``), checked here too, so the
-  watchdog never re-publishes a run whose chunk is only waiting out a reschedule;
+  watchdog does not re-publish a run whose chunk is only waiting out a reschedule
+  (not counting time a chunk waits in ``sync.bulk`` behind realtime work, or a chunk that
+  runs past its budget, up to the hard time limit: then a re-publish is a no-op by the
+  chunk's version);
 - the time limits and the reschedule cap are settings
   (``SYNC_TASK_TIME_LIMIT_SECONDS``, ``SYNC_TASK_SOFT_TIME_LIMIT_SECONDS``,
   ``SYNC_MAX_RESCHEDULE_SECONDS``), so the visibility timeout can be short

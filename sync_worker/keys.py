@@ -60,8 +60,9 @@ def stale_refresh(contact_key: str) -> str:
 
 
 def stale_refresh_request(contact_key: str) -> str:
-    """Hash: the newest request (``requested_at``, ``request`` json) of the contact's stale runs, which
-    a stale refresh runs with when it is newer than its own (an expiry past the claim's, see tasks.py)."""
+    """Hash: the newest request (``requested_at``, ``request`` json) of the contact's stale runs (or of
+    a live run since, which replaces an older one), which a stale refresh runs with when it is newer
+    than its own (an expiry past the claim's, see tasks.py)."""
     return f"{PREFIX}:stale-refresh-request:{contact_key}"
 
 

@@ -48,8 +48,10 @@ Guarantees of :func:`sync_contact`:
   it was last written with, so a refresh that starts late (its claim expired, a
   dead worker's message back) or a second chain still finds it; a message
   without a newer note (queued before this, or after the note expired) runs
-  with its own fields. Runs that end live note nothing: a refresh that starts
-  after a live run with a newer email still runs with the newest *stale* one;
+  with its own fields. A run (not itself a refresh) that ends live replaces a
+  note older than its request with its own (it writes no note where there is
+  none), so a refresh still pending from the outage runs with the newest
+  request, live or stale, not with an older email than the live run read;
 - a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
   contact killing the process) is parked instead of run again. Each run adds a
   token of its own under ``keys.delivery_runs`` (per task id and retry) and a
@@ -185,6 +187,18 @@ if holder and holder ~= ARGV[1] then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
 return 1
+"""
+
+# KEYS[1] the contact's newest stale request; ARGV[1] a live run's requested_at, ARGV[2] its request
+# (json). Only where a request is noted (a refresh may be pending): replaces it when not newer than the
+# live run's, keeping its expiry. Writes nothing where none is noted.
+_NOTE_LIVE_RUN = """
+local noted = redis.call('HGET', KEYS[1], 'requested_at')
+if noted and tonumber(noted) <= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'requested_at', ARGV[1], 'request', ARGV[2])
+  return 1
+end
+return 0
 """
 
 # KEYS[1] claim, KEYS[2] the contact's newest stale request; ARGV[1] the refresh's task id, ARGV[2] its
@@ -431,6 +445,8 @@ def _sync(
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
         _schedule_fresh_sync(self, request, attempt, refreshes)
+    elif not refreshes:  # a refresh took the newest note as it started
+        _note_live_run(request)
     return results
 
 
@@ -475,8 +491,29 @@ def _start_refresh(task: Task, request: SyncRequest, refreshes: int) -> SyncRequ
     latest = SyncRequest.from_kwargs(json.loads(newer))
     if latest.contact_key != contact_key:  # noted under this key, so never: keep the key scheduled with
         return request
-    log_event(logger, "stale_refresh_took_newer_request", contact_id=request.contact_id, refreshes=refreshes)
-    return replace(request.folded(latest), trigger=request.trigger, force_write=request.force_write)
+    taken = replace(request.folded(latest), trigger=request.trigger, force_write=request.force_write)
+    log_event(
+        logger,
+        "stale_refresh_took_newer_request",
+        contact_id=request.contact_id,
+        refreshes=refreshes,
+        # The names of the fields that changed (never their values: an email is client data).
+        changed=[name for name in ("email", "contact_id") if getattr(taken, name) != getattr(request, name)],
+    )
+    return taken
+
+
+def _note_live_run(request: SyncRequest) -> None:
+    """A run that read the platform replaces the contact's noted stale request when that is not
+    newer than its own (:data:`_NOTE_LIVE_RUN`), so a refresh pending from an outage does not read
+    an older email than this run did."""
+    get_runtime().redis.eval(
+        _NOTE_LIVE_RUN,
+        1,
+        keys.stale_refresh_request(request.contact_key),
+        repr(float(request.requested_at)),
+        json.dumps(request.to_kwargs()),
+    )
 
 
 def _note_stale_run(

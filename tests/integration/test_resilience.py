@@ -193,14 +193,16 @@ def test_platform_down_shows_last_known_values_flagged_stale_then_fresh_ones_wit
     assert dead_letters(redis_url).count() == 0
 
 
-def start_synced(workers, web_app, intercom_sandbox, contact: dict, *, backoff_base: int) -> None:
+def start_synced(workers, web_app, intercom_sandbox, contact: dict, *, backoff_base: int, **env: str) -> None:
     """One worker whose stale refreshes wait ``backoff_base`` / 2 to ``backoff_base`` s at first (then
-    double) and whose circuit stays open 3 s; the contact synced Live once through it."""
+    double) and whose circuit stays open 3 s (``env``: more settings); the contact synced Live once
+    through it."""
     workers.start(
         1,
         SYNC_CIRCUIT_OPEN_SECONDS="3",
         SYNC_RETRY_BACKOFF_BASE_SECONDS=str(backoff_base),
         SYNC_RETRY_BACKOFF_MAX_SECONDS=str(2 * backoff_base),
+        **env,
     )
     trigger(web_app.url, contact)
     wait_for_attributes(intercom_sandbox, contact["id"], is_live, 60, "the first sync")
@@ -323,4 +325,66 @@ def test_a_stale_refresh_runs_with_the_newest_email_of_the_triggers_that_deferre
     assert last["outcomes"][0]["status"] == "synced"
     logged = "".join(child.log_text() for child in workers.children)
     assert new_email not in logged and OLIVIA_EMAIL not in logged  # no email in any log line
+    assert dead_letters(redis_url).count() == 0
+
+
+def test_a_live_run_after_the_outage_gives_the_pending_refresh_its_newer_email(
+    intercom_sandbox, platform_sandbox, workers, web_app, olivia, redis_url
+):
+    """A refresh pending from an outage never reads an older email than a live run since: trigger B
+    (a new email) ends stale and defers to A's refresh; the platform is back and trigger C (a newer
+    email still) syncs Live before that refresh starts; the refresh then reads C's email, not B's, so
+    the contact keeps C's client."""
+    stale_email, live_email = "olivia.b@example.net", "olivia.c@example.net"
+    sample = records_by_email(load_sample())
+    [noah], [zoe] = sample["noah.tremblay@example.com"], sample["zoe.kaplan@example.org"]
+    stale_records = [{**noah, "id": 990452, "email": stale_email}]
+    live_records = [{**zoe, "id": 990453, "email": live_email}]
+    # The circuit never opens (C's run must read the platform as soon as it is back), and the first
+    # refresh waits 5-10 s: B's and C's runs end before it starts (checked below, by the log's order).
+    start_synced(
+        workers, web_app, intercom_sandbox, olivia, backoff_base=10, SYNC_CIRCUIT_FAILURE_THRESHOLD="1000"
+    )
+
+    def finished() -> list[dict]:
+        return log_events(workers, "sync_finished")
+
+    platform_sandbox.config(outage="503")
+    trigger(web_app.url, olivia)  # A: the old email
+    wait_until(
+        lambda: refreshes_logged(workers, "fresh_sync_scheduled") == [1],
+        60,
+        message="trigger A's run to end stale and schedule a refresh",
+    )
+    platform_sandbox.add_clients(*stale_records, *live_records)
+    trigger(web_app.url, {**olivia, "email": stale_email})  # B
+    wait_until(
+        lambda: refreshes_logged(workers, "fresh_sync_already_pending") == [0],
+        60,
+        message="trigger B's run to end stale and defer to A's refresh",
+    )
+    platform_sandbox.config(outage=None)  # back
+    before = len(finished())
+    trigger(web_app.url, {**olivia, "email": live_email})  # C
+    wait_until(lambda: len(finished()) > before, 60, message="trigger C's run")
+    live_run = finished()[before]
+    assert (live_run["trigger"], live_run["status"]) == ("manual", "synced"), live_run
+    wait_until(
+        lambda: any(line["trigger"] == "stale_refresh" for line in finished()),
+        60,
+        message="A's refresh to run",
+    )
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(
+        lambda: client.llen("sync.realtime") == 0 and client.hlen("unacked") == 0,
+        60,
+        message="no sync left in the broker, pending or running",
+    )
+
+    runs = [(line["trigger"], line["status"]) for line in finished()]
+    assert [kind for kind, _ in runs[-2:]] == ["manual", "stale_refresh"], runs  # C, then the refresh
+    assert [line["changed"] for line in log_events(workers, "stale_refresh_took_newer_request")] == [
+        ["email"]
+    ]
+    assert_synced(intercom_sandbox, olivia, live_records)  # C's client, not B's (nor Olivia's)
     assert dead_letters(redis_url).count() == 0
