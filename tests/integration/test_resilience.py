@@ -213,15 +213,20 @@ def refreshes_logged(workers, event: str) -> list[int]:
     return [line["refreshes"] for line in log_events(workers, event)]
 
 
-def heal_without_trigger(intercom_sandbox, contact: dict, client: redis_lib.Redis) -> None:
-    """The platform is back: the pending refresh shows the contact Live, and no sync is left in the
-    broker, pending or running."""
-    wait_for_attributes(intercom_sandbox, contact["id"], is_live, 90, "the scheduled fresh sync")
+def wait_broker_drained(client: redis_lib.Redis) -> None:
+    """No sync is left in the broker, pending or running."""
     wait_until(
         lambda: client.llen("sync.realtime") == 0 and client.hlen("unacked") == 0,
         60,
         message="no sync left in the broker, pending or running",
     )
+
+
+def heal_without_trigger(intercom_sandbox, contact: dict, client: redis_lib.Redis) -> None:
+    """The platform is back: the pending refresh shows the contact Live, and no sync is left in the
+    broker, pending or running."""
+    wait_for_attributes(intercom_sandbox, contact["id"], is_live, 90, "the scheduled fresh sync")
+    wait_broker_drained(client)
 
 
 def test_triggers_during_an_outage_share_one_stale_refresh_and_the_platform_is_read_once_when_back(
@@ -375,11 +380,7 @@ def test_a_live_run_after_the_outage_gives_the_pending_refresh_its_newer_email(
         message="A's refresh to run",
     )
     client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
-    wait_until(
-        lambda: client.llen("sync.realtime") == 0 and client.hlen("unacked") == 0,
-        60,
-        message="no sync left in the broker, pending or running",
-    )
+    wait_broker_drained(client)
 
     runs = [(line["trigger"], line["status"]) for line in finished()]
     assert [kind for kind, _ in runs[-2:]] == ["manual", "stale_refresh"], runs  # C, then the refresh
