@@ -46,13 +46,6 @@ def test_readyz_needs_a_fresh_worker_heartbeat(web_server: WebServer) -> None:
     assert ready.json()["status"] == "ready"
 
 
-def metric_lines(server: WebServer) -> set[str]:
-    response = server.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return set(response.text.splitlines())
-
-
 def test_metrics_count_outcomes_rejections_and_latency(web_server: WebServer) -> None:
     web_server.trigger({"email": "client@example.com"})  # queued
     web_server.trigger({"email": "client@example.com"})  # folded
@@ -63,7 +56,7 @@ def test_metrics_count_outcomes_rejections_and_latency(web_server: WebServer) ->
     web_server.post_webhook(payload)  # duplicate
     web_server.post_webhook(payload, secret="wrong")  # rejected invalid_signature
 
-    lines = metric_lines(web_server)
+    lines = web_server.metric_lines()
     expected = {
         'intercom_sync_web_queued_total{source="manual"} 1',
         'intercom_sync_web_folded_total{source="manual"} 1',
