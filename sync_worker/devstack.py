@@ -7,22 +7,28 @@ Guarantees of :class:`DevStack`:
   platform) seeded with the sample dataset, and points the service at them;
   with one, it uses the real Intercom and the configured platform;
 - it then starts web (gunicorn), one worker and beat, each in its own process
-  group, and writes ``stack.json`` (URLs and the dev tokens) so ``sync-worker try``
-  can find them;
-- :meth:`DevStack.stop` stops every child it started, in reverse order.
+  group, and writes ``stack.json`` (URLs and the dev tokens, :mod:`sync_worker.stackfile`)
+  so ``sync-worker try`` and the operator commands can find them;
+- every wait of :meth:`DevStack.start` also watches every part started so far: a part
+  that exits ends the start at once with :class:`~sync_worker.processes.ExitedDuringStart`
+  (its name, exit code and last log lines), and the Redis it started with
+  :class:`~sync_worker.localredis.RedisExited`;
+- :meth:`DevStack.stop` stops every child it started, in reverse order, and removes
+  ``stack.json``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from sync_worker import stackfile
 from sync_worker.localredis import LocalRedis, free_port, wait_until
 from sync_worker.processes import Child, beat_argv, web_argv, worker_argv
 from sync_worker.sandbox.dataset import load_sample
@@ -47,6 +53,16 @@ class DevStack:
         self.children.append(child)
         return child
 
+    def _wait(self, ready: Callable[[], object], what: str, timeout: float = 60) -> None:
+        """Wait for ``ready`` while every part started so far is still running."""
+
+        def check() -> object:
+            for child in self.children:
+                child.raise_if_exited()
+            return ready()
+
+        wait_until(check, timeout, interval=0.1, message=what)
+
     def start(self) -> dict[str, object]:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env: dict[str, str] = {}
@@ -70,8 +86,8 @@ class DevStack:
         self._child("worker", worker_argv(concurrency=2, hostname="dev-worker@%h"), child_env)
         self._child("beat", beat_argv(schedule_file=str(self.state_dir / "celerybeat-schedule")), child_env)
         web_url = f"http://127.0.0.1:{self.web_port}"
-        wait_until(lambda: requests.get(f"{web_url}/healthz", timeout=1).ok, 60, message="web /healthz")
-        wait_until(lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, 60, message="a worker heartbeat")
+        self._wait(lambda: requests.get(f"{web_url}/healthz", timeout=1).ok, "web /healthz")
+        self._wait(lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, "a worker heartbeat")
         self.info = {
             "web_url": web_url,
             "redis_url": child_env["REDIS_URL"],
@@ -83,9 +99,7 @@ class DevStack:
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],
             "logs": str(self.state_dir),
         }
-        stack_file = self.state_dir / "stack.json"
-        stack_file.touch(mode=0o600)
-        stack_file.write_text(json.dumps(self.info, indent=2))
+        stackfile.write(self.state_dir, self.info)
         return self.info
 
     def _start_sandboxes(self) -> dict[str, str]:
@@ -118,16 +132,10 @@ class DevStack:
         )
         intercom_url = f"http://127.0.0.1:{intercom_port}"
         platform_url = f"http://127.0.0.1:{platform_port}"
-        wait_until(
-            lambda: requests.get(f"{intercom_url}/_sandbox/stats", timeout=1).ok,
-            60,
-            message="the Intercom sandbox",
+        self._wait(
+            lambda: requests.get(f"{intercom_url}/_sandbox/stats", timeout=1).ok, "the Intercom sandbox"
         )
-        wait_until(
-            lambda: requests.get(f"{platform_url}/v1/health", timeout=1).ok,
-            60,
-            message="the platform sandbox",
-        )
+        self._wait(lambda: requests.get(f"{platform_url}/v1/health", timeout=1).ok, "the platform sandbox")
         seed_intercom_contacts(intercom_url)
         return {
             "INTERCOM_API_URL": intercom_url,
@@ -137,6 +145,7 @@ class DevStack:
         }
 
     def stop(self) -> None:
+        stackfile.remove(self.state_dir)
         for child in reversed(self.children):
             child.stop()
         self.children.clear()

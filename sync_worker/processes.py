@@ -6,7 +6,9 @@ Guarantees: each :class:`Child` runs in its own process group, so
 gunicorn's workers); the command lines are the ones the README and
 ``docker-compose.yml`` document, built in one place (:func:`worker_argv`,
 :func:`beat_argv`, :func:`web_argv`); :func:`process_table` reads who is whose
-child or group (tests and benchmarks use it to find pool processes).
+child or group (tests and benchmarks use it to find pool processes);
+:meth:`Child.raise_if_exited` turns a child that died while others waited for it
+into :class:`ExitedDuringStart`, carrying the last lines of its log.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE
+from sync_worker.localredis import WaitAborted
 
 
 def worker_argv(
@@ -90,6 +93,24 @@ def web_argv(*, port: int, workers: int = 2, host: str = "127.0.0.1") -> list[st
     ]
 
 
+class ExitedDuringStart(WaitAborted):
+    """A child exited while the stack was waiting for it (or another part) to come up."""
+
+    def __init__(self, name: str, returncode: int | None, log_path: Path | None, log_tail: list[str]):
+        super().__init__(f"{name} exited during start-up (exit code {returncode})")
+        self.name = name
+        self.returncode = returncode
+        self.log_path = log_path
+        self.log_tail = log_tail
+
+
+def tail(path: Path | None, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of the file at ``path`` (none when there is no such file)."""
+    if path is None or not path.exists():
+        return []
+    return path.read_text(errors="replace").splitlines()[-lines:]
+
+
 class Child:
     def __init__(
         self,
@@ -124,6 +145,11 @@ class Child:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def raise_if_exited(self) -> None:
+        """Raise :class:`ExitedDuringStart` (with its log's last lines) if the process has ended."""
+        if self.process is not None and not self.alive():
+            raise ExitedDuringStart(self.name, self.process.returncode, self.log_path, tail(self.log_path))
 
     def signal_group(self, signum: int) -> None:
         if self.process is not None:

@@ -8,8 +8,9 @@
 - ``sync-worker dead-letters purge [--yes]``: forget every entry (asks first).
 
 The same operations as ``/v1/admin/dead-letters`` (:mod:`web.admin`), on the same
-:class:`~sync_worker.deadletter.DeadLetterStore`. It talks to Redis (``REDIS_URL``)
-directly and needs no Intercom or platform credentials. The list shows contact ids,
+:class:`~sync_worker.deadletter.DeadLetterStore`. It talks to the service's Redis
+directly (``REDIS_URL``, else the running dev stack's: :mod:`sync_worker.cli.common`) and
+needs no Intercom or platform credentials. The list shows contact ids,
 not emails (``show`` prints the stored email: it is what a replay uses). Exit
 status: 0; 1 when an id is unknown or a replay could not be stored.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 import click
 
-from sync_worker.cli.common import redis_client
+from sync_worker.cli.common import celery_app, redis_client
 from sync_worker.deadletter import DeadLetter, DeadLetterStore
 from sync_worker.dispatch import QueueUnavailable, enqueue_replay
 
@@ -32,9 +33,7 @@ def _store() -> DeadLetterStore:
 
 def _replayer() -> Any:
     """The ``enqueue`` callback for the store: a replay through the worker's Celery app."""
-    from sync_worker.celery_app import app  # the broker of REDIS_URL
-
-    client = redis_client()
+    client, app = redis_client(), celery_app()
     return lambda kwargs: enqueue_replay(kwargs, client, app)
 
 

@@ -1,7 +1,10 @@
 """``sync-worker dev`` (run everything locally) and ``sync-worker try`` (sync one contact, show it).
 
 ``dev`` prints where each part listens and a copy-paste ``try`` command; Ctrl-C
-stops every child. ``try`` triggers a sync through the running web app's
+stops every child. A part that exits, during start-up or later, stops the whole
+stack within a second or two: ``dev`` prints which part, its exit code and the
+last lines of its log, and exits 1 (a start-up that times out exits 1 too, with
+one line, never a traceback). ``try`` triggers a sync through the running web app's
 ``/v1/sync``, waits for the worker's result and prints the contact's attributes
 as Intercom now holds them.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,14 +22,14 @@ import click
 import redis as redis_lib
 import requests
 
-from sync_worker import keys
+from sync_worker import keys, stackfile
 from sync_worker.attributes import resolve_names
 from sync_worker.config import get_settings
 from sync_worker.devstack import DevStack, sample_contacts
 from sync_worker.intercom import IntercomClient
+from sync_worker.localredis import RedisExited
+from sync_worker.processes import ExitedDuringStart, tail
 from sync_worker.profiles import get_profile
-
-DEFAULT_STATE_DIR = Path("var/dev")
 
 
 @click.command()
@@ -33,33 +37,59 @@ DEFAULT_STATE_DIR = Path("var/dev")
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-    help="Where logs, the embedded Redis's files and stack.json go.",
+    default=None,
+    help="Where logs, the embedded Redis's files and stack.json go "
+    "(default: $SYNC_DEV_STATE_DIR, else var/dev).",
 )
-def dev(port: int, state_dir: Path) -> None:
+def dev(port: int, state_dir: Path | None) -> None:
     """Run Redis (embedded if REDIS_URL is unset), the sandboxes (if INTERCOM_ACCESS_TOKEN is unset),
     web, worker and beat, until Ctrl-C."""
+    state_dir = state_dir or stackfile.default_state_dir()
     stack = DevStack(state_dir=state_dir.resolve(), web_port=port)
     stopping = threading.Event()
     # Both stop it, set explicitly: a process started in the background by a shell inherits
     # SIGINT ignored, and Ctrl-C (or a supervisor's SIGINT) must still stop every child.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
+    failed = False
     try:
         click.echo("starting intercom-sync (this takes a few seconds) ...")
-        info = stack.start()
+        try:
+            info = stack.start()
+        except ExitedDuringStart as exited:
+            _report_exit(exited.name, exited.returncode, exited.log_path, exited.log_tail)
+            failed = True
+            return
+        except (RedisExited, TimeoutError) as problem:
+            click.echo(f"intercom-sync did not start: {problem}", err=True)
+            failed = True
+            return
         _print_banner(info)
         while not stopping.is_set():
-            dead = [child.name for child in stack.children if not child.alive()]
-            if dead:
-                click.echo(f"stopped unexpectedly: {', '.join(dead)} (see {state_dir}/<name>.log)", err=True)
+            dead = next((child for child in stack.children if not child.alive()), None)
+            if dead is not None:
+                returncode = dead.process.returncode if dead.process else None
+                _report_exit(dead.name, returncode, dead.log_path, tail(dead.log_path), during="running")
+                failed = True
                 break
             stopping.wait(1.0)
     finally:
         click.echo("stopping ...")
         stack.stop()
         click.echo("stopped.")
+        if failed:
+            sys.exit(1)
+
+
+def _report_exit(
+    name: str, returncode: int | None, log_path: Path | None, lines: list[str], during: str = "start-up"
+) -> None:
+    where = f" ({log_path})" if log_path else ""
+    click.echo(
+        f"{name} exited during {during} (exit code {returncode}); the last lines of its log{where}:", err=True
+    )
+    for line in lines or ["(its log is empty)"]:
+        click.echo(f"  {line}", err=True)
 
 
 def _print_banner(info: dict) -> None:
@@ -98,14 +128,20 @@ def _print_banner(info: dict) -> None:
 
 @click.command(name="try")
 @click.argument("email")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=DEFAULT_STATE_DIR, show_default=True)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The dev stack's directory (default: var/dev here, then in this checkout).",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the worker.")
-def try_contact(email: str, state_dir: Path, timeout: float) -> None:
+def try_contact(email: str, state_dir: Path | None, timeout: float) -> None:
     """Sync EMAIL through the running `sync-worker dev` stack and print the contact's attributes."""
-    stack_file = state_dir / "stack.json"
-    if not stack_file.exists():
-        raise click.ClickException(f"{stack_file} not found: start `sync-worker dev` first")
-    info = json.loads(stack_file.read_text())
+    stack = stackfile.find(state_dir)
+    if stack is None:
+        looked = ", ".join(str(path) for path in stackfile.candidates(state_dir))
+        raise click.ClickException(f"no `sync-worker dev` stack found ({looked}): start scripts/dev first")
+    info = stack.info
     client = redis_lib.Redis.from_url(info["redis_url"], decode_responses=True)
     result_key = keys.last_result(keys.contact_key(None, email))
     started = time.time()

@@ -7,8 +7,11 @@
   latest) as figures, or followed live;
 - ``sync-worker resync list``: the recent runs; ``sync-worker resync cancel RUN_ID``.
 
-It talks to Redis (``REDIS_URL``) directly and publishes with the worker's Celery app;
-it needs no Intercom or platform credentials. Exit status: 0, or 1 when a followed run
+It talks to the service's Redis directly (``REDIS_URL``, else the running dev stack's:
+:mod:`sync_worker.cli.common`) and publishes with the worker's Celery app; it needs no
+Intercom or platform credentials. A followed run that no worker has taken after
+:data:`NO_WORKER_HINT_SECONDS` gets one line on stderr saying so (and whether any worker
+has a fresh heartbeat in that Redis), instead of a bar that silently stays at 0%. Exit status: 0, or 1 when a followed run
 ends ``failed``/``cancelled`` or a run id is unknown.
 """
 
@@ -21,13 +24,17 @@ import time
 import click
 import redis as redis_lib
 
-from sync_worker.cli.common import redis_client
+from sync_worker import keys
+from sync_worker.cli.common import celery_app, masked, redis_client, use_service_redis
 from sync_worker.resync.progress import progress_line, summarize
 from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, start
 
 FOLLOW_INTERVAL_SECONDS = 1.0
+NO_WORKER_HINT_SECONDS = 5.0
+#: A worker heartbeat older than this is not counted as a running worker.
+HEARTBEAT_FRESH_SECONDS = 60.0
 
 
 def _load(client: redis_lib.Redis, run_id: str | None) -> RunRecord:
@@ -38,15 +45,44 @@ def _load(client: redis_lib.Redis, run_id: str | None) -> RunRecord:
     return record
 
 
+def taken_by_a_worker(record: RunRecord) -> bool:
+    """Whether a worker has done anything for the run yet (a page walked, a contact counted)."""
+    return record.page > 0 or record.walk_done or any(record.counts.values()) or record.status != RUNNING
+
+
+def fresh_workers(client: redis_lib.Redis) -> int:
+    """How many workers beat within :data:`HEARTBEAT_FRESH_SECONDS`, on Redis's clock."""
+    now = float(client.time()[0])
+    beats = client.hgetall(keys.worker_heartbeats())
+    return sum(1 for beat in beats.values() if now - float(beat) <= HEARTBEAT_FRESH_SECONDS)
+
+
+def _no_worker_hint(client: redis_lib.Redis, run_id: str) -> str:
+    url = masked(use_service_redis().url)
+    workers = fresh_workers(client)
+    why = (
+        f"no worker has a fresh heartbeat in {url}: start one against this Redis (scripts/dev does)"
+        if not workers
+        else f"{workers} worker(s) beat in {url}, but none has taken it: are they busy, or on other queues?"
+    )
+    return f"run {run_id}: no worker has taken it after {NO_WORKER_HINT_SECONDS:.0f} s; {why}"
+
+
 def _follow(client: redis_lib.Redis, run_id: str, as_json: bool) -> RunRecord:
     """Print progress until the run ends; a bar on a terminal, a line every few seconds otherwise."""
     store = make_store(client, get_resync_settings())
     tty = sys.stdout.isatty() and not as_json
     last_print = 0.0
+    hint_at: float | None = time.monotonic() + NO_WORKER_HINT_SECONDS
     while True:
         record = store.load(run_id)
         if record is None:
             raise click.ClickException(f"re-sync run {run_id} disappeared")
+        if hint_at is not None and taken_by_a_worker(record):
+            hint_at = None
+        elif hint_at is not None and time.monotonic() >= hint_at:
+            click.echo(("\n" if tty else "") + _no_worker_hint(client, run_id), err=True)
+            hint_at = None
         summary = summarize(record, time.time())
         now = time.monotonic()
         ended = record.status != RUNNING
@@ -80,9 +116,7 @@ def resync(ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_
     if ctx.invoked_subcommand is not None:
         return
     settings = get_resync_settings()
-    from sync_worker.celery_app import app  # the broker of REDIS_URL
-
-    client = redis_client()
+    client, app = redis_client(), celery_app()
     only_changed = settings.only_changed and not write_all
     result = start(
         client, app, RunOptions(dry_run=dry_run, only_changed=only_changed, trigger="manual"), settings

@@ -1,6 +1,6 @@
 """The client profile: what one client sync writes onto one Intercom contact.
 
-Guarantees (``spec/client-attributes.md``, pure: records, clock and zone passed in):
+Guarantees (``docs/integrations/clients.md``, pure: records, clock and zone passed in):
 - :attr:`ClientProfile.attributes` lists the 22 attributes in display order
   with their default Intercom names; ``name`` goes to the contact's standard
   ``name`` field;

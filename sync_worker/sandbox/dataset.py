@@ -2,7 +2,7 @@
 
 Guarantees:
 - :func:`validate_record` accepts exactly the records the contract's ``Client`` schema
-  (``spec/platform-api.yaml``) accepts, plus the contract's prose rules: times are UTC
+  (``docs/contracts/platform-api.yaml``) accepts, plus the contract's prose rules: times are UTC
   ISO 8601 with a ``Z`` suffix, ``balance`` is a decimal string, ``profile_url`` is an
   absolute URL; it raises :class:`InvalidRecord` listing every problem (fields, never values);
 - :func:`load` returns a file's records (a JSON array) only when every record is valid and
@@ -13,7 +13,7 @@ Guarantees:
   back to its ``i``, so a sandbox can serve millions of clients without holding them.
 
 The sample dataset (``data/sample_clients.json``, 24 accounts, fictional people) exercises
-every rule of ``spec/client-attributes.md``; the attribute tests rely on these ids:
+every rule of ``docs/integrations/clients.md``; the attribute tests rely on these ids:
 
 =================  ==========================================================================
 client id          rule exercised

@@ -913,14 +913,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--contacts", help="JSON file: a list of {email, name, id?} to seed")
     parser.add_argument("--rate-limit", type=int, default=DEFAULT_RATE_LIMIT)
     parser.add_argument("--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS)
-    parser.add_argument("--spec", help="Intercom OpenAPI description (default: found as the tests find it)")
+    parser.add_argument(
+        "--spec", help="Intercom OpenAPI description (default: $INTERCOM_OPENAPI_SPEC, else the shipped one)"
+    )
     args = parser.parse_args(argv)
+    try:
+        validator = get_validator(args.spec)
+    except FileNotFoundError as missing:
+        parser.exit(2, f"intercom sandbox: {missing}\n")
     state = IntercomState(rate_limit=args.rate_limit, window_seconds=args.window_seconds)
     if args.contacts:
         with open(args.contacts, encoding="utf-8") as handle:
             for seed in json.load(handle):
                 state.add_contact(seed)
-    app = create_app(state, token=args.token, validator=get_validator(args.spec))
+    app = create_app(state, token=args.token, validator=validator)
     ServedApp(app, host=args.host, port=args.port).serve_forever()
 
 

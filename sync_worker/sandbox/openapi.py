@@ -2,7 +2,8 @@
 
 Guarantees:
 - :func:`find_spec` finds the description: an explicit path, else ``$INTERCOM_OPENAPI_SPEC``,
-  else ``shared/spec/intercom-openapi-2.14.yaml`` beside (or inside) the repository;
+  else the copy shipped in this package (``sync_worker/sandbox/specs/``, found with
+  :mod:`importlib.resources`, so an installed package has it too; see the licence file there);
 - the YAML is parsed once per process per file (C loader when PyYAML has it), and one
   :class:`RequestValidator` per file is shared through :func:`get_validator`;
 - :meth:`RequestValidator.validate` returns a list of readable problems, empty when the
@@ -22,6 +23,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ from referencing.jsonschema import DRAFT4
 
 SPEC_ENV = "INTERCOM_OPENAPI_SPEC"
 SPEC_FILENAME = "intercom-openapi-2.14.yaml"
+#: The descriptions shipped with the package, by ``Intercom-Version``.
+SHIPPED_SPECS = {"2.14": SPEC_FILENAME, "Preview": "intercom-openapi-preview.yaml"}
 _DOC_URI = "urn:intercom-openapi"
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # Headers OpenAPI says are described elsewhere, never as parameters.
@@ -45,24 +49,22 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 
+def shipped_spec(version: str = "2.14") -> Path:
+    """The path of Intercom's description for ``version`` as shipped in this package."""
+    return Path(str(files("sync_worker.sandbox").joinpath("specs", SHIPPED_SPECS[version])))
+
+
 def find_spec(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The path of Intercom's 2.14 description; FileNotFoundError names the places tried."""
-    candidates: list[Path] = []
     if explicit is not None:
-        candidates.append(Path(explicit))
+        candidate = Path(explicit)
     elif os.environ.get(SPEC_ENV):
-        candidates.append(Path(os.environ[SPEC_ENV]))
+        candidate = Path(os.environ[SPEC_ENV])
     else:
-        repo = Path(__file__).resolve().parents[2]
-        candidates += [
-            repo.parent / "shared" / "spec" / SPEC_FILENAME,
-            repo / "shared" / "spec" / SPEC_FILENAME,
-        ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"Intercom OpenAPI description not found (tried {tried}; set {SPEC_ENV})")
+        candidate = shipped_spec()
+    if candidate.is_file():
+        return candidate
+    raise FileNotFoundError(f"Intercom OpenAPI description not found at {candidate} (set {SPEC_ENV})")
 
 
 @lru_cache(maxsize=4)

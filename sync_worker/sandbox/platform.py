@@ -1,4 +1,4 @@
-"""The platform sandbox: the routes of ``spec/platform-api.yaml`` served from memory.
+"""The platform sandbox: the routes of ``docs/contracts/platform-api.yaml`` served from memory.
 
 Guarantees:
 - ``GET /v1/clients?email=``, ``POST /v1/clients/lookup`` and ``GET /v1/health`` answer as the

@@ -3,7 +3,7 @@
 Each test serves the receiver with the platform sandbox's URL and a 1-second
 connector deadline (the ``SYNC_CONNECTOR_DEADLINE_SECONDS`` setting, declared
 below as it is proposed for ``sync_worker/config.py``). The expected live values
-are written out by hand from the sample dataset and ``client-attributes.md``
+are written out by hand from the sample dataset and ``docs/integrations/clients.md``
 (they are the ones ``test_end_to_end.py`` shows), not computed by our code.
 """
 

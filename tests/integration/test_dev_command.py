@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -28,7 +29,33 @@ UNSET = (
     "SYNC_TRIGGER_TOKEN",
     "SYNC_ADMIN_TOKEN",
     "INTERCOM_CLIENT_SECRET",
+    "SYNC_DEV_STATE_DIR",
+    "INTERCOM_OPENAPI_SPEC",
 )
+
+
+def test_dev_stops_at_once_with_the_log_of_a_part_that_fails_to_start(tmp_path):
+    """A sandbox that cannot start ends `dev` within seconds, with that sandbox's own log lines."""
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env["INTERCOM_OPENAPI_SPEC"] = str(tmp_path / "no-such-description.yaml")
+    started = time.monotonic()
+    finished = subprocess.run(
+        [str(SCRIPT), "dev", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    output = finished.stdout + finished.stderr
+    assert finished.returncode == 1, output
+    assert took < 20, f"took {took:.1f} s: {output}"  # the part's own start (imports) plus a second, not 60 s
+    assert "intercom-sandbox exited during start-up (exit code 2)" in finished.stderr, output
+    assert "no-such-description.yaml" in finished.stderr, output  # the sandbox's own log line, shown
+    assert "Traceback" not in output, output
+    assert "stopped." in finished.stdout
+    assert not (tmp_path / "var" / "dev" / "stack.json").exists()
 
 
 def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):

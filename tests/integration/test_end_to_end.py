@@ -2,7 +2,7 @@
 
 The expected values below are written out by hand from the sample dataset's
 record (``sync_worker/sandbox/data/sample_clients.json``) and the attribute
-rules (``../shared/spec/client-attributes.md``), not computed by our own code.
+rules (``docs/integrations/clients.md``), not computed by our own code.
 """
 
 from __future__ import annotations

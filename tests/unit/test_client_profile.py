@@ -1,4 +1,4 @@
-"""The client profile, row by row and rule by rule of spec/client-attributes.md.
+"""The client profile, row by row and rule by rule of docs/integrations/clients.md.
 
 Every expected string is written out by hand; "now" is Jan 22, 2026 11:00 a.m. EST.
 """
@@ -21,7 +21,7 @@ NOW_SHOWN = "Jan 22, 2026 - 11:00 a.m. EST"
 
 
 def client(**overrides: Any) -> dict[str, Any]:
-    """A full platform record (platform-api.yaml `Client`), with ``overrides`` applied."""
+    """A full platform record (docs/contracts/platform-api.yaml `Client`), with ``overrides`` applied."""
     record: dict[str, Any] = {
         "id": 131446,
         "email": "sami@example.com",

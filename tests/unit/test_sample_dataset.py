@@ -27,7 +27,7 @@ from sync_worker.sandbox.dataset import (
     validate_record,
 )
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "platform-api.yaml"
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "contracts" / "platform-api.yaml"
 PAST = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
 FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
 STATUSES = {"scheduled", "occurred", "late_cancellation", "cancelled", "no_show"}
