@@ -147,13 +147,18 @@ _ENV_NAMES = {
 
 
 def require(settings: Settings, *names: str) -> None:
-    """Raise :class:`MissingSetting` naming the first of ``names`` that is unset.
+    """Raise :class:`MissingSetting` naming the first of ``names`` that is unset or blank.
+
+    A secret set to an empty or all-blank string (``INTERCOM_ACCESS_TOKEN=``) counts as unset.
 
     ``names`` are field names of :class:`Settings`; the message gives the environment
     variable, e.g. ``INTERCOM_ACCESS_TOKEN is not set: the worker needs it to call Intercom``.
     """
     for name in names:
-        if getattr(settings, name) in (None, ""):
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or (isinstance(value, str) and not value.strip()):
             env = _ENV_NAMES.get(name, name.upper())
             raise MissingSetting(f"{env} is not set")
 
