@@ -20,6 +20,7 @@ from sync_worker.countbuffer import CountBuffer, label_field
 NO_ERROR = "none"
 
 SYNCS = "worker_syncs"
+UPSTREAM_REQUESTS = "upstream_requests"
 UPSTREAM_RESPONSES = "upstream_responses"
 RATE_LIMIT_WAITS = "rate_limit_waits"
 RATE_LIMIT_WAITED = "rate_limit_waited_seconds"
@@ -30,6 +31,11 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Contact syncs ended by a worker, by trigger, outcome (synced, no_account, unchanged, stale, "
         "skipped; retried, rescheduled, requeued, dead_lettered) and error code (none for success).",
         ("trigger", "outcome", "error_code"),
+    ),
+    UPSTREAM_REQUESTS: (
+        "Attempts sent to the upstream APIs (intercom, platform), retries included; those without a "
+        "response (timeouts, refused connections) are these minus the responses.",
+        ("upstream",),
     ),
     UPSTREAM_RESPONSES: (
         "Responses of the upstream APIs (intercom, platform), by HTTP status code.",
@@ -61,6 +67,9 @@ class ServiceMetrics:
         ``times`` contacts at once (a bulk chunk's)."""
         labels = {"trigger": trigger or "unknown", "outcome": outcome, "error_code": error_code or NO_ERROR}
         self._count(SYNCS, times, **labels)
+
+    def upstream_request(self, upstream: str) -> None:
+        self._count(UPSTREAM_REQUESTS, upstream=upstream)
 
     def upstream_response(self, upstream: str, status: int) -> None:
         self._count(UPSTREAM_RESPONSES, upstream=upstream, status=str(status))

@@ -9,7 +9,8 @@ Guarantees (``RateLimitHooks`` implements :class:`sync_worker.http.RequestHooks`
   a 429 pauses every worker (Intercom: until its reset, bounded by one window
   plus the skew margin since the reset is read on Intercom's clock; the
   platform: for its ``Retry-After``, one window when absent);
-- given ``metrics``, every response is counted by upstream and status, and every call
+- given ``metrics``, every attempt let through is counted by upstream, every response
+  by upstream and status (an attempt without one timed out or failed), and every call
   that found no token at once by how it waited (slept inline, or rescheduled), with the
   seconds slept (memory only: :class:`~sync_worker.servicemetrics.ServiceMetrics`).
 """
@@ -40,12 +41,16 @@ class RateLimitHooks:
 
     def before_request(self, upstream: str, operation: str) -> None:
         limiter = self.limiters.get(upstream)
-        if limiter is None:
-            return
+        if limiter is not None:
+            self._take_token(upstream, limiter)
+        if self.metrics is not None:
+            self.metrics.upstream_request(upstream)
+
+    def _take_token(self, upstream: str, limiter: RateLimiter) -> None:
         if self.metrics is None:
             limiter.acquire(self.max_wait)
             return
-        if limiter.try_acquire() == 0.0:  # the common case: a token at once, nothing to count
+        if limiter.try_acquire() == 0.0:  # the common case: a token at once (a refusal takes nothing)
             return
         started = time.monotonic()
         try:

@@ -101,6 +101,7 @@ def test_metrics_show_what_real_workers_did(
     assert samples[key("intercom_sync_queue_depth", queue="sync.realtime")] == 0
     assert samples[key("intercom_sync_upstream_responses_total", upstream="intercom", status="200")] >= 2
     assert samples[key("intercom_sync_upstream_responses_total", upstream="platform", status="200")] == 2
+    assert samples[key("intercom_sync_upstream_requests_total", upstream="platform")] == 2
     assert samples[key("intercom_sync_dead_letters")] == 0
 
     # A contact Intercom does not know: retried (SYNC_TASK_MAX_RETRIES=3), then parked.
@@ -194,4 +195,10 @@ def test_metrics_show_what_real_workers_did(
     assert samples[key("intercom_sync_circuit_state", circuit="platform", state="closed")] == 0
     assert samples[key("intercom_sync_circuit_failures", circuit="platform")] >= 1
     assert samples[key("intercom_sync_upstream_responses_total", upstream="platform", status="503")] >= 1
+    answered = sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "intercom_sync_upstream_responses_total" and ("upstream", "platform") in labels
+    )
+    assert samples[key("intercom_sync_upstream_requests_total", upstream="platform")] == answered
     assert samples[key("intercom_sync_upstream_halted", upstream="intercom")] == 0
