@@ -686,5 +686,9 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 @worker_process_shutdown.connect
 def _flush_metrics(**_: Any) -> None:
-    """A pool child ends with ``os._exit`` (no ``atexit``): it writes its buffered counts first."""
-    get_runtime().metrics.flush()
+    """A pool child ends with ``os._exit`` (no ``atexit``): it writes its buffered counts first
+    (quietly, never raising: the child's exit must go on)."""
+    try:
+        get_runtime().metrics.flush()
+    except Exception:
+        logger.warning("metrics_flush_at_exit_failed")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis as redis_lib
 from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
@@ -144,9 +145,9 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         max_inline_wait=MAX_INLINE_WAIT_SECONDS,
     )
     outcome = runner.run(run_id, chunk_id, version)
-    _count_syncs(runtime, run_id, outcome.counts)
     if outcome.rest is not None:
         messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
+    _count_syncs(runtime, run_id, outcome.counts)
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "chunk_id": chunk_id, "counts": outcome.counts}
@@ -154,9 +155,16 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
 
 def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int]) -> None:
     """A chunk's contacts, by outcome, in ``/metrics``'s syncs (a dry run's are not syncs; its
-    parks were counted as they happened)."""
+    parks were counted as they happened). Best effort, after the chunk's work is recorded and
+    its rest published: a Redis error here loses these counts, never the chunk."""
     outcomes = {status: n for status, n in counts.items() if status in SYNC_OUTCOMES and n}
-    if not outcomes or runtime.redis.hget(resync_keys.run(run_id), "dry_run") in (b"1", "1"):
+    if not outcomes:
+        return
+    try:
+        dry_run = runtime.redis.hget(resync_keys.run(run_id), "dry_run") in (b"1", "1")
+    except redis_lib.RedisError:
+        return
+    if dry_run:
         return
     for status, n in outcomes.items():
         runtime.metrics.sync(status, trigger=BULK_TRIGGER, times=n)
