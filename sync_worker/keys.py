@@ -72,3 +72,9 @@ def delivery_runs(task_id: str, retries: int) -> str:
     Not the ``deliveries:`` counter of earlier versions (a string): those keys just expire.
     """
     return f"{PREFIX}:delivery-runs:{task_id}:{retries}"
+
+
+def metric(name: str) -> str:
+    """Hash of one metric counted by the workers (and the connector's upstream calls): field = its
+    labels as JSON, value = the count (see ``sync_worker/servicemetrics.py``)."""
+    return f"{PREFIX}:metrics:{name}"

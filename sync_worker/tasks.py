@@ -75,7 +75,9 @@ Guarantees of :func:`sync_contact`:
   Redis takes writes again. Any other Redis error (a bug in one of our scripts,
   a wrong key type) fails the task as before: it must not loop;
 - every run leaves its outcome under the contact's ``last-result`` key and a
-  structured log line with the contact id;
+  structured log line with the contact id, and is counted for ``/metrics`` by trigger,
+  outcome and error code (``Runtime.metrics``: memory only, written in the background), as
+  are its retries, reschedules, hand-backs and parks;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
   trigger and contact id (``kwargsrepr``), never an email.
 """
@@ -96,7 +98,7 @@ from typing import Any
 import redis as redis_lib
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
-from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
+from celery.signals import celeryd_init, setup_logging, task_failure, worker_process_shutdown, worker_ready
 from kombu.exceptions import OperationalError
 
 from sync_worker import keys
@@ -250,6 +252,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         kwargs=request.to_kwargs(),
         attempts=attempts,
     )
+    runtime.metrics.sync("dead_lettered", trigger=request.trigger, error_code=code)
     result = {
         "status": "failed",
         "contact_id": request.contact_id,
@@ -327,6 +330,9 @@ def sync_contact(
         # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
         _take_back_delivery(self, run)
+        get_runtime().metrics.sync(
+            "requeued", trigger=kwargs.get("trigger", ""), error_code="redis_unavailable"
+        )
         log_event(
             logger,
             "sync_requeued_redis_unavailable",
@@ -399,6 +405,7 @@ def _sync(
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
             return park_contact(request, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
+        runtime.metrics.sync("rescheduled", trigger=request.trigger, error_code=wait.code)
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
@@ -426,6 +433,7 @@ def _sync(
             )
             if isinstance(error, TransientError) and error.retry_after:
                 countdown = max(countdown, min(error.retry_after, settings.max_reschedule_seconds))
+            runtime.metrics.sync("retried", trigger=request.trigger, error_code=error.code)
             log_event(
                 logger,
                 "sync_retry",
@@ -447,6 +455,7 @@ def _sync(
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
+        runtime.metrics.sync(outcome.status, trigger=outcome.trigger)
         log_event(
             logger,
             "sync_finished",
@@ -686,3 +695,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+@worker_process_shutdown.connect
+def _flush_metrics(**_: Any) -> None:
+    """A pool child ends with ``os._exit`` (no ``atexit``): it writes its buffered counts first
+    (quietly, never raising: the child's exit must go on)."""
+    try:
+        get_runtime().metrics.flush()
+    except Exception:
+        logger.warning("metrics_flush_at_exit_failed")

@@ -5,8 +5,9 @@ Guarantees:
 - ``/readyz`` answers 200 only when Redis answers ``PING`` and a worker heartbeat
   (``sync_worker.keys.worker_heartbeat()``, a Unix time) is at most
   ``HEARTBEAT_MAX_AGE_SECONDS`` old; otherwise 503 naming the failed check;
-- ``/metrics`` is Prometheus text built from the counters every web process
-  shares in Redis (503 when Redis cannot be read).
+- ``/metrics`` is ``prometheus_client``'s text exposition of the app's registry: the
+  receiver's and the workers' figures, read from Redis at each scrape
+  (:mod:`web.exposition`; 503 when Redis cannot be read).
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from flask import Blueprint, Response
 from sync_worker import keys
 from web.context import web_context
 from web.errors import ApiError, error_response
-from web.metrics import render
+from web.exposition import CONTENT_TYPE, exposition
 
 bp = Blueprint("health", __name__)
 
 HEARTBEAT_MAX_AGE_SECONDS = 30.0
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def heartbeat_age(raw: bytes | str | None, now: float) -> float | None:
@@ -68,7 +68,7 @@ def readyz() -> Any:
 @bp.get("/metrics")
 def metrics_text() -> Response:
     try:
-        snapshot = web_context().metrics.snapshot()
+        body = exposition(web_context().registry)
     except redis_lib.RedisError:
         raise ApiError(503, "redis_unavailable", "Metrics are kept in Redis, which cannot be read.") from None
-    return Response(render(snapshot), content_type=PROMETHEUS_CONTENT_TYPE)
+    return Response(body, content_type=CONTENT_TYPE)

@@ -394,7 +394,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/metrics": {
             "get": {
                 "operationId": "metrics",
-                "summary": "Prometheus text format, shared by all web processes.",
+                "summary": "Prometheus text format (prometheus_client): the receiver's and the workers' figures, read from Redis.",
                 "responses": {
                     "200": _response("Metrics.", {"type": "string"}, media="text/plain"),
                     **_errors(503),

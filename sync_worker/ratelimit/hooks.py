@@ -15,7 +15,11 @@ Guarantees (``RateLimitHooks`` implements :class:`sync_worker.http.RequestHooks`
   ``X-RateLimit-*`` headers lower the shared budget (:meth:`RateLimiter.observe`);
   a 429 pauses every worker (Intercom: until its reset, bounded by one window
   plus the skew margin since the reset is read on Intercom's clock; the
-  platform: for its ``Retry-After``, one window when absent).
+  platform: for its ``Retry-After``, one window when absent);
+- given ``metrics``, every attempt let through is counted by upstream, every response
+  by upstream and status (an attempt without one timed out or failed), and every call
+  that found no token at once by how it waited (slept inline, or rescheduled), with the
+  seconds slept (memory only: :class:`~sync_worker.servicemetrics.ServiceMetrics`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sync_worker.logs import log_event
 from sync_worker.ratelimit import reservation
 from sync_worker.ratelimit.headers import parse_intercom_window, parse_retry_after
 from sync_worker.ratelimit.limiter import RateLimiter, RateLimitWait
+from sync_worker.servicemetrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -39,39 +44,70 @@ RESERVE_AHEAD_SECONDS = 300.0
 
 class RateLimitHooks:
     def __init__(
-        self, limiters: Mapping[str, RateLimiter], max_wait: float, reserved_wait: float | None = None
+        self,
+        limiters: Mapping[str, RateLimiter],
+        max_wait: float,
+        reserved_wait: float | None = None,
+        *,
+        metrics: ServiceMetrics | None = None,
     ):
         self.limiters = dict(limiters)
         self.max_wait = max_wait
         self.reserved_wait = max_wait if reserved_wait is None else max(max_wait, reserved_wait)
+        self.metrics = metrics
 
     def before_request(self, upstream: str, operation: str) -> None:
         limiter = self.limiters.get(upstream)
-        if limiter is None:
-            return
-        session = reservation.current(upstream)
-        if session is None:
+        if limiter is not None:
+            session = reservation.current(upstream)
+            if session is None:
+                self._take_token(upstream, limiter)
+            else:
+                self._take_in(session, limiter)
+        if self.metrics is not None:
+            self.metrics.upstream_request(upstream)
+
+    def _take_token(self, upstream: str, limiter: RateLimiter) -> None:
+        if self.metrics is None:
             limiter.acquire(self.max_wait)
-        else:
-            self._take_in(session, limiter)
+            return
+        if limiter.try_acquire() == 0.0:  # the common case: a token at once (a refusal takes nothing)
+            return
+        started = time.monotonic()
+        try:
+            limiter.acquire(self.max_wait)
+        except RateLimitWait:
+            self.metrics.rate_limit_wait(upstream, how="rescheduled")
+            raise
+        self.metrics.rate_limit_wait(upstream, how="inline", seconds=time.monotonic() - started)
 
     def _take_in(self, session: reservation.Session, limiter: RateLimiter) -> None:
         """A token for this call of the session's run: see the module's guarantees."""
         session.give_back = limiter.release
         started = time.monotonic()
+        slept = False
         while True:
             took = limiter.take(session.wanted(), session.held, horizon_seconds=RESERVE_AHEAD_SECONDS)
             session.held = took.held
             if took.granted:
                 session.started = True
+                if slept and self.metrics is not None:
+                    self.metrics.rate_limit_wait(
+                        limiter.name, how="inline", seconds=time.monotonic() - started
+                    )
                 return
             inline = self.reserved_wait if took.held is not None and not took.paused else self.max_wait
             if took.wait > inline - (time.monotonic() - started):
+                if self.metrics is not None:
+                    self.metrics.rate_limit_wait(limiter.name, how="rescheduled")
                 raise RateLimitWait(took.wait, limiter.name, reservation=session.carry())
             # Due at a time of its own (reservations are spread through their window): no jitter needed.
             time.sleep(took.wait)
+            slept = True
 
     def after_response(self, upstream: str, status: int, headers: Mapping[str, str]) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_response(upstream, status)
         limiter = self.limiters.get(upstream)
         if limiter is None:
             return

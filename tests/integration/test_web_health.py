@@ -11,6 +11,7 @@ import requests
 from sync_worker import keys
 from sync_worker.localredis import wait_until
 from sync_worker.logs import JsonFormatter
+from tests.fixtures.prometheus import key
 from tests.fixtures.web import (
     CLIENT_SECRET,
     TRIGGER_TOKEN,
@@ -56,21 +57,21 @@ def test_metrics_count_outcomes_rejections_and_latency(web_server: WebServer) ->
     web_server.post_webhook(payload)  # duplicate
     web_server.post_webhook(payload, secret="wrong")  # rejected invalid_signature
 
-    lines = web_server.metric_lines()
+    samples = web_server.metric_samples()
     expected = {
-        'intercom_sync_web_queued_total{source="manual"} 1',
-        'intercom_sync_web_folded_total{source="manual"} 1',
-        'intercom_sync_web_queued_total{source="webhook"} 1',
-        'intercom_sync_web_skipped_total{reason="invalid_email",source="manual"} 1',
-        'intercom_sync_web_duplicate_total{source="webhook"} 1',
-        'intercom_sync_web_rejected_total{reason="invalid_token"} 1',
-        'intercom_sync_web_rejected_total{reason="invalid_signature"} 1',
-        'intercom_sync_web_accepted_total{route="/v1/sync"} 3',
-        'intercom_sync_web_accepted_total{route="/webhooks/intercom"} 2',
-        'intercom_sync_web_request_duration_seconds_count{route="/v1/sync"} 4',
-        'intercom_sync_web_request_duration_seconds_bucket{route="/webhooks/intercom",le="+Inf"} 3',
+        key("intercom_sync_web_queued_total", source="manual"): 1,
+        key("intercom_sync_web_folded_total", source="manual"): 1,
+        key("intercom_sync_web_queued_total", source="webhook"): 1,
+        key("intercom_sync_web_skipped_total", reason="invalid_email", source="manual"): 1,
+        key("intercom_sync_web_duplicate_total", source="webhook"): 1,
+        key("intercom_sync_web_rejected_total", reason="invalid_token"): 1,
+        key("intercom_sync_web_rejected_total", reason="invalid_signature"): 1,
+        key("intercom_sync_web_accepted_total", route="/v1/sync"): 3,
+        key("intercom_sync_web_accepted_total", route="/webhooks/intercom"): 2,
+        key("intercom_sync_web_request_duration_seconds_count", route="/v1/sync"): 4,
+        key("intercom_sync_web_request_duration_seconds_bucket", route="/webhooks/intercom", le="+Inf"): 3,
     }
-    assert expected <= lines, sorted(expected - lines)
+    assert {name: samples.get(name) for name in expected} == expected
 
 
 def test_metrics_are_shared_through_redis(web_server: WebServer) -> None:
