@@ -199,7 +199,7 @@ return {wait, limit, count}
 # the upstream's cap in force lifts (the skew margin after the upstream's reset).
 # Asking: the tokens wanted all at once now when the window has room for them (the first is granted),
 # else reserved together in the first window with room for them, no earlier than a pause or cap lifts.
-# Returns {granted 0/1, wait ms, seq, window of the tokens held now (-1: none), tokens held, paused 0/1, now}.
+# Returns {granted 0/1, wait ms, seq, window of the tokens held now (-1: none), tokens held, paused now 0/1, now}.
 _TAKE = (
     _LUA_PRELUDE
     + """
@@ -230,15 +230,15 @@ local function grant(left)
   save()
   return {1, 0, seq, win, left, 0, now}
 end
+local blocked = 0
+if paused then blocked = 1 end
 if held >= 0 then
-  if held > win then return {0, held * window - now, seq, held, held_tokens, 0, now} end
+  if held > win then return {0, held * window - now, seq, held, held_tokens, blocked, now} end
   if held == win then
     if not paused and not capped and used < limit then return grant(held_tokens - 1) end
     local lifts = 0
     if paused then lifts = pause end
     if capped and cap_until > lifts then lifts = cap_until end
-    local blocked = 0
-    if paused then blocked = 1 end
     if used < limit and lifts < (win + 1) * window then return {0, lifts - now, seq, held, held_tokens, blocked, now} end
     count = math.max(used, count - held_tokens)
     dirty = true
@@ -254,8 +254,6 @@ if paused then earliest = pause end
 if capped and cap_until > earliest then earliest = cap_until end
 local spread = tonumber(ARGV[8])
 local last = math.floor((now + tonumber(ARGV[9])) / window)
-local blocked = 0
-if paused then blocked = 1 end
 for w = math.floor(earliest / window), last do
   local c = count
   if w ~= win then c = tonumber(redis.call('HGET', key, 'r:' .. int(w)) or 0) end

@@ -64,7 +64,8 @@ class Take:
     ``granted``: a token for this call now. ``held``: what the caller holds afterwards (the
     tokens left of its batch, or the reservation made or kept), None when nothing. ``wait``
     (refused only): seconds until the held reservation's token is due, or until the next try.
-    ``paused``: refused because of a pause (a 429, a ``Retry-After``).
+    ``paused``: refused while a pause is in force (a 429, a ``Retry-After``): the wait is the
+    upstream's, not the budget's.
     """
 
     granted: bool
