@@ -16,6 +16,16 @@ Guarantees:
   lower our budget from what the upstream says, never raise it above our own count;
 - a refusal says how long to wait (end of the window, of the pause, or of the
   upstream's window), never 0, so a caller can sleep or reschedule exactly.
+- reservations (:meth:`RateLimiter.take`, used by a run's session,
+  :mod:`sync_worker.ratelimit.reservation`): a run's calls are counted in a window
+  together, and a caller that must wait is promised tokens in the first later window
+  with room (counted in that window's ``limit`` when promised, so a window's grants,
+  reserved ones included, never pass its limit). A reserved token is granted only
+  inside its own window on Redis's clock, never before it starts; a pause, the
+  upstream's cap or a lowered limit in force there refuses it like any token, and
+  its reservation moves past them; one whose window is over is asked for again
+  like any new request. Tokens a run did not use are given back to their window
+  (:meth:`RateLimiter.release`).
 - :meth:`RateLimiter.peek` (and :meth:`RateLimiter.inspect`) write nothing: they
   answer the wait a token request would get now (0.0: one is free) and the limit in force;
   :meth:`RateLimiter.inspect_with` answers the same look and the replies of other
