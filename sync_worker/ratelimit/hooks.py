@@ -63,7 +63,7 @@ class RateLimitHooks:
             if session is None:
                 self._take_token(upstream, limiter)
             else:
-                self._take_in(session, limiter)
+                self._take_in(upstream, session, limiter)
         if self.metrics is not None:
             self.metrics.upstream_request(upstream)
 
@@ -81,7 +81,7 @@ class RateLimitHooks:
             raise
         self.metrics.rate_limit_wait(upstream, how="inline", seconds=time.monotonic() - started)
 
-    def _take_in(self, session: reservation.Session, limiter: RateLimiter) -> None:
+    def _take_in(self, upstream: str, session: reservation.Session, limiter: RateLimiter) -> None:
         """A token for this call of the session's run: see the module's guarantees."""
         session.give_back = limiter.release
         started = time.monotonic()
@@ -92,14 +92,12 @@ class RateLimitHooks:
             if took.granted:
                 session.started = True
                 if slept and self.metrics is not None:
-                    self.metrics.rate_limit_wait(
-                        limiter.name, how="inline", seconds=time.monotonic() - started
-                    )
+                    self.metrics.rate_limit_wait(upstream, how="inline", seconds=time.monotonic() - started)
                 return
             inline = self.reserved_wait if took.held is not None and not took.paused else self.max_wait
             if took.wait > inline - (time.monotonic() - started):
                 if self.metrics is not None:
-                    self.metrics.rate_limit_wait(limiter.name, how="rescheduled")
+                    self.metrics.rate_limit_wait(upstream, how="rescheduled")
                 raise RateLimitWait(took.wait, limiter.name, reservation=session.carry())
             # Due at a time of its own (reservations are spread through their window): no jitter needed.
             time.sleep(took.wait)

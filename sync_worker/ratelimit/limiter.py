@@ -207,8 +207,9 @@ return {wait, limit, count}
 # lifting before the window ends: wait for that, kept; one lasting past it, or a lowered limit: its tokens
 # are given back and asked for again; after it: asked for again). A reserved token is due no earlier than
 # the upstream's cap in force lifts (the skew margin after the upstream's reset).
-# Asking: the tokens wanted all at once now when the window has room for them (the first is granted),
-# else reserved together in the first window with room for them, no earlier than a pause or cap lifts.
+# Asking: the tokens wanted (at most the limit) all at once now when the window has room for them (the
+# first is granted), else reserved together in the first window with room for them, no earlier than a
+# pause or cap lifts.
 # Returns {granted 0/1, wait ms, seq, window of the tokens held now (-1: none), tokens held, paused now 0/1, now}.
 _TAKE = (
     _LUA_PRELUDE
@@ -255,6 +256,7 @@ if held >= 0 then
   end
   wanted = held_tokens
 end
+if wanted > limit then wanted = limit end
 if not paused and not capped and count + wanted <= limit then
   count = count + wanted
   return grant(wanted - 1)

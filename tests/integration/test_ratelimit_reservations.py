@@ -68,6 +68,14 @@ def test_a_run_takes_its_calls_together_and_gives_back_what_it_did_not_use(redis
     assert [limiter.attempt().granted for _ in range(3)] == [True, True, False]
 
 
+def test_a_run_planning_more_calls_than_the_limit_still_gets_its_tokens(redis_client):
+    limiter = RateLimiter(redis_client, "intercom", limit=1, window_seconds=LONG)
+    first = limiter.take(2, horizon_seconds=AHEAD)
+    assert first.granted and first.held is None  # asks for what a window can give: one
+    later = limiter.take(2, horizon_seconds=AHEAD)
+    assert not later.granted and later.held == Reservation("intercom", int(later.at // LONG) + 1, 1)
+
+
 def test_a_full_window_reserves_in_the_next_spread_through_it(redis_client):
     limiter = RateLimiter(redis_client, "intercom", limit=10, window_seconds=LONG)
     assert all(limiter.take(2, horizon_seconds=AHEAD).granted for _ in range(5))
