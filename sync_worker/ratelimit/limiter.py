@@ -314,7 +314,8 @@ return 0
 
 @dataclass(frozen=True)
 class Budget:
-    """A look at a limiter without taking anything: ``wait`` is 0.0 when a token is free now."""
+    """A look at a limiter without taking anything: ``wait`` is 0.0 when a token is free now;
+    ``used``: the tokens of the current window granted or promised (reserved) already."""
 
     wait: float
     limit: int

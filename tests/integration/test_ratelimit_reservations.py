@@ -366,5 +366,6 @@ def test_a_sync_rescheduled_for_its_reserved_token_finds_it_there(
         SYNC_TASK_SOFT_TIME_LIMIT_SECONDS="2",
     )
     assert len(rescheduled) >= QUEUED_CONTACTS / 2  # most syncs waited for a later window
-    assert sum(rescheduled.values()) <= QUEUED_CONTACTS, rescheduled  # about once each
-    assert max(rescheduled.values()) <= 2, rescheduled  # never woken window after window
+    # Each of them was rescheduled about once: woken when its token was there, not window after window.
+    assert sum(rescheduled.values()) <= 1.15 * len(rescheduled), rescheduled
+    assert max(rescheduled.values()) <= 3, rescheduled
