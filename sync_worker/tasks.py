@@ -96,7 +96,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
 from kombu.exceptions import OperationalError
 
-from sync_worker import keys
+from sync_worker import heartbeat, keys
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
@@ -230,7 +230,7 @@ def _record_result(contact_key: str, result: dict[str, Any]) -> None:
     runtime = get_runtime()
     document = {**result, "finished_at": time.time()}
     runtime.redis.set(keys.last_result(contact_key), json.dumps(document), ex=LAST_RESULT_TTL_SECONDS)
-    runtime.redis.set(keys.worker_heartbeat(), str(time.time()), ex=60)
+    heartbeat.beat(runtime.redis)
 
 
 def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: int) -> dict[str, Any]:
@@ -655,7 +655,7 @@ def _json_logging(loglevel: str | int | None = None, **_: Any) -> None:
 
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Keep ``/readyz``'s worker heartbeat fresh while this worker runs."""
+    """Keep this worker's heartbeat fresh (``/healthz/workers``; Redis's clock: :mod:`.heartbeat`)."""
     configure_logging()
     hostname = getattr(sender, "hostname", None) or "worker"
 
@@ -663,11 +663,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
         runtime = get_runtime()
         while True:
             try:
-                now = str(time.time())
-                pipe = runtime.redis.pipeline()
-                pipe.set(keys.worker_heartbeat(), now, ex=60)
-                pipe.hset(keys.worker_heartbeats(), hostname, now)
-                pipe.execute()
+                heartbeat.beat(runtime.redis, hostname)
             except Exception:
                 logger.warning("heartbeat_failed")
             time.sleep(HEARTBEAT_SECONDS)
