@@ -103,7 +103,8 @@ def stale_values(
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    """What one run did. ``status``: synced, no_account, stale, unchanged, skipped or gone."""
+    """What one run did. ``status``: synced, no_account, stale, unchanged, skipped, gone or not_found
+    (the task's, once an email-only trigger's wait for Intercom's search ran out)."""
 
     status: str
     contact_id: str | None
