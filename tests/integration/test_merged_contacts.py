@@ -23,7 +23,7 @@ from tests.fixtures.resilience import (
     trigger,
     wait_for_attributes,
 )
-from tests.fixtures.workers import TRIGGER_TOKEN
+from tests.fixtures.workers import ADMIN_TOKEN, TRIGGER_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +89,37 @@ def test_a_deleted_contact_without_a_match_ends_gone_with_no_dead_letter(
     assert dead_letters(service_env["REDIS_URL"]).count() == 0
     logged = {line["contact_id"] for line in log_events(workers, "contact_gone")}
     assert logged == {contact["id"], id_only["id"]}
+
+
+def test_a_replayed_dead_letter_of_a_deleted_contact_ends_gone_and_is_not_parked_again(
+    intercom_sandbox, platform_sandbox, workers, web_app, service_env
+):
+    [contact] = intercom_sandbox.seed(email=OLIVIA_EMAIL)
+    intercom_sandbox.delete(contact["id"])
+    store = dead_letters(service_env["REDIS_URL"])
+    store.park(  # as the old code parked it: "not found", replayed by the cron for ever
+        contact_id=contact["id"],
+        email=OLIVIA_EMAIL,
+        error_code="intercom_not_found",
+        error_message="Intercom update_contact answered 404 not_found",
+        trigger="webhook",
+        kwargs={"contact_id": contact["id"], "email": OLIVIA_EMAIL, "trigger": "webhook"},
+    )
+    workers.start(1)
+    response = requests.post(
+        f"{web_app.url}/v1/admin/dead-letters/retry-all",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    assert response.status_code in (200, 202), response.text
+
+    wait_until(
+        lambda: (
+            (_last_result(service_env["REDIS_URL"], contact["id"]) or {}).get("status") in ("gone", "failed")
+        ),
+        30,
+        message="the replay to end",
+    )
+    result = _last_result(service_env["REDIS_URL"], contact["id"])
+    assert [o["status"] for o in result["outcomes"]] == ["gone"], result
+    assert store.count() == 0
