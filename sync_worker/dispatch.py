@@ -119,7 +119,8 @@ class EnqueueResult:
 
 # KEYS[1] pending marker, KEYS[2] pending payload, KEYS[3] the queue's list, KEYS[4] (optional)
 # idempotency key; ARGV[1] task id, ARGV[2] payload json, ARGV[3] pending ttl, ARGV[4] the message,
-# ARGV[5] idempotency ttl (the payload has none: see the module's guarantees). Returns {status, task id that will run this contact's sync}.
+# ARGV[5] idempotency ttl (the payload has none: see the module's guarantees). Returns {status, task
+# id that will run this contact's sync}.
 # A script's writes are not undone by a later error, so the commands that can fail (GET, LPUSH on
 # a key of the wrong type) run before the first write; SET cannot fail.
 _ENQUEUE = """
