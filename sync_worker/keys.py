@@ -45,12 +45,12 @@ def data_attributes(workspace: str) -> str:
 
 
 def worker_heartbeat() -> str:
-    """Unix time of the latest heartbeat of any worker (a string key with a short expiry)."""
+    """Unix time (Redis's clock) of the latest heartbeat of any worker (a string key with a short expiry)."""
     return f"{PREFIX}:worker-heartbeat"
 
 
 def worker_heartbeats() -> str:
-    """Hash: worker hostname -> Unix time of its latest heartbeat."""
+    """Hash: worker hostname -> Unix time (Redis's clock) of its latest heartbeat."""
     return f"{PREFIX}:worker-heartbeats"
 
 
