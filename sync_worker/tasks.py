@@ -58,7 +58,10 @@ Guarantees of :func:`sync_contact`:
   run that hands its message back (below) takes its token out again, so the
   tokens a run finds are runs that died, never hand-backs (best effort: where
   Redis refuses that ``SREM`` too, as it does every write unless it only ran out
-  of memory, or is unreachable, that run counts);
+  of memory, or is unreachable, that run counts); a run that ends without handing its
+  message back (done, parked, failed, or retried: a retry is a new message) deletes the key,
+  so acknowledged messages leave none (best effort: one left behind expires after
+  :data:`DELIVERY_RUNS_TTL_SECONDS`);
 - a run that cannot use Redis hands its message back to the broker
   (``Reject(requeue=True)``, after a pause of :data:`HAND_BACK_PAUSE_SECONDS`, so
   a message whose requeue works cannot loop at full speed): Redis unreachable (a restart, a network cut), or
@@ -297,6 +300,18 @@ def _take_back_delivery(task: Task, run: str) -> None:
         log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_type=type(exc).__name__)
 
 
+def _forget_deliveries(task: Task) -> None:
+    """The message is acknowledged (the run ended, a retry is a new message): its tokens are of no
+    more use, so the key goes now instead of after :data:`DELIVERY_RUNS_TTL_SECONDS`.
+
+    Best effort, one quick try, never raises: a key left behind only expires later.
+    """
+    try:
+        get_runtime().redis_best_effort.delete(keys.delivery_runs(task.request.id, task.request.retries))
+    except Exception as exc:  # the run's outcome is stored: nothing else depends on this
+        log_event(logger, "delivery_forget_failed", logging.WARNING, exc_type=type(exc).__name__)
+
+
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
 def sync_contact(
     self: Task,
@@ -312,10 +327,11 @@ def sync_contact(
     """
     run = uuid.uuid4().hex
     try:
-        return _sync(self, run, attempt, refreshes, waiting_since, kwargs)
+        result = _sync(self, run, attempt, refreshes, waiting_since, kwargs)
     except (redis_lib.RedisError, OperationalError, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
+            _forget_deliveries(self)
             raise
         # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
@@ -329,6 +345,11 @@ def sync_contact(
         )
         time.sleep(random.uniform(*HAND_BACK_PAUSE_SECONDS))
         raise Reject(repr(cause), requeue=True) from None
+    except BaseException:  # a retry (a new message, counted afresh), a failure: this one is acked
+        _forget_deliveries(self)
+        raise
+    _forget_deliveries(self)
+    return result
 
 
 def redis_unavailable(error: BaseException) -> BaseException | None:
