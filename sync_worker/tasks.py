@@ -465,7 +465,7 @@ def _sync(
         )
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
-        _schedule_fresh_sync(self, request, attempt, refreshes)
+        _schedule_fresh_sync(self.request.id, request, attempt, refreshes)
     elif not refreshes:  # a refresh took the newest note as it started
         _note_live_run(request)
     return results
@@ -538,7 +538,7 @@ def _note_live_run(request: SyncRequest) -> None:
 
 
 def _note_stale_run(
-    task: Task,
+    task_id: str,
     request: SyncRequest,
     *,
     refresh_id: str = "",
@@ -559,7 +559,7 @@ def _note_stale_run(
         _SCHEDULE_REFRESH,
         len(claim_keys),
         *claim_keys,
-        task.request.id,
+        task_id,
         repr(float(request.requested_at)),
         json.dumps(request.to_kwargs()),
         int(1000 * (settings.visibility_timeout_seconds + STALE_REFRESH_MARGIN_SECONDS)),
@@ -570,7 +570,7 @@ def _note_stale_run(
     return pending.decode() if isinstance(pending, bytes) else pending
 
 
-def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refreshes: int) -> None:
+def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refreshes: int) -> None:
     """After a stale write: sync again once the platform may answer; park when it stays unreadable.
 
     Schedules nothing when another refresh of the contact is pending (it will read the platform for
@@ -579,7 +579,7 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
     runtime = get_runtime()
     settings = runtime.settings
     if refreshes >= MAX_STALE_REFRESHES:
-        pending = _note_stale_run(task, request)
+        pending = _note_stale_run(task_id, request)
         if pending is not None:  # another chain goes on for the contact: it parks, when it must
             log_event(
                 logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes
@@ -603,19 +603,19 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
         "attempt": attempt,
         "refreshes": refreshes + 1,
     }
-    task_id = str(uuid.uuid4())
+    refresh_id = str(uuid.uuid4())
     message = task_messages(app).build(
         SYNC_TASK,
         kwargs=fresh,
-        task_id=task_id,
+        task_id=refresh_id,
         queue=app.conf.task_default_queue,
         kwargsrepr=request.describe(),
         eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
     pending = _note_stale_run(
-        task, request, refresh_id=task_id, lifetime_ms=_claim_lifetime_ms(countdown), message=message
+        task_id, request, refresh_id=refresh_id, lifetime_ms=_claim_lifetime_ms(countdown), message=message
     )
-    if pending != task_id:
+    if pending != refresh_id:
         log_event(logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes)
         return
     log_event(
@@ -625,6 +625,13 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
         refreshes=refreshes + 1,
         countdown=round(countdown, 2),
     )
+
+
+def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
+    """Hand a contact whose platform records could not be read (a bulk chunk held past its bound,
+    ``by`` naming it) a stale refresh, as a run that ended stale would, without writing stale values:
+    a fresh sync once the platform may answer, unless one is pending for the contact already."""
+    _schedule_fresh_sync(by, request, 0, 0)
 
 
 @app.task(name=REPLAY_DEAD_LETTERS_TASK)
