@@ -72,3 +72,13 @@ def delivery_runs(task_id: str, retries: int) -> str:
     Not the ``deliveries:`` counter of earlier versions (a string): those keys just expire.
     """
     return f"{PREFIX}:delivery-runs:{task_id}:{retries}"
+
+
+def replay_run(run_id: str) -> str:
+    """Hash: one replay of the dead-letter store, its counts and status (:mod:`sync_worker.replayruns`)."""
+    return f"{PREFIX}:replay-run:{run_id}"
+
+
+def replay_run_latest() -> str:
+    """String: the id of the newest replay run."""
+    return f"{PREFIX}:replay-run-latest"

@@ -99,7 +99,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
 from kombu.exceptions import OperationalError
 
-from sync_worker import keys
+from sync_worker import keys, replayruns
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
@@ -635,16 +635,24 @@ def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
 
 
 @app.task(name=REPLAY_DEAD_LETTERS_TASK)
-def replay_dead_letters() -> int:
-    """Beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``): every contact parked when it starts.
+def replay_dead_letters(run_id: str | None = None, step: int = 0) -> dict[str, Any] | None:
+    """One step of a replay run (:mod:`sync_worker.replayruns`): ``retry-all`` from the admin API or
+    the CLI, or, without ``run_id``, beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``), which
+    starts a run of every contact parked now. Publishes the next step until the run is finished.
 
     Each replay re-reads the platform; a contact that still fails is parked again (its
-    attempts grow). Returns how many replays were stored.
+    attempts grow). Returns the run's record after the step (None: a step not this run's turn).
     """
     runtime = get_runtime()
-    replayed = runtime.dead_letters.replay_all(lambda kwargs: enqueue_replay(kwargs, runtime.redis, app))
-    log_event(logger, "dead_letters_replayed", replayed=replayed, still_parked=runtime.dead_letters.count())
-    return replayed
+    runs = replayruns.ReplayRuns(runtime.redis)
+    if run_id is None:
+        run_id = runs.create(runtime.dead_letters, "schedule").id
+    after = replayruns.run_step(
+        runs, runtime.dead_letters, lambda kwargs: enqueue_replay(kwargs, runtime.redis, app), run_id, step
+    )
+    if after is not None and after.status != replayruns.FINISHED:
+        replayruns.publish_step(app, run_id, step + 1)
+    return after.to_dict() if after is not None else None
 
 
 @task_failure.connect
