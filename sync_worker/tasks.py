@@ -634,19 +634,27 @@ def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
     _schedule_fresh_sync(by, request, 0, 0)
 
 
-@app.task(name=REPLAY_DEAD_LETTERS_TASK)
+@app.task(
+    name=REPLAY_DEAD_LETTERS_TASK,
+    autoretry_for=REDIS_UNAVAILABLE,
+    retry_backoff=True,
+    retry_kwargs={"max_retries": 8},
+)
 def replay_dead_letters(run_id: str | None = None, step: int = 0) -> dict[str, Any] | None:
     """One step of a replay run (:mod:`sync_worker.replayruns`): ``retry-all`` from the admin API or
     the CLI, or, without ``run_id``, beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``), which
-    starts a run of every contact parked now. Publishes the next step until the run is finished.
+    starts a run of every contact parked now. Publishes the next step until the run is finished; a
+    step that cannot use Redis is retried (Celery's ``autoretry_for``, with backoff), so a restart of
+    Redis does not leave the run without its next step (a step's replays are safe twice).
 
     Each replay re-reads the platform; a contact that still fails is parked again (its
-    attempts grow). Returns the run's record after the step (None: a step not this run's turn).
+    attempts grow). Returns the run's record after the step (beat's call: the run started; None:
+    a step not this run's turn).
     """
     runtime = get_runtime()
+    if run_id is None:  # beat: start a run, its steps on sync.bulk like every other run's
+        return replayruns.start(runtime.redis, app, "schedule").to_dict()
     runs = replayruns.ReplayRuns(runtime.redis)
-    if run_id is None:
-        run_id = runs.create(runtime.dead_letters, "schedule").id
     after = replayruns.run_step(
         runs, runtime.dead_letters, lambda kwargs: enqueue_replay(kwargs, runtime.redis, app), run_id, step
     )

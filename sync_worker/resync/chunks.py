@@ -132,8 +132,8 @@ class ChunkRunner:
         if not record.dry_run:
             wait = self.intercom_wait()
             if wait > self.max_inline_wait:
-                hold = _Reschedule(wait, attempt_used=False, held_since=chunk.held_since)
-                return self._record(run_id, chunk_id, chunk, counts, 0, hold)
+                budget = _Reschedule(wait, attempt_used=False, held_since=chunk.held_since)
+                return self._record(run_id, chunk_id, chunk, counts, 0, budget)
         try:
             records = self._lookup(chunk)
         except _Reschedule as wait:
