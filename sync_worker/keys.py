@@ -78,3 +78,13 @@ def metric(name: str) -> str:
     """Hash of one metric counted by the workers (and the connector's upstream calls): field = its
     labels as JSON, value = the count (see ``sync_worker/servicemetrics.py``)."""
     return f"{PREFIX}:metrics:{name}"
+
+
+def replay_run(run_id: str) -> str:
+    """Hash: one replay of the dead-letter store, its counts and status (:mod:`sync_worker.replayruns`)."""
+    return f"{PREFIX}:replay-run:{run_id}"
+
+
+def replay_run_latest() -> str:
+    """String: the id of the newest replay run."""
+    return f"{PREFIX}:replay-run-latest"

@@ -63,7 +63,10 @@ Guarantees of :func:`sync_contact`:
   run that hands its message back (below) takes its token out again, so the
   tokens a run finds are runs that died, never hand-backs (best effort: where
   Redis refuses that ``SREM`` too, as it does every write unless it only ran out
-  of memory, or is unreachable, that run counts);
+  of memory, or is unreachable, that run counts); a run that ends without handing its
+  message back (done, parked, failed, or retried: a retry is a new message) deletes the key,
+  so acknowledged messages leave none (best effort: one left behind expires after
+  :data:`DELIVERY_RUNS_TTL_SECONDS`);
 - a run that cannot use Redis hands its message back to the broker
   (``Reject(requeue=True)``, after a pause of :data:`HAND_BACK_PAUSE_SECONDS`, so
   a message whose requeue works cannot loop at full speed): Redis unreachable (a restart, a network cut), or
@@ -103,7 +106,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import celeryd_init, setup_logging, task_failure, worker_process_shutdown, worker_ready
 from kombu.exceptions import OperationalError
 
-from sync_worker import heartbeat, keys
+from sync_worker import heartbeat, keys, replayruns
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
@@ -307,6 +310,18 @@ def _take_back_delivery(task: Task, run: str) -> None:
         log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_type=type(exc).__name__)
 
 
+def _forget_deliveries(task: Task) -> None:
+    """The message is acknowledged (the run ended, a retry is a new message): its tokens are of no
+    more use, so the key goes now instead of after :data:`DELIVERY_RUNS_TTL_SECONDS`.
+
+    Best effort, one quick try, never raises: a key left behind only expires later.
+    """
+    try:
+        get_runtime().redis_best_effort.delete(keys.delivery_runs(task.request.id, task.request.retries))
+    except Exception as exc:  # the run's outcome is stored: nothing else depends on this
+        log_event(logger, "delivery_forget_failed", logging.WARNING, exc_type=type(exc).__name__)
+
+
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
 def sync_contact(
     self: Task,
@@ -322,10 +337,11 @@ def sync_contact(
     """
     run = uuid.uuid4().hex
     try:
-        return _sync(self, run, attempt, refreshes, waiting_since, kwargs)
+        result = _sync(self, run, attempt, refreshes, waiting_since, kwargs)
     except (redis_lib.RedisError, OperationalError, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
+            _forget_deliveries(self)
             raise
         # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
@@ -342,6 +358,11 @@ def sync_contact(
         )
         time.sleep(random.uniform(*HAND_BACK_PAUSE_SECONDS))
         raise Reject(repr(cause), requeue=True) from None
+    except BaseException:  # a retry (a new message, counted afresh), a failure: this one is acked
+        _forget_deliveries(self)
+        raise
+    _forget_deliveries(self)
+    return result
 
 
 def redis_unavailable(error: BaseException) -> BaseException | None:
@@ -460,7 +481,7 @@ def _sync(
         )
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
-        _schedule_fresh_sync(self, request, attempt, refreshes)
+        _schedule_fresh_sync(self.request.id, request, attempt, refreshes)
     elif not refreshes:  # a refresh took the newest note as it started
         _note_live_run(request)
     return results
@@ -588,7 +609,7 @@ def _note_live_run(request: SyncRequest) -> None:
 
 
 def _note_stale_run(
-    task: Task,
+    task_id: str,
     request: SyncRequest,
     *,
     refresh_id: str = "",
@@ -609,7 +630,7 @@ def _note_stale_run(
         _SCHEDULE_REFRESH,
         len(claim_keys),
         *claim_keys,
-        task.request.id,
+        task_id,
         repr(float(request.requested_at)),
         json.dumps(request.to_kwargs()),
         int(1000 * (settings.visibility_timeout_seconds + STALE_REFRESH_MARGIN_SECONDS)),
@@ -620,7 +641,7 @@ def _note_stale_run(
     return pending.decode() if isinstance(pending, bytes) else pending
 
 
-def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refreshes: int) -> None:
+def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refreshes: int) -> None:
     """After a stale write: sync again once the platform may answer; park when it stays unreadable.
 
     Schedules nothing when another refresh of the contact is pending (it will read the platform for
@@ -629,7 +650,7 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
     runtime = get_runtime()
     settings = runtime.settings
     if refreshes >= MAX_STALE_REFRESHES:
-        pending = _note_stale_run(task, request)
+        pending = _note_stale_run(task_id, request)
         if pending is not None:  # another chain goes on for the contact: it parks, when it must
             log_event(
                 logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes
@@ -653,19 +674,19 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
         "attempt": attempt,
         "refreshes": refreshes + 1,
     }
-    task_id = str(uuid.uuid4())
+    refresh_id = str(uuid.uuid4())
     message = task_messages(app).build(
         SYNC_TASK,
         kwargs=fresh,
-        task_id=task_id,
+        task_id=refresh_id,
         queue=app.conf.task_default_queue,
         kwargsrepr=request.describe(),
         eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
     pending = _note_stale_run(
-        task, request, refresh_id=task_id, lifetime_ms=_claim_lifetime_ms(countdown), message=message
+        task_id, request, refresh_id=refresh_id, lifetime_ms=_claim_lifetime_ms(countdown), message=message
     )
-    if pending != task_id:
+    if pending != refresh_id:
         log_event(logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes)
         return
     log_event(
@@ -677,17 +698,40 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
     )
 
 
-@app.task(name=REPLAY_DEAD_LETTERS_TASK)
-def replay_dead_letters() -> int:
-    """Beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``): every contact parked when it starts.
+def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
+    """Hand a contact whose platform records could not be read (a bulk chunk held past its bound,
+    ``by`` naming it) a stale refresh, as a run that ended stale would, without writing stale values:
+    a fresh sync once the platform may answer, unless one is pending for the contact already."""
+    _schedule_fresh_sync(by, request, 0, 0)
+
+
+@app.task(
+    name=REPLAY_DEAD_LETTERS_TASK,
+    autoretry_for=REDIS_UNAVAILABLE,
+    retry_backoff=True,
+    retry_kwargs={"max_retries": 8},
+)
+def replay_dead_letters(run_id: str | None = None, step: int = 0) -> dict[str, Any] | None:
+    """One step of a replay run (:mod:`sync_worker.replayruns`): ``retry-all`` from the admin API or
+    the CLI, or, without ``run_id``, beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``), which
+    starts a run of every contact parked now. Publishes the next step until the run is finished; a
+    step that cannot use Redis is retried (Celery's ``autoretry_for``, with backoff), so a restart of
+    Redis does not leave the run without its next step (a step's replays are safe twice).
 
     Each replay re-reads the platform; a contact that still fails is parked again (its
-    attempts grow). Returns how many replays were stored.
+    attempts grow). Returns the run's record after the step (beat's call: the run started; None:
+    a step not this run's turn).
     """
     runtime = get_runtime()
-    replayed = runtime.dead_letters.replay_all(lambda kwargs: enqueue_replay(kwargs, runtime.redis, app))
-    log_event(logger, "dead_letters_replayed", replayed=replayed, still_parked=runtime.dead_letters.count())
-    return replayed
+    if run_id is None:  # beat: start a run, its steps on sync.bulk like every other run's
+        return replayruns.start(runtime.redis, app, "schedule").to_dict()
+    runs = replayruns.ReplayRuns(runtime.redis)
+    after = replayruns.run_step(
+        runs, runtime.dead_letters, lambda kwargs: enqueue_replay(kwargs, runtime.redis, app), run_id, step
+    )
+    if after is not None and after.status != replayruns.FINISHED:
+        replayruns.publish_step(app, run_id, step + 1)
+    return after.to_dict() if after is not None else None
 
 
 @task_failure.connect

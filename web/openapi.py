@@ -202,10 +202,25 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
                 "task_id": {"type": ["string", "null"]},
             },
         },
-        "ReplayedAll": {
+        "ReplayRun": {
             "type": "object",
-            "required": ["replayed"],
-            "properties": {"replayed": {"type": "integer", "minimum": 0}},
+            "description": "A replay of every dead letter parked when it started, carried out by the workers.",
+            "required": ["id", "status", "total", "replayed", "failed", "done"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["queued", "running", "finished", "failed"]},
+                "trigger": {"type": "string"},
+                "total": {"type": "integer", "minimum": 0, "description": "Entries parked at the start."},
+                "replayed": {"type": "integer", "minimum": 0},
+                "failed": {"type": "integer", "minimum": 0, "description": "Not stored: still parked."},
+                "done": {"type": "integer", "minimum": 0},
+                "step": {"type": "integer", "minimum": 0},
+                "created_at": {"type": "number"},
+                "updated_at": {"type": "number"},
+                "finished_at": {"type": ["number", "null"]},
+                "error": {"type": ["string", "null"]},
+                "links": {"type": "object"},
+            },
         },
         "Removed": {
             "type": "object",
@@ -339,11 +354,33 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/v1/admin/dead-letters/retry-all": {
             "post": {
                 "operationId": "retryAllDeadLetters",
-                "summary": "Replay every entry (each re-reads the platform).",
+                "summary": "Start a replay run of every entry (each re-reads the platform).",
+                "description": "Answers at once; the workers replay the entries. GET the run for its progress.",
                 "security": admin_auth,
                 "responses": {
-                    "202": _response("Replays stored.", _ref("ReplayedAll")),
+                    "202": _response("The run, queued.", _ref("ReplayRun")),
                     **_errors(401, 403, 503),
+                },
+            },
+            "get": {
+                "operationId": "latestReplayRun",
+                "summary": "The latest replay run's progress.",
+                "security": admin_auth,
+                "responses": {
+                    "200": _response("The run.", _ref("ReplayRun")),
+                    **_errors(401, 403, 404, 503),
+                },
+            },
+        },
+        "/v1/admin/dead-letters/retry-all/{run_id}": {
+            "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "operationId": "getReplayRun",
+                "summary": "A replay run's progress.",
+                "security": admin_auth,
+                "responses": {
+                    "200": _response("The run.", _ref("ReplayRun")),
+                    **_errors(401, 403, 404, 503),
                 },
             },
         },

@@ -15,10 +15,17 @@ Guarantees:
   done yet as the chunk's next version and asks to be re-run after a countdown (the
   budget: at once, so realtime work can take the slot); transient errors count one
   attempt of the chunk, up to ``SYNC_TASK_MAX_RETRIES``; rate-limit waits count none;
+- a platform that cannot be read (the circuit refuses the lookup, or the lookup fails) holds
+  the chunk: it is rescheduled, whole, without spending an attempt, for when the circuit lets a
+  read through (:meth:`CircuitBreaker.opens_in`, at least a first backoff), so the walk's
+  backpressure pauses the run until the platform answers and the run then writes live values;
+  no stale value is written and no PUT spent on one. The hold's clock (``held_since``) travels
+  with the chunk; a chunk still held after ``max_hold_seconds`` (``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``)
+  hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.tasks.defer_to_refresh`:
+  it reads the platform again later, at most one waiting per contact) and counts them
+  ``deferred``, writing nothing: no contact ends a run stale without a refresh to come;
 - a permanent error parks the contact (dead-letter store) and counts it ``failed``;
-  a transient one that ran out of attempts does the same; a platform that stays
-  unreadable after the attempts gets the contacts' stale values written, as a realtime
-  sync would (``stale``);
+  a transient one that ran out of attempts does the same;
 - the counts and the rest of the chunk are recorded in one script, so the run's totals
   are exact however often a chunk is delivered.
 """
@@ -43,6 +50,7 @@ from sync_worker.screening import normalise_email
 from sync_worker.sync import ContactSync, PlatformDataError
 
 Park = Callable[[SyncRequest, Exception, int], object]
+Defer = Callable[[SyncRequest], object]
 Backoff = Callable[[int], float]
 
 #: Outcome statuses that mean the contact was (dry run: would be) written.
@@ -51,7 +59,8 @@ WRITTEN = ("synced", "no_account", "stale")
 
 @dataclass(frozen=True)
 class ChunkOutcome:
-    """``status``: noop (not this chunk's turn), done, rescheduled (``rest`` after ``countdown``)."""
+    """``status``: noop (not this chunk's turn), done, rescheduled (``rest`` after ``countdown``),
+    held (rescheduled whole: the platform cannot be read)."""
 
     status: str
     counts: dict[str, int] = field(default_factory=dict)
@@ -80,10 +89,14 @@ def preview(
 
 
 class _Reschedule(Exception):
-    def __init__(self, countdown: float, *, attempt_used: bool):
+    def __init__(
+        self, countdown: float, *, attempt_used: bool, held_since: float | None = None, hold: bool = False
+    ):
         super().__init__(countdown)
         self.countdown = countdown
         self.attempt_used = attempt_used
+        self.held_since = held_since  # the chunk's hold clock, kept across rate-limit waits
+        self.hold = hold  # the platform cannot be read
 
 
 @dataclass
@@ -103,6 +116,12 @@ class ChunkRunner:
     #: Longer waits than this are served by rescheduling, not by blocking the task.
     max_inline_wait: float = 2.0
     clock: Callable[[], float] = time.monotonic
+    #: Hands a contact a scheduled stale refresh (a chunk held past ``max_hold_seconds``).
+    defer: Defer = lambda request: None
+    #: How long a chunk is held for an unreadable platform before its contacts are deferred.
+    max_hold_seconds: float = 6 * 3600.0
+    #: Epoch seconds: a hold's clock, read by whichever worker runs the chunk next.
+    wall_clock: Callable[[], float] = time.time
 
     def run(self, run_id: str, chunk_id: str, version: int) -> ChunkOutcome:
         record = self.store.load(run_id)
@@ -113,7 +132,8 @@ class ChunkRunner:
         if not record.dry_run:
             wait = self.intercom_wait()
             if wait > self.max_inline_wait:
-                return self._record(run_id, chunk_id, chunk, counts, 0, _Reschedule(wait, attempt_used=False))
+                budget = _Reschedule(wait, attempt_used=False, held_since=chunk.held_since)
+                return self._record(run_id, chunk_id, chunk, counts, 0, budget)
         try:
             records = self._lookup(chunk)
         except _Reschedule as wait:
@@ -124,6 +144,12 @@ class ChunkRunner:
                     counts, self._request(contact_id, email, record.only_changed), error, chunk.attempt
                 )
             return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
+        if records is None:  # held past the bound: a refresh per contact, no stale write
+            for contact_id, email in chunk.contacts:
+                if not record.dry_run:
+                    self.defer(self._request(contact_id, email, record.only_changed))
+                counts["deferred"] += 1
+            return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
         deadline = self.clock() + self.time_budget_seconds
         for index, (contact_id, email) in enumerate(chunk.contacts):
             if index and self.clock() > deadline:
@@ -131,7 +157,7 @@ class ChunkRunner:
                     run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=False)
                 )
             request = self._request(contact_id, email, record.only_changed)
-            found = None if records is None else records.get(normalise_email(email), [])
+            found = records.get(normalise_email(email), [])
             try:
                 if record.dry_run:
                     status = preview(self.contact_sync, contact_id, found, request)
@@ -175,7 +201,8 @@ class ChunkRunner:
         )
 
     def _lookup(self, chunk: Chunk) -> dict[str, list[dict]] | None:
-        """The chunk's records by normalised email; None when the platform stays unreadable."""
+        """The chunk's records by normalised email; a hold (:class:`_Reschedule`) while the platform
+        cannot be read; None once it has been held ``max_hold_seconds``."""
         unreadable: SyncError | None = None
         admission = self.circuit.admit()
         if admission is not None:
@@ -183,17 +210,22 @@ class ChunkRunner:
                 with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
                     return self.platform.lookup(email for _, email in chunk.contacts)
             except RateLimitWait as wait:
-                raise _Reschedule(wait.retry_in, attempt_used=False) from None
+                raise _Reschedule(wait.retry_in, attempt_used=False, held_since=chunk.held_since) from None
             except PlatformRateLimited as limited:
-                raise _Reschedule(limited.retry_after, attempt_used=False) from None
+                raise _Reschedule(
+                    limited.retry_after, attempt_used=False, held_since=chunk.held_since
+                ) from None
             except PlatformUnavailable as error:
                 unreadable = error
-        if chunk.attempt < self.max_retries:
-            countdown = self.backoff(chunk.attempt)
-            if isinstance(unreadable, TransientError) and unreadable.retry_after:
-                countdown = max(countdown, unreadable.retry_after)
-            raise _Reschedule(countdown, attempt_used=True)
-        return None
+        now = self.wall_clock()
+        held_since = now if chunk.held_since is None else chunk.held_since
+        if now - held_since >= self.max_hold_seconds:
+            return None
+        # Not before the open circuit lets a read through; a failed read waits a first backoff.
+        countdown = max(self.circuit.opens_in(), self.backoff(0))
+        if isinstance(unreadable, TransientError) and unreadable.retry_after:
+            countdown = max(countdown, unreadable.retry_after)
+        raise _Reschedule(countdown, attempt_used=False, held_since=held_since, hold=True)
 
     def _fail(self, counts: Counter[str], request: SyncRequest, error: Exception, attempt: int) -> None:
         self.park(request, error, attempt + 1)
@@ -210,10 +242,12 @@ class ChunkRunner:
     ) -> ChunkOutcome:
         rest = None
         if wait is not None and done < len(chunk.contacts):
-            rest = chunk.rest(done, attempt=chunk.attempt + 1 if wait.attempt_used else chunk.attempt)
+            attempt = chunk.attempt + 1 if wait.attempt_used else chunk.attempt
+            rest = chunk.rest(done, attempt=attempt, held_since=wait.held_since)
         recorded, finished = self.store.record_chunk(run_id, chunk_id, chunk.version, counts, rest)
         if not recorded:
             return ChunkOutcome("noop", dict(counts))
         if rest is None:
             return ChunkOutcome("done", dict(counts), finished=finished)
-        return ChunkOutcome("rescheduled", dict(counts), rest, wait.countdown if wait else 0.0)
+        status = "held" if wait is not None and wait.hold else "rescheduled"
+        return ChunkOutcome(status, dict(counts), rest, wait.countdown if wait else 0.0)

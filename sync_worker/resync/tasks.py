@@ -7,7 +7,9 @@ Guarantees:
   (at once, or under backpressure or a rate-limit wait after a countdown): no task holds a
   long loop, and a killed worker loses at most the page it was reading;
 - ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
-  left of it after the countdown it asks for;
+  left of it after the countdown it asks for (a chunk held for an unreadable platform too:
+  its contacts go to :func:`sync_worker.tasks.defer_to_refresh` only once it has been held
+  ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``);
 - a walk step's transient Intercom errors retry that page with backoff, up to
   ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
@@ -37,7 +39,7 @@ from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
 from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime, get_runtime
-from sync_worker.tasks import backoff_seconds, park_contact
+from sync_worker.tasks import backoff_seconds, defer_to_refresh, park_contact
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +145,27 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         time_budget_seconds=settings.chunk_time_budget_seconds,
         intercom_wait=runtime.limiters["intercom"].peek,
         max_inline_wait=MAX_INLINE_WAIT_SECONDS,
+        defer=lambda request: defer_to_refresh(request, by=f"resync-chunk:{run_id}:{chunk_id}"),
+        max_hold_seconds=config.rate_limit_max_wait_seconds,
     )
     outcome = runner.run(run_id, chunk_id, version)
+    if outcome.status == "held":
+        log_event(
+            logger,
+            "resync_chunk_held",
+            run_id=run_id,
+            chunk_id=chunk_id,
+            countdown=round(outcome.countdown, 2),
+        )
+    if outcome.counts.get("deferred"):
+        log_event(
+            logger,
+            "resync_chunk_deferred",
+            level=logging.WARNING,
+            run_id=run_id,
+            chunk_id=chunk_id,
+            deferred=outcome.counts["deferred"],
+        )
     if outcome.rest is not None:
         messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
     _count_syncs(runtime, run_id, outcome.counts)

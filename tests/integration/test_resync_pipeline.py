@@ -19,6 +19,7 @@ import requests
 from sync_worker import keys as service_keys
 from sync_worker.celery_app import BULK_QUEUE, create_celery
 from sync_worker.config import Settings
+from sync_worker.deadletter import DeadLetterStore
 from sync_worker.dispatch import SyncRequest, enqueue_sync
 from sync_worker.localredis import wait_until
 from sync_worker.processes import Child, worker_argv
@@ -42,6 +43,7 @@ from sync_worker.runtime import Runtime
 from sync_worker.sandbox.platform import EXTENSION, create_app
 from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.platform_sandbox import SANDBOX_TOKEN, PlatformSandbox
+from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
 from tests.fixtures.workers import ADMIN_TOKEN
 
@@ -399,6 +401,85 @@ def test_a_chunk_waits_for_the_intercom_budget_before_reading_the_platform(
     assert platform_sandbox.stats()["calls"] == {"POST /v1/clients/lookup": 1}
     assert puts(intercom_sandbox) == 3
     runtime.redis.close()
+
+
+#: A platform circuit that opens after 5 failed reads and lets a probe through after 1 s.
+SHORT_CIRCUIT = {"SYNC_CIRCUIT_OPEN_SECONDS": "1"}
+
+
+def shown_statuses(intercom_sandbox, seeded) -> dict[str, str | None]:
+    """Each synced contact's ``Data Status``, by email."""
+    shown = {c["email"]: c["custom_attributes"] for c in intercom_sandbox._call("GET", "/contacts")}
+    return {email: shown[email].get("Data Status") for email in seeded if email.startswith("client")}
+
+
+def test_a_run_during_a_platform_outage_holds_its_chunks_and_ends_with_every_contact_live(
+    env, seeded, pool, store, intercom_sandbox, platform_sandbox, redis_url
+):
+    """Issue 12 item 3: the platform answers 503 from the run's start for longer than a chunk's
+    retries last (the old code then wrote every chunk's contacts stale and walked on). The chunks
+    are held, the walk pauses behind them, and once the platform is back the run writes every
+    contact Live, with no PUT spent on a stale value."""
+    pool.start(concurrency=2, **SHORT_CIRCUIT)
+    platform_sandbox.config(outage="503")
+    run = start_run(env)
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(
+        lambda: client.hget(f"{service_keys.PREFIX}:circuit:platform", "state") == "open",
+        30,
+        message="the platform circuit to open",
+    )
+    # Longer than the retries of every chunk in flight (3, a few hundred ms each): each held many times.
+    wait_until(  # (or, as the old code did, stale values written)
+        lambda: len(log_events(pool, "resync_chunk_held")) >= 4 * 6 or store.load(run.run_id).counts["stale"],
+        60,
+        message="the chunks in flight to be held again and again",
+    )
+    during = store.load(run.run_id)
+    assert during.status == RUNNING and during.counts["queued"] < CONTACTS  # the walk waits
+    assert (during.counts["written"], during.counts["stale"], during.counts["failed"]) == (0, 0, 0)
+    assert puts(intercom_sandbox) == 0
+
+    platform_sandbox.config(outage=None)
+    record = finished(store, run.run_id)
+    assert (record.counts["synced"], record.counts["written"]) == (CONTACTS, CONTACTS)
+    assert (record.counts["stale"], record.counts["deferred"], record.counts["failed"]) == (0, 0, 0)
+    assert set(shown_statuses(intercom_sandbox, seeded).values()) == {"Live"}
+    assert puts(intercom_sandbox) == CONTACTS  # one PUT a contact, none of stale values
+    assert DeadLetterStore(client).count() == 0
+    client.close()
+
+
+def test_a_run_held_past_the_bound_hands_each_contact_a_refresh_that_makes_it_live(
+    env, seeded, pool, store, intercom_sandbox, platform_sandbox, redis_url
+):
+    """Issue 12 item 3: a platform unreadable longer than the hold's bound (2 s here, the rate-limit
+    max wait): the run writes nothing, hands every contact a scheduled stale refresh and finishes;
+    once the platform is back those refreshes show every contact Live, with no trigger."""
+    # Refreshes that find the platform down back off to 10 s (not 2): realtime work, they come
+    # first, and at 600 contacts every 2 s they would keep the workers from the run's chunks.
+    pool.start(
+        concurrency=2,
+        SYNC_RATE_LIMIT_MAX_WAIT_SECONDS="2",
+        SYNC_RETRY_BACKOFF_MAX_SECONDS="10",
+        **SHORT_CIRCUIT,
+    )
+    platform_sandbox.config(outage="503")
+    run = start_run(env)
+    record = finished(store, run.run_id)
+    assert (record.counts["written"], record.counts["stale"], record.counts["failed"]) == (0, 0, 0)
+    assert (record.counts["deferred"], record.counts["queued"]) == (CONTACTS, CONTACTS)
+    assert len(log_events(pool, "resync_chunk_held")) > 0
+
+    platform_sandbox.config(outage=None)  # back; no trigger and no run from here on
+    wait_until(
+        lambda: set(shown_statuses(intercom_sandbox, seeded).values()) == {"Live"},
+        90,
+        message="the refreshes to show every contact Live",
+    )
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    assert DeadLetterStore(client).count() == 0
+    client.close()
 
 
 def test_concurrent_beat_like_starters_start_one_run(env, store):
