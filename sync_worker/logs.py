@@ -55,6 +55,13 @@ def configure_logging(level: str | int = "INFO") -> None:
     root.setLevel(level)
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log ``event`` with ``fields`` as structured keys."""
-    logger.log(level, event, extra=fields)
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: BaseException | None = None,
+    **fields: Any,
+) -> None:
+    """Log ``event`` with ``fields`` as structured keys (and ``exc_info``'s traceback, scrubbed)."""
+    logger.log(level, event, exc_info=exc_info, extra=fields)

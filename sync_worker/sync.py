@@ -12,8 +12,9 @@ Guarantees (the order of a run):
    the caller schedules a fresh sync; a failed read never writes
    ``Platform Account Exists = No``; unless the request forces the write, stale
    values the contact already shows are not written again;
-4. values are computed by the profile (pure) from the records and the clock,
-   the data attributes are ensured, and one ``PUT`` writes them;
+4. the records are checked and the profile computes the values (pure) from them and the
+   clock (:func:`~sync_worker.compute.compute_values`: any failure is this contact's
+   ``platform_data_invalid``), the data attributes are ensured, and one ``PUT`` writes them;
 5. only after Intercom accepted them are the values stored as the contact's
    last known values.
 
@@ -31,8 +32,9 @@ from datetime import UTC, datetime
 from sync_worker.attributes import build_update
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
+from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
-from sync_worker.errors import PermanentError, TransientError
+from sync_worker.errors import TransientError
 from sync_worker.intercom import ContactMerged, IntercomClient
 from sync_worker.logs import log_event
 from sync_worker.platform import PlatformClient, PlatformUnavailable
@@ -57,12 +59,6 @@ class ContactNotFoundYet(TransientError):
     """No Intercom contact has this email (yet: new contacts take minutes to reach search)."""
 
     code = "contact_not_found"
-
-
-class PlatformDataError(PermanentError):
-    """A platform record broke the contract in a way the profile cannot format."""
-
-    code = "platform_data_invalid"
 
 
 @dataclass(frozen=True)
@@ -189,12 +185,7 @@ class ContactSync:
         now = self.clock()
         if records is None:
             return self._write_stale(contact_id, request)
-        try:
-            values = self.profile.compute(records, now=now, fetched_at=now)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise PlatformDataError(
-                f"platform record could not be read: {exc.__class__.__name__}: {exc}"
-            ) from exc
+        values = compute_values(self.profile, records, now=now)  # PlatformDataError: this contact's alone
         fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
         if not request.force_write and self.cache.shown(contact_id) == fingerprint:
             return SyncOutcome("unchanged", contact_id, request.trigger, accounts=len(records))

@@ -18,7 +18,8 @@ Guarantees (in order):
 6. the body is flat JSON (:func:`flat_answer`): every attribute key of the client
    profile plus ``stale``. Live: the values computed now, ``data_status`` ``Live``,
    ``stale: false``. When the platform is slow, down, rate-limited, behind an open
-   circuit, not configured or answers data that cannot be formatted: the contact's
+   circuit, not configured or answers records that cannot be computed (any failure of
+   :func:`sync_worker.compute.compute_values`, a type check's included): the contact's
    last known values (by contact id, else by email) with ``data_status`` ``Stale -
    platform unavailable since <date-time>`` and ``stale: true``, computed as the
    worker's stale writes are (:func:`sync_worker.sync.stale_values`); with none known,
@@ -48,6 +49,7 @@ from typing import Any
 from flask import Blueprint, g, request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sync_worker.compute import PlatformDataError, compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.logs import log_event
 from sync_worker.profiles import AttributeSpec
@@ -73,7 +75,7 @@ FALLBACK_RESERVE_SECONDS = 0.2
 MIN_READ_SECONDS = 0.05
 STALE_KEY = "stale"
 DATA_STATUS = "data_status"
-DATA_INVALID = "platform_data_invalid"
+DATA_INVALID = PlatformDataError.code
 
 
 class ConnectorBody(BaseModel):
@@ -104,10 +106,9 @@ def flat_answer(
 def _live_values(context: WebContext, read: PlatformRead) -> dict[str, str | None] | None:
     if read.records is None:
         return None
-    now = datetime.now(UTC)
     try:
-        return dict(context.profile.compute(read.records, now=now, fetched_at=now))
-    except (KeyError, ValueError, TypeError):
+        return compute_values(context.profile, read.records, now=datetime.now(UTC))
+    except PlatformDataError:  # any failure to compute: stale, never a 5xx
         return None
 
 

@@ -50,11 +50,17 @@ class Profile(Protocol):
     #: keys whose value changes on every read (timestamps): ignored by "write only what changed"
     volatile_keys: frozenset[str]
 
+    def record_problems(self, record: Any) -> list[str]:
+        """What keeps one source record from being computed (fields and positions, never values;
+        ``[]``: nothing). :func:`sync_worker.compute.compute_values` checks every record with it
+        before :meth:`compute`."""
+        ...
+
     def compute(
         self, records: Sequence[Mapping[str, Any]], *, now: datetime, fetched_at: datetime
     ) -> dict[str, str | None]:
         """Key -> value for every key of ``attributes``; ``records`` are the source's
-        records for one email (empty: none exists)."""
+        records for one email (empty: none exists), each without :meth:`record_problems`."""
         ...
 
     def stale(

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
+from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.intercom import IntercomRateLimited
@@ -40,7 +41,7 @@ from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
 from sync_worker.screening import normalise_email
-from sync_worker.sync import ContactSync, PlatformDataError
+from sync_worker.sync import ContactSync
 
 Park = Callable[[SyncRequest, Exception, int], object]
 Backoff = Callable[[int], float]
@@ -66,13 +67,7 @@ def preview(
     """What :meth:`ContactSync.apply_records` would do, without writing: the outcome status."""
     if records is None:
         return "stale"
-    now = contact_sync.clock()
-    try:
-        values = contact_sync.profile.compute(records, now=now, fetched_at=now)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise PlatformDataError(
-            f"platform record could not be read: {exc.__class__.__name__}: {exc}"
-        ) from exc
+    values = compute_values(contact_sync.profile, records, now=contact_sync.clock())
     fingerprint = LastKnownValues.fingerprint(values, contact_sync.profile.volatile_keys)
     if not request.force_write and contact_sync.cache.shown(contact_id) == fingerprint:
         return "unchanged"

@@ -26,6 +26,7 @@ from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CLOSED, HALF_OPEN, CircuitBreaker
 from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
+from sync_worker.sandbox.dataset import load_sample
 from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, stop_web, web_settings
 from web.context import EXTENSION, WebContext
@@ -334,6 +335,36 @@ def test_exhausted_platform_budget_answers_stale_without_calling_the_platform(
     # Not an outage: the circuit is untouched.
     assert CircuitBreaker(binary(connector), "platform").state().failures == 0
     assert len(connector.queued()) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda r: r.update(created_at=1717430400), id="numeric created_at"),
+        pytest.param(lambda r: r["invoices"][0].update(balance="1e30"), id="balance 1e30"),
+        pytest.param(lambda r: r.update(organization="Ruh Care Inc."), id="organization a string"),
+    ],
+)
+def test_malformed_platform_values_answer_the_last_known_ones_stale_never_a_5xx(
+    connector: WebServer, platform_sandbox, change: Callable[[dict], object]
+) -> None:
+    """Issue 12 item 5: these answered 500 (AttributeError, InvalidOperation) on the old code."""
+    [olivia] = [dict(r) for r in load_sample() if r["email"] == OLIVIA_EMAIL]
+    olivia["invoices"] = [dict(invoice) for invoice in olivia["invoices"]]
+    change(olivia)
+    platform_sandbox.add_clients(olivia, check=False)
+    remember(connector, CONTACT_ID)
+    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    assert elapsed < DEADLINE + MARGIN
+    answer = response.json()
+    assert answer["stale"] is True
+    assert answer["sessions"] == "1"  # the last known values
+    assert STALE.match(answer["data_status"])
+    assert connector_answers(connector) == {("stale", "platform_data_invalid"): 1}
+    assert len(connector.queued()) == 1  # the worker still syncs (and parks) the contact
+    # The platform answered: no failure counts against the circuit.
+    assert CircuitBreaker(binary(connector), "platform").state().failures == 0
 
 
 def test_excluded_email_is_skipped_and_nothing_is_read_or_queued(
