@@ -35,6 +35,7 @@ from sync_worker.circuit import CircuitBreaker
 from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import TransientError
+from sync_worker.fingerprint import shown_fingerprint
 from sync_worker.intercom import ContactMerged, IntercomClient
 from sync_worker.logs import log_event
 from sync_worker.platform import PlatformClient, PlatformUnavailable
@@ -186,7 +187,7 @@ class ContactSync:
         if records is None:
             return self._write_stale(contact_id, request)
         values = compute_values(self.profile, records, now=now)  # PlatformDataError: this contact's alone
-        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+        fingerprint = self.fingerprint(values)
         if not request.force_write and self.cache.shown(contact_id) == fingerprint:
             return SyncOutcome("unchanged", contact_id, request.trigger, accounts=len(records))
         contact_id = self._write(contact_id, values)
@@ -214,7 +215,7 @@ class ContactSync:
     def _write_stale(self, contact_id: str, request: SyncRequest) -> SyncOutcome:
         stale = stale_values(self.profile, self.circuit, self.cache, contact_id, now=self.clock())
         values = stale.values
-        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+        fingerprint = self.fingerprint(values)
         written = request.force_write or self.cache.shown(contact_id) != fingerprint
         if written:
             contact_id = self._write(contact_id, values)
@@ -235,6 +236,10 @@ class ContactSync:
             data_status=values.get("data_status"),
             written=written,
         )
+
+    def fingerprint(self, values: Mapping[str, str | None]) -> str:
+        """What writing ``values`` shows on a contact, as compared by "write only what changed"."""
+        return shown_fingerprint(self.profile, values, self.attribute_names or {})
 
     def _write(self, contact_id: str, values: Mapping[str, str | None]) -> str:
         """Ensure the attributes exist and PUT the contact; returns the id written (the survivor if merged)."""

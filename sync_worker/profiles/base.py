@@ -45,6 +45,9 @@ class Profile(Protocol):
 
     #: registry name (``clients``)
     name: str
+    #: bumped when the profile's rules change what it computes: every contact is written again once
+    #: (:mod:`sync_worker.fingerprint`)
+    version: str
     #: every attribute the profile writes, in display order
     attributes: tuple[AttributeSpec, ...]
     #: keys whose value changes on every read (timestamps): ignored by "write only what changed"

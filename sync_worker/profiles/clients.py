@@ -186,6 +186,7 @@ class ClientProfile:
     """The Ruh Care client profile, displayed in ``display_timezone``."""
 
     name = "clients"
+    version = "1"
     attributes = ATTRIBUTES
     volatile_keys = frozenset({"updated_on"})
 

@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
@@ -68,8 +67,7 @@ def preview(
     if records is None:
         return "stale"
     values = compute_values(contact_sync.profile, records, now=contact_sync.clock())
-    fingerprint = LastKnownValues.fingerprint(values, contact_sync.profile.volatile_keys)
-    if not request.force_write and contact_sync.cache.shown(contact_id) == fingerprint:
+    if not request.force_write and contact_sync.cache.shown(contact_id) == contact_sync.fingerprint(values):
         return "unchanged"
     return "synced" if records else "no_account"
 
