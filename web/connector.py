@@ -1,8 +1,12 @@
 """``POST /v1/connector/client-attributes``: Intercom's data connector asks for a contact's values.
 
 Guarantees (in order):
-1. auth as ``/v1/sync``: only a caller holding ``SYNC_TRIGGER_TOKEN`` is served (403
-   when it is unset, 401 when missing or wrong);
+1. auth by its own token, ``SYNC_CONNECTOR_TOKEN`` (the answer holds a client's name, phone,
+   invoices and appointments; the trigger token, pasted into every workflow action, does not
+   open it): 401 when missing or wrong; when the token is unset, or set to the trigger token's
+   value, the route is disabled (403 ``not_configured`` to every call) and the receiver logs
+   ``connector_disabled`` naming why once at start (:func:`log_if_disabled`), while every other
+   route is served;
 2. the body is :class:`ConnectorBody` (``email``, optional ``contact_id``, nothing
    else; validated like ``/v1/sync``'s): anything else is 4xx naming the field;
 3. an excluded or invalid address answers 200 ``{"status": "skipped", "reason",
@@ -47,9 +51,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, g, request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from sync_worker.compute import PlatformDataError, compute_values
+from sync_worker.config import Settings, secret
 from sync_worker.dispatch import SyncRequest
 from sync_worker.logs import log_event
 from sync_worker.profiles import AttributeSpec
@@ -112,15 +117,45 @@ def _live_values(context: WebContext, read: PlatformRead) -> dict[str, str | Non
         return None
 
 
+TOKEN_SETTING = "SYNC_CONNECTOR_TOKEN"
+
+
+def _disabled_because(settings: Settings) -> str | None:
+    """Why the route is disabled (pure; None: it is served)."""
+    token = secret(settings.sync_connector_token)
+    if token is None or not token.strip():
+        return f"{TOKEN_SETTING} is not set"
+    if token == secret(settings.sync_trigger_token):
+        return f"{TOKEN_SETTING} is the same as SYNC_TRIGGER_TOKEN: the connector needs a token of its own"
+    return None
+
+
+def connector_token(settings: Settings) -> SecretStr | None:
+    """The token the route takes, or None while it is disabled."""
+    return None if _disabled_because(settings) else settings.sync_connector_token
+
+
+def log_if_disabled(settings: Settings) -> None:
+    """One line at start when the route is disabled, naming the setting."""
+    why = _disabled_because(settings)
+    if why is not None:
+        log_event(
+            logger,
+            "connector_disabled",
+            level=logging.WARNING,
+            route=ROUTE,
+            setting=TOKEN_SETTING,
+            reason=why,
+        )
+
+
 @bp.post(ROUTE)
 def client_attributes() -> Any:
     started = time.monotonic()
     context = web_context()
     settings = context.settings
     deadline = started + settings.connector_deadline_seconds
-    require_bearer(
-        request.headers.get("Authorization"), settings.sync_trigger_token, setting="SYNC_TRIGGER_TOKEN"
-    )
+    require_bearer(request.headers.get("Authorization"), connector_token(settings), setting=TOKEN_SETTING)
     body = json_body(ConnectorBody, MAX_BODY_BYTES)
     skip = screen_trigger(email=body.email, contact_id=body.contact_id, excluded=settings.excluded_emails)
     if skip is not None:

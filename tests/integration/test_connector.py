@@ -9,6 +9,7 @@ are written out by hand from the sample dataset and ``docs/integrations/clients.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import select
@@ -28,7 +29,15 @@ from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
 from sync_worker.sandbox.dataset import load_sample
 from sync_worker.sandbox.server import ServedApp
-from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, stop_web, web_settings
+from tests.fixtures.web import (
+    CONNECTOR_TOKEN,
+    EXCLUDED_EMAIL,
+    TRIGGER_TOKEN,
+    WebServer,
+    serve,
+    stop_web,
+    web_settings,
+)
 from web.context import EXTENSION, WebContext
 
 pytestmark = pytest.mark.integration
@@ -104,7 +113,7 @@ def connector(served: tuple[ServedApp, WebServer]) -> WebServer:
 
 
 def ask(
-    server: WebServer, body: Any, *, token: str | None = TRIGGER_TOKEN
+    server: WebServer, body: Any, *, token: str | None = CONNECTOR_TOKEN
 ) -> tuple[requests.Response, float]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     started = time.monotonic()
@@ -389,7 +398,16 @@ def test_invalid_email_is_skipped(connector: WebServer) -> None:
     assert connector.queued() == []
 
 
-@pytest.mark.parametrize(("token", "code"), [(None, "missing_token"), (TRIGGER_TOKEN + "x", "invalid_token")])
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (None, "missing_token"),
+        (CONNECTOR_TOKEN + "x", "invalid_token"),
+        # The token pasted into every workflow action reads no client data (issue 12 item 8: on the
+        # old code it was the connector's token).
+        (TRIGGER_TOKEN, "invalid_token"),
+    ],
+)
 def test_missing_or_wrong_token_is_401_and_nothing_is_queued(
     connector: WebServer, platform_sandbox, token: str | None, code: str
 ) -> None:
@@ -409,3 +427,33 @@ def test_a_body_without_an_email_or_with_unknown_fields_is_400(connector: WebSer
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_body"
     assert connector.queued() == []
+
+
+def test_the_connector_token_does_not_trigger_syncs(connector: WebServer) -> None:
+    response = connector.trigger({"email": OLIVIA_EMAIL}, token=CONNECTOR_TOKEN)
+    assert response.status_code == 401
+    assert connector.queued() == []
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [(None, "is not set"), ("", "is not set"), (TRIGGER_TOKEN, "the same as SYNC_TRIGGER_TOKEN")],
+)
+def test_without_a_token_of_its_own_the_route_is_disabled_and_the_start_says_so(
+    serve_connector: Serve,
+    platform_sandbox,
+    caplog: pytest.LogCaptureFixture,
+    token: str | None,
+    why: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="web.connector")
+    _, server = serve_connector(SYNC_CONNECTOR_TOKEN=token)
+    [line] = [r for r in caplog.records if r.getMessage() == "connector_disabled"]
+    assert line.setting == "SYNC_CONNECTOR_TOKEN" and why in line.reason
+    for presented in (TRIGGER_TOKEN, CONNECTOR_TOKEN, token):
+        response, _ = ask(server, {"email": OLIVIA_EMAIL}, token=presented)
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "not_configured"
+        assert "SYNC_CONNECTOR_TOKEN" in response.json()["error"]["message"]
+    assert server.trigger({"email": OLIVIA_EMAIL}).status_code == 202  # the other routes are served
+    assert platform_sandbox.stats()["total_calls"] == 0
