@@ -265,5 +265,6 @@ class DeadLetterStore:
                     level=logging.WARNING,
                     contact_id=found.contact_id if found else None,
                     error_type=type(error).__name__,
+                    exc_info=error,
                 )
         return replayed

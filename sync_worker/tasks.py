@@ -233,6 +233,14 @@ def _record_result(contact_key: str, result: dict[str, Any]) -> None:
     runtime.redis.set(keys.worker_heartbeat(), str(time.time()), ex=60)
 
 
+def _worth_a_traceback(error: BaseException) -> BaseException | None:
+    """``error`` when its traceback says something: not one of our errors (a bug), or one of ours
+    raised from another (a library's failure); None for our own errors alone (their code says it)."""
+    if not isinstance(error, SyncError) or error.__cause__ is not None:
+        return error
+    return None
+
+
 def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: int) -> dict[str, Any]:
     runtime = get_runtime()
     code = getattr(error, "code", error.__class__.__name__)
@@ -261,6 +269,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         error_code=code,
         attempts=attempts,
         trigger=request.trigger,
+        exc_info=_worth_a_traceback(error),
     )
     _record_result(request.contact_key, result)
     return result
@@ -294,7 +303,7 @@ def _take_back_delivery(task: Task, run: str) -> None:
         key = keys.delivery_runs(task.request.id, task.request.retries)
         get_runtime().redis_best_effort.srem(key, run)
     except Exception as exc:  # whatever it is, the Reject that follows matters more
-        log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_type=type(exc).__name__)
+        log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_info=exc)
 
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
@@ -669,7 +678,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
                 pipe.hset(keys.worker_heartbeats(), hostname, now)
                 pipe.execute()
             except Exception:
-                logger.warning("heartbeat_failed")
+                logger.warning("heartbeat_failed", exc_info=True)
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
