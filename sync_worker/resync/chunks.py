@@ -15,8 +15,9 @@ Guarantees:
   done yet as the chunk's next version and asks to be re-run after a countdown (the
   budget: at once, so realtime work can take the slot); transient errors count one
   attempt of the chunk, up to ``SYNC_TASK_MAX_RETRIES``; rate-limit waits count none;
-- a permanent error parks the contact (dead-letter store) and counts it ``failed``;
-  a transient one that ran out of attempts does the same; a platform that stays
+- a permanent error parks the contact (dead-letter store) and counts it ``failed``; a
+  malformed platform record is one (``platform_data_invalid``, :mod:`sync_worker.compute`),
+  so it concerns its own contact only: the chunk goes on and spends no attempt; a transient one that ran out of attempts does the same; a platform that stays
   unreadable after the attempts gets the contacts' stale values written, as a realtime
   sync would (``stale``);
 - the counts and the rest of the chunk are recorded in one script, so the run's totals
