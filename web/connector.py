@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, g, request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sync_worker.compute import PlatformDataError, compute_values
 from sync_worker.config import Settings, secret
@@ -62,6 +62,7 @@ from sync_worker.sync import stale_values
 from web import metrics
 from web.auth import require_bearer
 from web.context import WebContext, web_context
+from web.errors import ApiError
 from web.intake import screen_trigger, skipped, store
 from web.jsonbody import json_body
 from web.notifications import ID_PATTERN
@@ -130,9 +131,13 @@ def _disabled_because(settings: Settings) -> str | None:
     return None
 
 
-def connector_token(settings: Settings) -> SecretStr | None:
-    """The token the route takes, or None while it is disabled."""
-    return None if _disabled_because(settings) else settings.sync_connector_token
+def require_connector_token(authorization: str | None, settings: Settings) -> None:
+    """:func:`web.auth.require_bearer` with the connector's own token; while the route is disabled,
+    403 ``not_configured`` saying why."""
+    why = _disabled_because(settings)
+    if why is not None:
+        raise ApiError(403, "not_configured", f"{why}: this route is disabled.")
+    require_bearer(authorization, settings.sync_connector_token, setting=TOKEN_SETTING)
 
 
 def log_if_disabled(settings: Settings) -> None:
@@ -155,7 +160,7 @@ def client_attributes() -> Any:
     context = web_context()
     settings = context.settings
     deadline = started + settings.connector_deadline_seconds
-    require_bearer(request.headers.get("Authorization"), connector_token(settings), setting=TOKEN_SETTING)
+    require_connector_token(request.headers.get("Authorization"), settings)
     body = json_body(ConnectorBody, MAX_BODY_BYTES)
     skip = screen_trigger(email=body.email, contact_id=body.contact_id, excluded=settings.excluded_emails)
     if skip is not None:
