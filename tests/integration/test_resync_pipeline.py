@@ -272,6 +272,24 @@ def test_a_malformed_record_is_its_contacts_platform_data_invalid_and_the_chunk_
     assert live["Data Status"] == "Live"
 
 
+def test_an_only_changed_run_writes_every_contact_again_after_its_attributes_are_renamed(
+    env, pool, store, intercom_sandbox
+):
+    """Issue 12 item 9: on the old code the renamed run counted every contact unchanged."""
+    created = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(5)))
+    first = pool.start(concurrency=1)
+    assert finished(store, start_run(env).run_id).counts["written"] == 5
+    assert finished(store, start_run(env).run_id).counts["unchanged"] == 5
+    first.stop()
+
+    renamed = {"SYNC_ATTRIBUTE_NAMES": json.dumps({"sessions": "Sessions Count"})}
+    pool.start(concurrency=1, **renamed)
+    record = finished(store, start_run(env).run_id)  # the worker holds the names
+    assert (record.counts["written"], record.counts["unchanged"]) == (5, 0)
+    for contact in created:
+        assert "Sessions Count" in intercom_sandbox.contact(contact["id"])["custom_attributes"]
+
+
 def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, store, intercom_sandbox):
     settings = {
         **SHORT_LOCK,
