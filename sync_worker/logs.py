@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from sync_worker.scrub import scrub_text, scrubbed_traceback
+from sync_worker.scrub import exception_message, scrub_text, scrubbed_traceback
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 #: Keys of Celery's ``data`` never logged: client data (the task's arguments, its result) and
@@ -53,7 +53,7 @@ class JsonFormatter(logging.Formatter):
             }
         if record.exc_info and record.exc_info[1] is not None:
             line["exc_type"] = type(record.exc_info[1]).__name__
-            line["exc_message"] = scrub_text(str(record.exc_info[1]))
+            line["exc_message"] = exception_message(record.exc_info[1])
             line["traceback"] = scrubbed_traceback(record.exc_info[1])
         return json.dumps(line, default=str)
 

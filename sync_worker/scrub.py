@@ -48,11 +48,19 @@ def scrub_text(text: str) -> str:
     return text
 
 
+def exception_message(exc: BaseException) -> str:
+    """The exception's message, scrubbed ("" when it has none)."""
+    try:
+        return scrub_text(str(exc))
+    except Exception:  # an exception whose __str__ fails still gets its line
+        return "<message unavailable>"
+
+
 def exception_line(exc: BaseException) -> str:
     """``module.Type: scrubbed message`` (the type alone when the message is empty)."""
     kind = type(exc)
     name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    message = scrub_text(str(exc)) if str(exc) else ""
+    message = exception_message(exc)
     return f"{name}: {message}" if message else name
 
 
@@ -83,8 +91,7 @@ def _chain(exc: BaseException) -> list[tuple[BaseException, str | None]]:
 def scrubbed_traceback(exc: BaseException) -> str:
     """The traceback of ``exc`` and its chain, messages scrubbed (see the module's guarantees)."""
     lines: list[str] = []
-    chain = _chain(exc)
-    for index, (error, _) in enumerate(chain):
+    for error, link in _chain(exc):
         if error.__traceback__ is not None:
             lines.append("Traceback (most recent call last):")
             lines += [
@@ -94,7 +101,6 @@ def scrubbed_traceback(exc: BaseException) -> str:
                 ).format()
             ]
         lines.append(exception_line(error))
-        link = chain[index][1]  # how this one leads to the next printed
-        if link is not None:
+        if link is not None:  # how this one leads to the next printed
             lines += ["", link, ""]
     return "\n".join(lines)
