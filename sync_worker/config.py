@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         6 * 3600.0, gt=0, validation_alias="SYNC_RATE_LIMIT_MAX_WAIT_SECONDS"
     )
 
+    #: An email-only trigger whose contact is not in Intercom's search yet (new contacts take
+    #: "a few minutes") searches again, with backoff and no error retry spent, this long.
+    contact_search_wait_seconds: float = Field(
+        600.0, ge=0, validation_alias="SYNC_CONTACT_SEARCH_WAIT_SECONDS"
+    )
+
     # --- delivery ---------------------------------------------------------------------
     visibility_timeout_seconds: int = Field(3600, validation_alias="SYNC_VISIBILITY_TIMEOUT_SECONDS")
     #: Hard limit of one task run (the pool child is killed past it) and the soft one

@@ -90,7 +90,10 @@ class DevStack:
         self._child("beat", beat_argv(schedule_file=str(self.state_dir / "celerybeat-schedule")), child_env)
         web_url = f"http://127.0.0.1:{self.web_port}"
         self._wait(lambda: requests.get(f"{web_url}/healthz", timeout=1).ok, "web /healthz")
-        self._wait(lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, "a worker heartbeat")
+        self._wait(
+            lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, "web /readyz (Redis takes writes)"
+        )
+        self._wait(lambda: requests.get(f"{web_url}/healthz/workers", timeout=2).ok, "a worker heartbeat")
         self.info = {
             "web_url": web_url,
             "redis_url": child_env["REDIS_URL"],

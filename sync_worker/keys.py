@@ -45,12 +45,12 @@ def data_attributes(workspace: str) -> str:
 
 
 def worker_heartbeat() -> str:
-    """Unix time of the latest heartbeat of any worker (a string key with a short expiry)."""
+    """Unix time (Redis's clock) of the latest heartbeat of any worker (a string key with a short expiry)."""
     return f"{PREFIX}:worker-heartbeat"
 
 
 def worker_heartbeats() -> str:
-    """Hash: worker hostname -> Unix time of its latest heartbeat."""
+    """Hash: worker hostname -> Unix time (Redis's clock) of its latest heartbeat."""
     return f"{PREFIX}:worker-heartbeats"
 
 
@@ -72,3 +72,9 @@ def delivery_runs(task_id: str, retries: int) -> str:
     Not the ``deliveries:`` counter of earlier versions (a string): those keys just expire.
     """
     return f"{PREFIX}:delivery-runs:{task_id}:{retries}"
+
+
+def metric(name: str) -> str:
+    """Hash of one metric counted by the workers (and the connector's upstream calls): field = its
+    labels as JSON, value = the count (see ``sync_worker/servicemetrics.py``)."""
+    return f"{PREFIX}:metrics:{name}"

@@ -52,6 +52,11 @@ Guarantees of :func:`sync_contact`:
   note older than its request with its own (it writes no note where there is
   none), so a refresh still pending from the outage runs with the newest
   request, live or stale, not with an older email than the live run read;
+- an email-only trigger whose contact is not in Intercom's search yet searches again
+  with backoff (:mod:`sync_worker.searchwait`), spending no error retry, for
+  ``SYNC_CONTACT_SEARCH_WAIT_SECONDS`` from its first miss (the wait travels with the task
+  through retries of any kind); then it ends with the outcome ``not_found``, recorded and
+  logged (``contact_not_found``), no dead letter;
 - a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
   contact killing the process) is parked instead of run again. Each run adds a
   token of its own under ``keys.delivery_runs`` (per task id and retry) and a
@@ -72,7 +77,9 @@ Guarantees of :func:`sync_contact`:
   Redis takes writes again. Any other Redis error (a bug in one of our scripts,
   a wrong key type) fails the task as before: it must not loop;
 - every run leaves its outcome under the contact's ``last-result`` key and a
-  structured log line with the contact id;
+  structured log line with the contact id, and is counted for ``/metrics`` by trigger,
+  outcome and error code (``Runtime.metrics``: memory only, written in the background), as
+  are its retries, reschedules, hand-backs and parks;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
   trigger and contact id (``kwargsrepr``), never an email.
 """
@@ -93,10 +100,10 @@ from typing import Any
 import redis as redis_lib
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
-from celery.signals import celeryd_init, setup_logging, task_failure, worker_ready
+from celery.signals import celeryd_init, setup_logging, task_failure, worker_process_shutdown, worker_ready
 from kombu.exceptions import OperationalError
 
-from sync_worker import keys
+from sync_worker import heartbeat, keys
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
@@ -106,6 +113,8 @@ from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
+from sync_worker.searchwait import SearchWait, carried, next_search
+from sync_worker.sync import ContactNotFoundYet, SyncOutcome
 from sync_worker.taskmessage import BuiltMessage, task_messages
 
 logger = logging.getLogger(__name__)
@@ -230,7 +239,7 @@ def _record_result(contact_key: str, result: dict[str, Any]) -> None:
     runtime = get_runtime()
     document = {**result, "finished_at": time.time()}
     runtime.redis.set(keys.last_result(contact_key), json.dumps(document), ex=LAST_RESULT_TTL_SECONDS)
-    runtime.redis.set(keys.worker_heartbeat(), str(time.time()), ex=60)
+    heartbeat.beat(runtime.redis)
 
 
 def _worth_a_traceback(error: BaseException) -> BaseException | None:
@@ -254,6 +263,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         kwargs=request.to_kwargs(),
         attempts=attempts,
     )
+    runtime.metrics.sync("dead_lettered", trigger=request.trigger, error_code=code)
     result = {
         "status": "failed",
         "contact_id": request.contact_id,
@@ -329,6 +339,9 @@ def sync_contact(
         # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
         _take_back_delivery(self, run)
+        get_runtime().metrics.sync(
+            "requeued", trigger=kwargs.get("trigger", ""), error_code="redis_unavailable"
+        )
         log_event(
             logger,
             "sync_requeued_redis_unavailable",
@@ -398,6 +411,7 @@ def _sync(
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
             return park_contact(request, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
+        runtime.metrics.sync("rescheduled", trigger=request.trigger, error_code=wait.code)
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
@@ -405,14 +419,15 @@ def _sync(
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
-        again = {
-            **request.to_kwargs(),
+        carry = {
+            **carried(kwargs),
             "attempt": attempt,
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
-        _keep_refresh_claim(self, request, refreshes, countdown)
-        raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
+        raise _run_again(self, request, countdown, carry) from None
+    except ContactNotFoundYet:
+        outcomes = [_search_again_or_give_up(self, request, attempt, refreshes, waiting_since, kwargs)]
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
             error = TransientError("the sync ran past its time limit", code="time_limit")
@@ -422,6 +437,7 @@ def _sync(
             )
             if isinstance(error, TransientError) and error.retry_after:
                 countdown = max(countdown, min(error.retry_after, settings.max_reschedule_seconds))
+            runtime.metrics.sync("retried", trigger=request.trigger, error_code=error.code)
             log_event(
                 logger,
                 "sync_retry",
@@ -431,18 +447,18 @@ def _sync(
                 attempt=attempt + 1,
                 countdown=round(countdown, 2),
             )
-            again = {
-                **request.to_kwargs(),
+            carry = {
+                **carried(kwargs),
                 "attempt": attempt + 1,
                 "refreshes": refreshes,
                 "waiting_since": waiting_since,  # the rate-limit wait cap counts from the first wait
             }
-            _keep_refresh_claim(self, request, refreshes, countdown)
-            raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
+            raise _run_again(self, request, countdown, carry) from None
         return park_contact(request, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
+        runtime.metrics.sync(outcome.status, trigger=outcome.trigger)
         log_event(
             logger,
             "sync_finished",
@@ -457,6 +473,61 @@ def _sync(
     elif not refreshes:  # a refresh took the newest note as it started
         _note_live_run(request)
     return results
+
+
+def _search_again_or_give_up(
+    task: Task,
+    request: SyncRequest,
+    attempt: int,
+    refreshes: int,
+    waiting_since: float | None,
+    kwargs: dict[str, Any],
+) -> SyncOutcome:
+    """No contact has the email yet: search again later (:mod:`.searchwait`; no error retry spent),
+    or, once ``SYNC_CONTACT_SEARCH_WAIT_SECONDS`` have passed since the first miss, the outcome
+    ``not_found`` (no dead letter)."""
+    settings = get_runtime().settings
+    now = time.time()
+    wait = SearchWait.from_kwargs(kwargs, now)
+    step = next_search(
+        wait,
+        now,
+        wait_seconds=settings.contact_search_wait_seconds,
+        backoff=lambda tries: backoff_seconds(
+            tries, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
+        ),
+    )
+    if step is None:
+        waited = round(now - wait.since, 1)
+        log_event(
+            logger,
+            "contact_not_found",
+            level=logging.WARNING,
+            trigger=request.trigger,
+            searches=wait.tries + 1,
+            waited_seconds=waited,
+        )
+        reason = f"no Intercom contact has this email after {waited:.0f} s of searching"
+        return SyncOutcome("not_found", None, request.trigger, reason=reason)
+    countdown, wait = step
+    log_event(
+        logger,
+        "sync_search_again",
+        trigger=request.trigger,
+        searches=wait.tries,
+        countdown=round(countdown, 2),
+    )
+    carry = {**wait.to_kwargs(), "attempt": attempt, "refreshes": refreshes, "waiting_since": waiting_since}
+    raise _run_again(task, request, countdown, carry) from None
+
+
+def _run_again(task: Task, request: SyncRequest, countdown: float, carry: dict[str, Any]) -> Exception:
+    """The retry that runs ``request`` again after ``countdown`` with the task state ``carry``
+    (``attempt``, ``refreshes``, ``waiting_since``, a search wait), for the caller to raise; a
+    refresh takes its claim again until then."""
+    _keep_refresh_claim(task, request, int(carry.get("refreshes") or 0), countdown)
+    again = {**request.to_kwargs(), **carry}
+    return task.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe())
 
 
 def _claim_lifetime_ms(countdown: float) -> int:
@@ -664,7 +735,7 @@ def _json_logging(loglevel: str | int | None = None, **_: Any) -> None:
 
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Keep ``/readyz``'s worker heartbeat fresh while this worker runs."""
+    """Keep this worker's heartbeat fresh (``/healthz/workers``; Redis's clock: :mod:`.heartbeat`)."""
     configure_logging()
     hostname = getattr(sender, "hostname", None) or "worker"
 
@@ -672,13 +743,19 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
         runtime = get_runtime()
         while True:
             try:
-                now = str(time.time())
-                pipe = runtime.redis.pipeline()
-                pipe.set(keys.worker_heartbeat(), now, ex=60)
-                pipe.hset(keys.worker_heartbeats(), hostname, now)
-                pipe.execute()
+                heartbeat.beat(runtime.redis, hostname)
             except Exception:
                 logger.warning("heartbeat_failed", exc_info=True)
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+@worker_process_shutdown.connect
+def _flush_metrics(**_: Any) -> None:
+    """A pool child ends with ``os._exit`` (no ``atexit``): it writes its buffered counts first
+    (quietly, never raising: the child's exit must go on)."""
+    try:
+        get_runtime().metrics.flush()
+    except Exception:
+        logger.warning("metrics_flush_at_exit_failed")

@@ -387,17 +387,27 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "operationId": "readyz",
-                "summary": "Redis answers and a worker heartbeat is at most 30 s old.",
+                "summary": "Redis takes writes, so triggers can be stored; workers being down never fails it.",
                 "responses": {
-                    "200": _response("Ready.", _ref("Health")),
+                    "200": _response("Ready; the body tells the workers' health too.", _ref("Health")),
                     "503": _response("Not ready; the error names the failed check.", _ref("Error")),
+                },
+            }
+        },
+        "/healthz/workers": {
+            "get": {
+                "operationId": "workersHealth",
+                "summary": "Some worker's heartbeat is at most 30 s old (Redis's clock).",
+                "responses": {
+                    "200": _response("A worker is up.", _ref("Health")),
+                    "503": _response("No fresh heartbeat, or Redis cannot be read.", _ref("Error")),
                 },
             }
         },
         "/metrics": {
             "get": {
                 "operationId": "metrics",
-                "summary": "Prometheus text format, shared by all web processes.",
+                "summary": "Prometheus text format (prometheus_client): the receiver's and the workers' figures, read from Redis.",
                 "responses": {
                     "200": _response("Metrics.", {"type": "string"}, media="text/plain"),
                     **_errors(503),

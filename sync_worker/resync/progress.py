@@ -16,8 +16,8 @@ from sync_worker.resync.runs import RUNNING, RunRecord
 
 
 def done_count(counts: dict[str, int]) -> int:
-    """Contacts the run has finished with (written, unchanged, failed or skipped)."""
-    return counts["written"] + counts["unchanged"] + counts["failed"] + counts["skipped"]
+    """Contacts the run has finished with (written, unchanged, failed, gone or skipped)."""
+    return counts["written"] + counts["unchanged"] + counts["failed"] + counts["gone"] + counts["skipped"]
 
 
 def summarize(record: RunRecord, now: float) -> dict[str, Any]:

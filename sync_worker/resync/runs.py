@@ -44,6 +44,7 @@ COUNTERS = (
     "stale",  # written with the staleness flag: the platform could not be read
     "unchanged",  # values equal to what the contact shows: no write
     "failed",  # parked in the dead-letter store
+    "gone",  # no longer in Intercom (merged or deleted, no survivor by email): nothing written
     "pages",  # pages of GET /contacts read
 )
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"

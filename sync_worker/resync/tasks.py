@@ -15,7 +15,8 @@ Guarantees:
 - ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
   it also runs when a worker starts, before the worker takes its first message, so
   restarting a crashed worker picks a stalled run up;
-- log lines carry run and chunk ids and counts, never emails.
+- log lines carry run and chunk ids and counts, never emails; a chunk's contacts are counted
+  for ``/metrics`` by outcome (not a dry run's).
 """
 
 from __future__ import annotations
@@ -23,20 +24,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis as redis_lib
 from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
 from sync_worker.logs import log_event
+from sync_worker.resync import keys as resync_keys
 from sync_worker.resync import messages
 from sync_worker.resync.chunks import ChunkRunner
 from sync_worker.resync.runs import FAILED, RunOptions, RunStore
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
-from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, get_runtime
+from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime, get_runtime
 from sync_worker.tasks import backoff_seconds, park_contact
 
 logger = logging.getLogger(__name__)
+
+#: A chunk's counts that are a contact's sync outcome (the others: ``written`` sums some of them,
+#: ``failed`` ones were counted as dead letters when parked).
+SYNC_OUTCOMES = ("synced", "no_account", "unchanged", "stale", "skipped")
+#: The trigger of a bulk run's syncs (``ChunkRunner``'s requests).
+BULK_TRIGGER = "schedule"
 
 
 @app.task(name=messages.START_TASK)
@@ -138,9 +147,27 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
     outcome = runner.run(run_id, chunk_id, version)
     if outcome.rest is not None:
         messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
+    _count_syncs(runtime, run_id, outcome.counts)
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "chunk_id": chunk_id, "counts": outcome.counts}
+
+
+def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int]) -> None:
+    """A chunk's contacts, by outcome, in ``/metrics``'s syncs (a dry run's are not syncs; its
+    parks were counted as they happened). Best effort, after the chunk's work is recorded and
+    its rest published: a Redis error here loses these counts, never the chunk."""
+    outcomes = {status: n for status, n in counts.items() if status in SYNC_OUTCOMES and n}
+    if not outcomes:
+        return
+    try:
+        dry_run = runtime.redis.hget(resync_keys.run(run_id), "dry_run") in (b"1", "1")
+    except redis_lib.RedisError:
+        return
+    if dry_run:
+        return
+    for status, n in outcomes.items():
+        runtime.metrics.sync(status, trigger=BULK_TRIGGER, times=n)
 
 
 @worker_ready.connect

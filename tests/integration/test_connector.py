@@ -157,14 +157,17 @@ def remember(server: WebServer, contact_id: str, email: str | None = OLIVIA_EMAI
     )
 
 
-ANSWERS = re.compile(r'^intercom_sync_web_connector_answers_total\{freshness="(\w+)",reason="(\w+)"\} (\d+)$')
+ANSWERS = "intercom_sync_web_connector_answers_total"
 
 
 def connector_answers(server: WebServer) -> dict[tuple[str, str], int]:
     """The answers ``/metrics`` counts, by ``(freshness, reason)`` (the receiver writes its own
     buffer before it answers ``/metrics``, so every answer already given is in)."""
-    found = (ANSWERS.match(line) for line in server.metric_lines())
-    return {(m[1], m[2]): int(m[3]) for m in found if m}
+    return {
+        (labels["freshness"], labels["reason"]): int(value)
+        for (name, label_set), value in server.metric_samples().items()
+        if name == ANSWERS and (labels := dict(label_set))
+    }
 
 
 def assert_one_connector_sync(server: WebServer, *, email: str, contact_id: str | None) -> None:

@@ -74,12 +74,28 @@ def test_an_attribute_of_another_type_is_a_clear_permanent_error(
     assert _calls(intercom_sandbox, "UpdateContact") == 0
 
 
-def test_a_merged_contact_is_written_on_the_survivor(runtime, intercom_sandbox, platform_sandbox):
+@pytest.mark.parametrize("version", ["2.14", "Preview"])  # a 404 and a search; a 410 and its Link
+def test_a_merged_contact_is_written_on_the_survivor(
+    service_env, intercom_sandbox, platform_sandbox, version
+):
+    runtime = Runtime(Settings(**{**service_env, "INTERCOM_API_VERSION": version}))
     old, survivor = intercom_sandbox.seed({"email": OLIVIA}, {"email": OLIVIA.upper()})
     intercom_sandbox.merge(old["id"], into=survivor["id"])
     [outcome] = runtime.contact_sync.run(SyncRequest(contact_id=old["id"], email=OLIVIA))
-    assert outcome.contact_id == survivor["id"]
+    runtime.redis.close()
+    assert (outcome.status, outcome.contact_id) == ("synced", survivor["id"])
     assert intercom_sandbox.contact(survivor["id"])["custom_attributes"]["Client ID"] == "131451"
+    searched = _calls(intercom_sandbox, "SearchContacts")
+    assert searched == (1 if version == "2.14" else 0)
+    assert intercom_sandbox.stats()["validation_failures"] == 0
+
+
+def test_a_contact_merged_into_one_with_another_email_is_gone(runtime, intercom_sandbox, platform_sandbox):
+    old, survivor = intercom_sandbox.seed({"email": OLIVIA}, {"email": "someone.else@example.com"})
+    intercom_sandbox.merge(old["id"], into=survivor["id"])
+    [outcome] = runtime.contact_sync.run(SyncRequest(contact_id=old["id"], email=OLIVIA))
+    assert (outcome.status, outcome.contact_id) == ("gone", old["id"])
+    assert intercom_sandbox.contact(survivor["id"])["custom_attributes"] == {}
 
 
 def test_platform_down_shows_last_known_values_flagged_stale(
