@@ -79,6 +79,9 @@ class DevStack:
         )
         env.setdefault("SYNC_ADMIN_TOKEN", self.environ.get("SYNC_ADMIN_TOKEN") or secrets.token_urlsafe(16))
         env.setdefault(
+            "SYNC_CONNECTOR_TOKEN", self.environ.get("SYNC_CONNECTOR_TOKEN") or secrets.token_urlsafe(16)
+        )
+        env.setdefault(
             "INTERCOM_CLIENT_SECRET", self.environ.get("INTERCOM_CLIENT_SECRET") or secrets.token_urlsafe(16)
         )
         child_env = {**self.environ, **env}
@@ -100,6 +103,8 @@ class DevStack:
             "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
             "generated_trigger_token": not self.environ.get("SYNC_TRIGGER_TOKEN"),
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],
+            "sync_connector_token": env["SYNC_CONNECTOR_TOKEN"],
+            "generated_connector_token": not self.environ.get("SYNC_CONNECTOR_TOKEN"),
             "logs": str(self.state_dir),
         }
         stackfile.write(self.state_dir, self.info)

@@ -189,6 +189,7 @@ def run_step(
                 level=logging.WARNING,
                 run_id=run_id,
                 error_type=type(error).__name__,
+                exc_info=error,
             )
     done = len(ids) < batch
     if not runs.record_step(run_id, step, replayed, failed, done=done):

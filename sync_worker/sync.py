@@ -16,8 +16,9 @@ Guarantees (the order of a run):
    the caller schedules a fresh sync; a failed read never writes
    ``Platform Account Exists = No``; unless the request forces the write, stale
    values the contact already shows are not written again;
-4. values are computed by the profile (pure) from the records and the clock,
-   the data attributes are ensured, and one ``PUT`` writes them;
+4. the records are checked and the profile computes the values (pure) from them and the
+   clock (:func:`~sync_worker.compute.compute_values`: any failure is this contact's
+   ``platform_data_invalid``), the data attributes are ensured, and one ``PUT`` writes them;
 5. only after Intercom accepted them are the values stored as the contact's
    last known values.
 
@@ -35,8 +36,10 @@ from datetime import UTC, datetime
 from sync_worker.attributes import build_update
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
+from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import PermanentError, TransientError
+from sync_worker.fingerprint import shown_fingerprint
 from sync_worker.intercom import ContactMerged, IntercomClient, IntercomNotFound
 from sync_worker.logs import log_event
 from sync_worker.platform import PlatformClient, PlatformUnavailable
@@ -67,12 +70,6 @@ class ContactGone(PermanentError):
     """The contact no longer exists in Intercom (merged or deleted) and no survivor was found."""
 
     code = "contact_gone"
-
-
-class PlatformDataError(PermanentError):
-    """A platform record broke the contract in a way the profile cannot format."""
-
-    code = "platform_data_invalid"
 
 
 @dataclass(frozen=True)
@@ -213,13 +210,8 @@ class ContactSync:
         now = self.clock()
         if records is None:
             return self._write_stale(contact_id, request, email)
-        try:
-            values = self.profile.compute(records, now=now, fetched_at=now)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise PlatformDataError(
-                f"platform record could not be read: {exc.__class__.__name__}: {exc}"
-            ) from exc
-        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+        values = compute_values(self.profile, records, now=now)  # PlatformDataError: this contact's alone
+        fingerprint = self.fingerprint(values)
         if not request.force_write and self.cache.shown(contact_id) == fingerprint:
             return SyncOutcome("unchanged", contact_id, request.trigger, accounts=len(records))
         contact_id = self._write(contact_id, values, email)
@@ -258,7 +250,7 @@ class ContactSync:
     def _write_stale(self, contact_id: str, request: SyncRequest, email: str | None) -> SyncOutcome:
         stale = stale_values(self.profile, self.circuit, self.cache, contact_id, now=self.clock())
         values = stale.values
-        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+        fingerprint = self.fingerprint(values)
         written = request.force_write or self.cache.shown(contact_id) != fingerprint
         if written:
             contact_id = self._write(contact_id, values, email)
@@ -279,6 +271,10 @@ class ContactSync:
             data_status=values.get("data_status"),
             written=written,
         )
+
+    def fingerprint(self, values: Mapping[str, str | None]) -> str:
+        """What writing ``values`` shows on a contact, as compared by "write only what changed"."""
+        return shown_fingerprint(self.profile, values, self.attribute_names or {})
 
     def _write(self, contact_id: str, values: Mapping[str, str | None], email: str | None) -> str:
         """Ensure the attributes exist and PUT the contact; returns the id written (the survivor if

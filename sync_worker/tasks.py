@@ -245,6 +245,14 @@ def _record_result(contact_key: str, result: dict[str, Any]) -> None:
     heartbeat.beat(runtime.redis)
 
 
+def _worth_a_traceback(error: BaseException) -> BaseException | None:
+    """``error`` when its traceback says something: not one of our errors (a bug), or one of ours
+    raised from another (a library's failure); None for our own errors alone (their code says it)."""
+    if not isinstance(error, SyncError) or error.__cause__ is not None:
+        return error
+    return None
+
+
 def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: int) -> dict[str, Any]:
     runtime = get_runtime()
     code = getattr(error, "code", error.__class__.__name__)
@@ -274,6 +282,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         error_code=code,
         attempts=attempts,
         trigger=request.trigger,
+        exc_info=_worth_a_traceback(error),
     )
     _record_result(request.contact_key, result)
     return result
@@ -307,7 +316,7 @@ def _take_back_delivery(task: Task, run: str) -> None:
         key = keys.delivery_runs(task.request.id, task.request.retries)
         get_runtime().redis_best_effort.srem(key, run)
     except Exception as exc:  # whatever it is, the Reject that follows matters more
-        log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_type=type(exc).__name__)
+        log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_info=exc)
 
 
 def _forget_deliveries(task: Task) -> None:
@@ -780,7 +789,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
             try:
                 heartbeat.beat(runtime.redis, hostname)
             except Exception:
-                logger.warning("heartbeat_failed")
+                logger.warning("heartbeat_failed", exc_info=True)
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()

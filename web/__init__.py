@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install(app, build_context(settings))
     register_error_handlers(app)
     install_access_hooks(app)
+    connector.log_if_disabled(settings)
     for blueprint in (webhooks.bp, triggers.bp, connector.bp, admin.bp, resync.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

@@ -242,6 +242,7 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
 
 def _paths(settings: Settings) -> dict[str, Any]:
     trigger_auth = [{"triggerToken": []}]
+    connector_auth = [{"connectorToken": []}]
     admin_auth = [{"adminToken": []}]
     entry_id = {
         "name": "entry_id",
@@ -309,9 +310,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "then reads the platform once within the deadline: live values with stale false, "
                     "else (platform slow, down, rate-limited, circuit open) the last known values with "
                     "stale true. An excluded or invalid email answers skipped and stores nothing. A "
-                    "platform problem is never a 5xx; 503 means Redis is unreachable."
+                    "platform problem is never a 5xx; 503 means Redis is unreachable. Takes "
+                    "SYNC_CONNECTOR_TOKEN, never SYNC_TRIGGER_TOKEN; 403 not_configured while it is "
+                    "unset (or the same as SYNC_TRIGGER_TOKEN)."
                 ),
-                "security": trigger_auth,
+                "security": connector_auth,
                 "requestBody": _body(_ref("ConnectorRequest")),
                 "responses": {
                     "200": _response(
@@ -470,11 +473,26 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 '{"error": {"code", "message"}, "request_id"}; every response carries X-Request-Id.'
             ),
         },
+        # Each operation's own "security" names the one credential it takes; the rest take none.
+        "security": [],
         "paths": _paths(settings),
         "components": {
             "securitySchemes": {
-                "triggerToken": {"type": "http", "scheme": "bearer", "description": "SYNC_TRIGGER_TOKEN"},
-                "adminToken": {"type": "http", "scheme": "bearer", "description": "SYNC_ADMIN_TOKEN"},
+                "triggerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SYNC_TRIGGER_TOKEN: POST /v1/sync only",
+                },
+                "connectorToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SYNC_CONNECTOR_TOKEN: POST /v1/connector/client-attributes only",
+                },
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SYNC_ADMIN_TOKEN: /v1/admin/* only",
+                },
                 "intercomSignature": {
                     "type": "apiKey",
                     "in": "header",

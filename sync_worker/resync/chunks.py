@@ -24,8 +24,10 @@ Guarantees:
   hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.tasks.defer_to_refresh`:
   it reads the platform again later, at most one waiting per contact) and counts them
   ``deferred``, writing nothing: no contact ends a run stale without a refresh to come;
-- a permanent error parks the contact (dead-letter store) and counts it ``failed``;
-  a transient one that ran out of attempts does the same;
+- a permanent error parks the contact (dead-letter store) and counts it ``failed``; a
+  malformed platform record is one (``platform_data_invalid``, :mod:`sync_worker.compute`),
+  so it concerns its own contact only: the chunk goes on and spends no attempt; a transient
+  one that ran out of attempts does the same;
 - the counts and the rest of the chunk are recorded in one script, so the run's totals
   are exact however often a chunk is delivered.
 """
@@ -37,8 +39,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
+from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.intercom import IntercomRateLimited
@@ -47,7 +49,7 @@ from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
 from sync_worker.screening import normalise_email
-from sync_worker.sync import ContactSync, PlatformDataError
+from sync_worker.sync import ContactSync
 
 Park = Callable[[SyncRequest, Exception, int], object]
 Defer = Callable[[SyncRequest], object]
@@ -75,15 +77,8 @@ def preview(
     """What :meth:`ContactSync.apply_records` would do, without writing: the outcome status."""
     if records is None:
         return "stale"
-    now = contact_sync.clock()
-    try:
-        values = contact_sync.profile.compute(records, now=now, fetched_at=now)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise PlatformDataError(
-            f"platform record could not be read: {exc.__class__.__name__}: {exc}"
-        ) from exc
-    fingerprint = LastKnownValues.fingerprint(values, contact_sync.profile.volatile_keys)
-    if not request.force_write and contact_sync.cache.shown(contact_id) == fingerprint:
+    values = compute_values(contact_sync.profile, records, now=contact_sync.clock())
+    if not request.force_write and contact_sync.cache.shown(contact_id) == contact_sync.fingerprint(values):
         return "unchanged"
     return "synced" if records else "no_account"
 

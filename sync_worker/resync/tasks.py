@@ -205,4 +205,4 @@ def _watch_on_start(sender: Any = None, **_: Any) -> None:
     try:
         watchdog()
     except Exception:
-        logger.warning("resync_watchdog_failed")
+        logger.warning("resync_watchdog_failed", exc_info=True)

@@ -245,6 +245,52 @@ def _record(i: int) -> dict:
     return synthetic_record(i)
 
 
+def test_a_malformed_record_is_its_contacts_platform_data_invalid_and_the_chunk_goes_on(
+    env, pool, store, intercom_sandbox, platform_sandbox
+):
+    """Issue 12 item 5: one bad record neither fails its chunk nor spends the chunk's retries (the
+    old code retried the whole chunk on its AttributeError / InvalidOperation, then parked the
+    contacts under the exception's name)."""
+    created = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(10)))
+    ids = {c["email"]: c["id"] for c in created}
+    numeric_date = {**_record(3), "created_at": 1717430400}
+    huge_balance = _record(5)
+    huge_balance["invoices"] = [{"id": 1, "status": "unpaid", "balance": "1e30", "currency": "CAD"}]
+    platform_sandbox.add_clients(numeric_date, huge_balance, check=False)
+    pool.start(concurrency=1)
+    record = finished(store, start_run(env).run_id)
+    assert (record.counts["synced"], record.counts["failed"], record.counts["queued"]) == (8, 2, 10)
+    assert platform_sandbox.stats()["lookup_emails"] == 10  # one read of the chunk: no retry
+    letters = DeadLetterStore(redis_lib.Redis.from_url(env["REDIS_URL"], decode_responses=True))
+    for email in ("client3@example.com", "client5@example.com"):
+        letter = letters.get(f"id:{ids[email]}")
+        assert letter is not None, email
+        assert (letter.error_code, letter.attempts) == ("platform_data_invalid", 1)
+        assert email not in letter.error_message
+        assert intercom_sandbox.contact(ids[email])["custom_attributes"] == {}
+    assert letters.count() == 2
+    live = intercom_sandbox.contact(ids["client4@example.com"])["custom_attributes"]
+    assert live["Data Status"] == "Live"
+
+
+def test_an_only_changed_run_writes_every_contact_again_after_its_attributes_are_renamed(
+    env, pool, store, intercom_sandbox
+):
+    """Issue 12 item 9: on the old code the renamed run counted every contact unchanged."""
+    created = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(5)))
+    first = pool.start(concurrency=1)
+    assert finished(store, start_run(env).run_id).counts["written"] == 5
+    assert finished(store, start_run(env).run_id).counts["unchanged"] == 5
+    first.stop()
+
+    renamed = {"SYNC_ATTRIBUTE_NAMES": json.dumps({"sessions": "Sessions Count"})}
+    pool.start(concurrency=1, **renamed)
+    record = finished(store, start_run(env).run_id)  # the worker holds the names
+    assert (record.counts["written"], record.counts["unchanged"]) == (5, 0)
+    for contact in created:
+        assert "Sessions Count" in intercom_sandbox.contact(contact["id"])["custom_attributes"]
+
+
 def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, store, intercom_sandbox):
     settings = {
         **SHORT_LOCK,

@@ -8,6 +8,8 @@ fresh sync that finds the platform still down), and "write only what changed".
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sync_worker.circuit import HALF_OPEN, CircuitBreaker
@@ -174,3 +176,34 @@ def test_a_probe_that_got_no_platform_token_frees_the_probe_at_once(
     probe = circuit.admit()
     assert probe is not None and probe.probe is not None  # released: the next probe goes now
     assert circuit.state().failures == 1  # and nothing else changed: the same outage
+
+
+def test_only_changed_writes_a_contact_again_when_its_attributes_are_renamed_or_its_profile_changes(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    """Issue 12 item 9: the fingerprint covers what is written (Intercom names, the profile's
+    version), not the values by key: on the old code the renamed run found the contact unchanged."""
+    only_changed = SyncRequest(contact_id=olivia, email=OLIVIA, force_write=False)
+    runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    [same] = runtime.contact_sync.run(only_changed)
+    assert same.status == "unchanged"
+
+    renamed = Runtime(runtime.settings.model_copy(update={"attribute_names": {"sessions": "Sessions Count"}}))
+    try:
+        [moved] = renamed.contact_sync.run(only_changed)
+        assert (moved.status, moved.written) == ("synced", True)
+        shown = intercom_sandbox.contact(olivia)["custom_attributes"]
+        assert shown["Sessions Count"] == shown["Number of Sessions"] == "2"
+        [again] = renamed.contact_sync.run(only_changed)
+        assert again.status == "unchanged"  # the new names are what the contact shows now
+    finally:
+        renamed.redis.close()
+
+    class NextVersion(type(runtime.contact_sync.profile)):
+        version = "next"
+
+    bumped = replace(runtime.contact_sync, profile=NextVersion(runtime.settings.display_timezone))
+    writes = _calls(intercom_sandbox, "UpdateContact")
+    [rewritten] = bumped.run(only_changed)
+    assert rewritten.status == "synced"
+    assert _calls(intercom_sandbox, "UpdateContact") == writes + 1

@@ -211,5 +211,16 @@ def test_openapi_document_describes_the_routes(web_server: WebServer) -> None:
         "/metrics",
     ):
         assert path in spec["paths"], path
-    assert set(spec["components"]["securitySchemes"]) == {"triggerToken", "adminToken", "intercomSignature"}
+    assert set(spec["components"]["securitySchemes"]) == {
+        "triggerToken",
+        "connectorToken",
+        "adminToken",
+        "intercomSignature",
+    }
+    # Which token each route takes: the connector its own, never the trigger token (issue 12 item 8).
+    operations = {path: next(iter(item.values())) for path, item in spec["paths"].items()}
+    assert operations["/v1/sync"]["security"] == [{"triggerToken": []}]
+    assert operations["/v1/connector/client-attributes"]["security"] == [{"connectorToken": []}]
+    assert spec["paths"]["/webhooks/intercom"]["post"]["security"] == [{"intercomSignature": []}]
+    assert spec["security"] == []  # an operation without its own takes none (health, metrics)
     assert spec == build_spec(web_server.settings)  # what the fuzz test generates from
