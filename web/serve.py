@@ -1,0 +1,111 @@
+"""The receiver's HTTP server as deployed: waitress serving ``web:create_app()``.
+
+``python -m web.serve --bind HOST:PORT`` (``docker-compose.yml``, the README's recipe,
+``sync_worker.processes.web_argv``). Guarantees:
+
+- a request reaches one of the app's threads only once it has been read whole (waitress
+  reads headers and body in its I/O loop and buffers them), so a slow, trickling or
+  half-open client holds a socket, never a thread;
+- a connection that sends nothing for ``SYNC_WEB_CLIENT_TIMEOUT_SECONDS`` is closed
+  (waitress's ``channel_timeout``, checked every second or so), and up to
+  ``SYNC_WEB_MAX_CONNECTIONS`` connections are served at once (waitress's own default,
+  100, would let 100 slow clients stop it accepting), polled with ``poll()`` so a
+  thousand descriptors are no problem (``select()`` fails past 1024);
+- ``SYNC_WEB_THREADS`` threads run the app, more than ``SYNC_CONNECTOR_MAX_READS`` (the
+  data connector's platform reads at once, :mod:`web.platform_read`), checked at start,
+  so a webhook always finds a thread that no platform wait holds;
+- a body declared larger than :func:`max_body_bytes` is refused by waitress before it is
+  read (413); smaller ones that are still too large get the app's JSON 413;
+- SIGTERM stops the server: threads get :data:`SHUTDOWN_SECONDS` to finish what they
+  run, then the process exits (``docker-compose.yml``'s ``stop_grace_period`` for web is
+  longer).
+
+Why waitress and not gunicorn's sync workers: a sync worker reads the request itself, so
+two clients that declare a body and send one byte stop two workers (only a buffering
+proxy in front fixes that). waitress is pure Python, buffers whole requests before a
+thread runs the app, and times out idle clients; no proxy is needed in front of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+import waitress
+
+from sync_worker.config import Settings, get_settings
+from web import create_app
+
+#: How long running requests may take to finish after SIGTERM (waitress's dispatcher shutdown).
+SHUTDOWN_SECONDS = 5
+#: How often idle connections are looked for at most (seconds).
+CLEANUP_INTERVAL_SECONDS = 1
+
+
+class ServerMisconfigured(RuntimeError):
+    """The thread settings would let connector reads take every thread."""
+
+
+def check_threads(settings: Settings) -> None:
+    """Refuse fewer threads than connector reads plus one (a webhook must always find a thread)."""
+    if settings.web_threads <= settings.connector_max_reads:
+        raise ServerMisconfigured(
+            f"SYNC_WEB_THREADS={settings.web_threads} must exceed SYNC_CONNECTOR_MAX_READS="
+            f"{settings.connector_max_reads}, or data connector reads could hold every thread"
+        )
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """The largest body waitress reads: four times the app's limit, so the app answers the rest."""
+    return 4 * settings.webhook_max_body_bytes
+
+
+def server_options(settings: Settings, *, host: str, port: int) -> dict[str, Any]:
+    """waitress's options for the receiver (pure)."""
+    return {
+        "host": host,
+        "port": port,
+        "threads": settings.web_threads,
+        "channel_timeout": settings.web_client_timeout_seconds,
+        "cleanup_interval": CLEANUP_INTERVAL_SECONDS,
+        "connection_limit": settings.web_max_connections,
+        "asyncore_use_poll": True,
+        "max_request_body_size": max_body_bytes(settings),
+        "ident": "intercom-sync",
+    }
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    raise SystemExit(0)  # waitress's loop catches it and shuts its threads down
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the intercom-sync receiver (waitress).")
+    parser.add_argument("--bind", default="0.0.0.0:8000", help="HOST:PORT to listen on")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    try:
+        check_threads(settings)
+    except ServerMisconfigured as problem:
+        print(f"intercom-sync web: {problem}", file=sys.stderr, flush=True)
+        return 2
+    host, port = parse_bind(args.bind)
+    app = create_app(settings)
+    signal.signal(signal.SIGTERM, _stop)
+    server = waitress.create_server(app, **server_options(settings, host=host, port=port))
+    try:
+        server.run()
+    finally:
+        server.task_dispatcher.shutdown(timeout=SHUTDOWN_SECONDS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
