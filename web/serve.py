@@ -16,6 +16,7 @@
   so a webhook always finds a thread that no platform wait holds;
 - a body declared larger than :func:`max_body_bytes` is refused by waitress before it is
   read (413); smaller ones that are still too large get the app's JSON 413;
+- it refuses to start (exit 2) on a Redis that may evict keys (:mod:`sync_worker.redis_policy`);
 - SIGTERM stops the server: threads get :data:`SHUTDOWN_SECONDS` to finish what they
   run, then the process exits (``docker-compose.yml``'s ``stop_grace_period`` for web is
   longer).
@@ -36,6 +37,7 @@ from typing import Any
 import waitress
 
 from sync_worker.config import Settings, get_settings
+from sync_worker.redis_policy import refuse_at_start
 from web import create_app
 
 #: How long running requests may take to finish after SIGTERM (waitress's dispatcher shutdown).
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except ServerMisconfigured as problem:
         print(f"intercom-sync web: {problem}", file=sys.stderr, flush=True)
         return 2
+    refuse_at_start("web", settings)  # a Redis that may evict keys: exit 2, naming the setting
     host, port = parse_bind(args.bind)
     app = create_app(settings)
     signal.signal(signal.SIGTERM, _stop)
