@@ -17,8 +17,9 @@
 - a body declared larger than :func:`max_body_bytes` is refused by waitress before it is
   read (413); smaller ones that are still too large get the app's JSON 413;
 - it refuses to start (exit 2) on a Redis that may evict keys (:mod:`sync_worker.redis_policy`);
-- SIGTERM stops the server: threads get :data:`SHUTDOWN_SECONDS` to finish what they
-  run, then the process exits (``docker-compose.yml``'s ``stop_grace_period`` for web is
+- SIGTERM stops it gracefully: it stops accepting at once (within a second), every request
+  already received is still run and its answer sent, for up to :data:`SHUTDOWN_SECONDS`,
+  then the process exits 0 (``docker-compose.yml``'s ``stop_grace_period`` for web is
   longer).
 
 Why waitress and not gunicorn's sync workers: a sync worker reads the request itself, so
@@ -33,9 +34,11 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from typing import Any
 
 import waitress
+from waitress import wasyncore
 
 from sync_worker.config import Settings, get_settings
 from sync_worker.logs import log_event
@@ -91,8 +94,34 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def _stop(signum: int, _frame: Any) -> None:
-    raise SystemExit(0)  # waitress's loop catches it and shuts its threads down
+class Stopping:
+    """Set by SIGTERM (and SIGINT); read by the serving loop between two polls."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, _signum: int, _frame: Any) -> None:
+        self.requested = True
+
+
+def busy(server: Any) -> bool:
+    """Some connection has a request received and not yet answered, or an answer not yet sent."""
+    return any(channel.requests or channel.total_outbufs_len for channel in server.active_channels.values())
+
+
+def serve(server: Any, stopping: Stopping) -> None:
+    """waitress's loop until ``stopping``, then drain what was received (see the guarantees)."""
+    adj = server.adj
+    while not stopping.requested:
+        wasyncore.loop(
+            timeout=adj.asyncore_loop_timeout, use_poll=adj.asyncore_use_poll, map=server._map, count=1
+        )
+    wasyncore.dispatcher.close(server)  # the listening socket only (its trigger stays for the threads)
+    deadline = time.monotonic() + SHUTDOWN_SECONDS
+    while busy(server) and time.monotonic() < deadline:
+        wasyncore.loop(timeout=0.05, use_poll=adj.asyncore_use_poll, map=server._map, count=1)
+    server.task_dispatcher.shutdown(timeout=max(0.0, deadline - time.monotonic()))
+    wasyncore.close_all(server._map)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,16 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     refuse_at_start("web", settings)  # a Redis that may evict keys: exit 2, naming the setting
     host, port = parse_bind(args.bind)
     app = create_app(settings)
-    signal.signal(signal.SIGTERM, _stop)
+    stopping = Stopping()
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     options = server_options(settings, host=host, port=port)
     server = waitress.create_server(app, **options)
     log_event(logger, "web_serving", host=host, port=port, threads=options["threads"])
-    try:
-        server.run()
-    finally:
-        server.task_dispatcher.shutdown(timeout=SHUTDOWN_SECONDS)
+    serve(server, stopping)
+    log_event(logger, "web_stopped")
     return 0
 
 

@@ -8,7 +8,8 @@ The real server process (``processes.web_argv``: ``python -m web.serve``) on rea
 - a connection silent for ``SYNC_WEB_CLIENT_TIMEOUT_SECONDS`` is closed by the server; one that
   keeps trickling is not (it holds a socket, never a thread);
 - data connector requests waiting on a slow platform never make a webhook wait: beyond
-  ``SYNC_CONNECTOR_MAX_READS`` they answer at once, stale, with the reason ``busy``.
+  ``SYNC_CONNECTOR_MAX_READS`` they answer at once, stale, with the reason ``busy``;
+- SIGTERM stops the server accepting at once, and the request it was running is still answered.
 
 Under gunicorn's sync workers (the shape before) two such clients held both workers and each
 of these fails.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -30,10 +32,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from sync_worker.localredis import wait_until
-from tests.fixtures.deployed import deployed_web
+from sync_worker.localredis import free_port, wait_until
+from sync_worker.processes import Child, web_argv
+from tests.fixtures.deployed import ROOT, deployed_web
 from tests.fixtures.web import CLIENT_SECRET, TRIGGER_TOKEN, notification
 from web.auth import sign
+from web.serve import SHUTDOWN_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -232,3 +236,47 @@ def test_connector_reads_waiting_on_a_slow_platform_never_make_a_webhook_wait(
     fast = [elapsed for elapsed, _ in answers if elapsed < 1.0]
     assert len(fast) == asks - 4, sorted(round(e, 2) for e, _ in answers)  # all but the 4 reads, at once
     assert platform_sandbox.stats()["total_calls"] == 4
+
+
+def test_sigterm_stops_accepting_at_once_and_answers_the_request_already_running(
+    redis_url: str, tmp_path: Path, platform_sandbox
+) -> None:
+    platform_sandbox.config(latency_ms=2500)
+    env = _env(
+        redis_url,
+        PLATFORM_API_URL=platform_sandbox.url,
+        PLATFORM_API_TOKEN=platform_sandbox.token,
+        SYNC_CONNECTOR_DEADLINE_SECONDS="4",
+    )
+    port = free_port()
+    web = Child("web", web_argv(port=port), env=env, log_path=tmp_path / "web.log", cwd=ROOT).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/healthz", timeout=1).ok, 60, message="the receiver")
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(
+                requests.post,
+                f"{url}/v1/connector/client-attributes",
+                json={"email": "client@example.com"},
+                headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"},
+                timeout=30,
+            )
+            wait_until(lambda: platform_sandbox.stats()["total_calls"] == 1, 10, message="the platform read")
+            web.signal_group(signal.SIGTERM)
+
+            def refused() -> bool:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except ConnectionRefusedError:
+                    return True
+                return False
+
+            wait_until(refused, 2, message="new connections refused")
+            assert web.alive()  # still answering the request it had
+            answer = running.result()
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["stale"] is False  # the platform's answer, read to the end
+        wait_until(lambda: not web.alive(), SHUTDOWN_SECONDS + 5, message="the receiver to exit")
+        assert web.process is not None and web.process.returncode == 0
+    finally:
+        web.stop()
