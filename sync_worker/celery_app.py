@@ -40,8 +40,10 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import beat_init, celeryd_init
 from kombu import Exchange, Queue
 
+from sync_worker import redis_policy
 from sync_worker.config import Settings, get_settings
 from sync_worker.resync.settings import ResyncSettings, get_resync_settings
 
@@ -214,3 +216,7 @@ def create_celery(settings: Settings | None = None, resync: ResyncSettings | Non
 
 
 app = create_celery()
+
+# A Redis that may evict keys is refused before a worker or beat takes work (sync_worker.redis_policy).
+celeryd_init.connect(redis_policy.refuse_worker_at_start, weak=False)
+beat_init.connect(redis_policy.refuse_beat_at_start, weak=False)

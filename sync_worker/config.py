@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     # --- data connector -------------------------------------------------------------
     connector_deadline_seconds: float = Field(2.5, gt=0, validation_alias="SYNC_CONNECTOR_DEADLINE_SECONDS")
 
+    # --- the receiver's server (web/serve.py) and its threads -----------------------------
+    web_threads: int = Field(8, ge=2, validation_alias="SYNC_WEB_THREADS")
+    web_client_timeout_seconds: int = Field(10, ge=1, validation_alias="SYNC_WEB_CLIENT_TIMEOUT_SECONDS")
+    web_max_connections: int = Field(1000, ge=10, validation_alias="SYNC_WEB_MAX_CONNECTIONS")
+    #: Connector requests reading the platform at once per receiver; beyond it they answer stale at once.
+    connector_max_reads: int = Field(4, ge=1, validation_alias="SYNC_CONNECTOR_MAX_READS")
+
+    # --- Redis ------------------------------------------------------------------------
+    #: Start even when Redis may evict keys (``maxmemory-policy`` other than ``noeviction``).
+    allow_eviction: bool = Field(False, validation_alias="SYNC_ALLOW_EVICTION")
+
     # --- rate limits (starting budgets; Intercom's headers take over once seen) ------
     intercom_calls_per_window: int = Field(1666, validation_alias="INTERCOM_CALLS_PER_WINDOW")
     intercom_window_seconds: int = Field(10, validation_alias="INTERCOM_WINDOW_SECONDS")

@@ -6,7 +6,7 @@ Guarantees of :class:`DevStack`:
 - with no ``INTERCOM_ACCESS_TOKEN`` it starts both sandboxes (Intercom and the
   platform) seeded with the sample dataset, and points the service at them;
   with one, it uses the real Intercom and the configured platform;
-- it then starts web (gunicorn), one worker and beat, each in its own process
+- it then starts web (waitress, ``web.serve``), one worker and beat, each in its own process
   group, and writes ``stack.json`` (URLs and the dev tokens, :mod:`sync_worker.stackfile`)
   so ``sync-worker try`` and the operator commands can find them;
 - every wait of :meth:`DevStack.start` also watches every part started so far: a part
@@ -85,7 +85,7 @@ class DevStack:
             "INTERCOM_CLIENT_SECRET", self.environ.get("INTERCOM_CLIENT_SECRET") or secrets.token_urlsafe(16)
         )
         child_env = {**self.environ, **env}
-        self._child("web", web_argv(port=self.web_port, workers=2), child_env)
+        self._child("web", web_argv(port=self.web_port), child_env)
         self._child("worker", worker_argv(concurrency=2, hostname="dev-worker@%h"), child_env)
         self._child("beat", beat_argv(schedule_file=str(self.state_dir / "celerybeat-schedule")), child_env)
         web_url = f"http://127.0.0.1:{self.web_port}"

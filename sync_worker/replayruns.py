@@ -1,6 +1,6 @@
 """Replay runs: ``retry-all`` of the dead-letter store as a background task, its progress in Redis.
 
-A replay of every parked contact can take far longer than a web request (gunicorn's timeout)
+A replay of every parked contact can take far longer than a web request may (a server's or a client's timeout)
 or a task's time limit on a store of thousands of entries, so it runs as a chain of task steps,
 each replaying at most :data:`BATCH` entries, and leaves its progress in a record that the admin
 API and the CLI read. Our own module because the record is this small (the bulk re-sync's

@@ -3,7 +3,8 @@
 Guarantees: :func:`create_app` builds a complete app from the settings given
 (or the process's environment), with its own Redis clients and Celery producer;
 it never calls Intercom, and the platform only from the data connector's
-deadline-bound route. The WSGI entry point for gunicorn is ``web:create_app()``.
+deadline-bound route. The WSGI entry point is ``web:create_app()``,
+served as deployed by :mod:`web.serve`.
 Routes (one blueprint each): ``/webhooks/intercom``, ``/v1/sync``,
 ``/v1/connector/client-attributes``, ``/v1/admin/dead-letters``, ``/v1/admin/resync``,
 ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``; every answer is JSON
