@@ -35,7 +35,7 @@ import requests
 from sync_worker.localredis import free_port, wait_until
 from sync_worker.processes import Child, web_argv
 from tests.fixtures.deployed import ROOT, deployed_web
-from tests.fixtures.web import CLIENT_SECRET, TRIGGER_TOKEN, notification
+from tests.fixtures.web import CLIENT_SECRET, CONNECTOR_TOKEN, TRIGGER_TOKEN, notification
 from web.auth import sign
 from web.serve import SHUTDOWN_SECONDS
 
@@ -53,7 +53,7 @@ def _env(redis_url: str, **extra: str) -> dict[str, str]:
         "REDIS_URL": redis_url,
         "INTERCOM_CLIENT_SECRET": CLIENT_SECRET,
         "SYNC_TRIGGER_TOKEN": TRIGGER_TOKEN,
-        "SYNC_CONNECTOR_TOKEN": TRIGGER_TOKEN,  # where the connector has a token of its own
+        "SYNC_CONNECTOR_TOKEN": CONNECTOR_TOKEN,
         **extra,
     }
 
@@ -217,7 +217,7 @@ def test_connector_reads_waiting_on_a_slow_platform_never_make_a_webhook_wait(
             response = requests.post(
                 f"{url}/v1/connector/client-attributes",
                 json={"email": f"client{n}@example.com"},
-                headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"},
+                headers={"Authorization": f"Bearer {CONNECTOR_TOKEN}"},
                 timeout=30,
             )
             return time.monotonic() - started, response
@@ -258,7 +258,7 @@ def test_sigterm_stops_accepting_at_once_and_answers_the_request_already_running
                 requests.post,
                 f"{url}/v1/connector/client-attributes",
                 json={"email": "client@example.com"},
-                headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"},
+                headers={"Authorization": f"Bearer {CONNECTOR_TOKEN}"},
                 timeout=30,
             )
             wait_until(lambda: platform_sandbox.stats()["total_calls"] == 1, 10, message="the platform read")
