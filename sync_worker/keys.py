@@ -72,3 +72,17 @@ def delivery_runs(task_id: str, retries: int) -> str:
     Not the ``deliveries:`` counter of earlier versions (a string): those keys just expire.
     """
     return f"{PREFIX}:delivery-runs:{task_id}:{retries}"
+
+
+def halt(upstream: str) -> str:
+    """JSON of the workspace-wide halt of one upstream (``intercom``, ``platform``), absent when
+    none: ``upstream``, ``reason`` (``auth`` or ``schema``), ``code``, ``message``, ``since`` (Unix
+    seconds), ``probes`` and ``last_probe_at`` / ``last_probe_error`` (see halts.py). No expiry:
+    only a probe that works, or an operator, clears it. A metrics collector reads it as the halt's
+    state (set = halted)."""
+    return f"{PREFIX}:halt:{upstream}"
+
+
+def halt_alerts() -> str:
+    """Hash: upstream -> how many halts were raised (one alert each), ever; a counter for metrics."""
+    return f"{PREFIX}:halt-alerts"

@@ -73,6 +73,10 @@ Guarantees of :func:`sync_contact`:
   a wrong key type) fails the task as before: it must not loop;
 - every run leaves its outcome under the contact's ``last-result`` key and a
   structured log line with the contact id;
+- a run that finds an upstream halted (:mod:`sync_worker.halts`), or meets an error that concerns
+  the whole workspace (a revoked token, a schema problem) and halts it, is rescheduled for
+  ``SYNC_HALT_PROBE_SECONDS`` (at most ``SYNC_MAX_RESCHEDULE_SECONDS``) and looks again: it spends
+  no retry, starts no rate-limit clock, is never parked for the halt, and syncs once it clears;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
   trigger and contact id (``kwargsrepr``), never an email.
 """
@@ -88,7 +92,7 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import redis as redis_lib
 from celery import Task
@@ -97,15 +101,19 @@ from celery.signals import celeryd_init, setup_logging, task_failure, worker_rea
 from kombu.exceptions import OperationalError
 
 from sync_worker import keys
+from sync_worker.attributes import InvalidAttributeName
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
 from sync_worker.errors import SyncError, TransientError
+from sync_worker.formatting import UnknownTimezone
+from sync_worker.halts import UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
+from sync_worker.sync import SyncOutcome
 from sync_worker.taskmessage import BuiltMessage, task_messages
 
 logger = logging.getLogger(__name__)
@@ -383,7 +391,9 @@ def _sync(
     request = claim(runtime.redis, request)
     started = time.monotonic()
     try:
-        outcomes = runtime.contact_sync.run(request)
+        outcomes = _run_unless_halted(request)
+    except UpstreamHalted as halted:
+        _wait_out_halt(self, request, halted, attempt, refreshes, waiting_since)
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
@@ -396,14 +406,7 @@ def _sync(
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
-        again = {
-            **request.to_kwargs(),
-            "attempt": attempt,
-            "refreshes": refreshes,
-            "waiting_since": waiting_since,
-        }
-        _keep_refresh_claim(self, request, refreshes, countdown)
-        raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
+        _reschedule(self, request, attempt, refreshes, waiting_since, countdown)
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
             error = TransientError("the sync ran past its time limit", code="time_limit")
@@ -448,6 +451,61 @@ def _sync(
     elif not refreshes:  # a refresh took the newest note as it started
         _note_live_run(request)
     return results
+
+
+def _run_unless_halted(request: SyncRequest) -> list[SyncOutcome]:
+    """The run, unless an upstream it calls is halted (:class:`UpstreamHalted`); an error that
+    concerns the whole workspace halts its upstream and is raised as that halt (:mod:`sync_worker.halts`)."""
+    runtime = get_runtime()
+    runtime.halts.check()
+    try:
+        return runtime.contact_sync.run(request)
+    except SyncError as error:
+        halted = runtime.halts.escalate(error, contact_id=request.contact_id, trigger=request.trigger)
+        if halted is None:
+            raise
+        raise halted from error
+
+
+def _wait_out_halt(
+    task: Task,
+    request: SyncRequest,
+    halted: UpstreamHalted,
+    attempt: int,
+    refreshes: int,
+    waiting_since: float | None,
+) -> NoReturn:
+    """Reschedule the run for when the halt may be cleared, spending no retry and starting no
+    rate-limit clock: a halt lasts until it is fixed, and the contact must not be parked for it."""
+    countdown = max(0.1, halted.retry_after or 1.0)
+    log_event(
+        logger,
+        "sync_waiting_halt",
+        contact_id=request.contact_id,
+        upstream=halted.halt.upstream,
+        error_code=halted.halt.code,
+        countdown=round(countdown, 2),
+    )
+    _reschedule(task, request, attempt, refreshes, waiting_since, countdown)
+
+
+def _reschedule(
+    task: Task,
+    request: SyncRequest,
+    attempt: int,
+    refreshes: int,
+    waiting_since: float | None,
+    countdown: float,
+) -> NoReturn:
+    """Run again after ``countdown`` (same task id), spending no error retry."""
+    again = {
+        **request.to_kwargs(),
+        "attempt": attempt,
+        "refreshes": refreshes,
+        "waiting_since": waiting_since,
+    }
+    _keep_refresh_claim(task, request, refreshes, countdown)
+    raise task.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
 
 
 def _claim_lifetime_ms(countdown: float) -> int:
@@ -639,12 +697,23 @@ def _park_on_unexpected_failure(
 
 @celeryd_init.connect
 def _check_required_settings(**_: Any) -> None:
-    """A worker without its credentials stops at start with one line naming what is missing."""
+    """A worker without its credentials, or with a display zone or attribute names the profile
+    refuses, stops at start with one line naming what is wrong (not a dead letter per contact)."""
+    runtime = get_runtime()
     try:
-        require(get_runtime().settings, "intercom_access_token", "platform_api_url", "platform_api_token")
+        require(runtime.settings, "intercom_access_token", "platform_api_url", "platform_api_token")
+        _ = runtime.contact_sync  # builds the profile (no call): its zone and attribute names are checked
     except MissingSetting as missing:
-        print(f"intercom-sync worker: {missing}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        _refuse_to_start(str(missing))
+    except UnknownTimezone as zone:
+        _refuse_to_start(f"SYNC_DISPLAY_TIMEZONE: {zone}")
+    except InvalidAttributeName as name:
+        _refuse_to_start(f"SYNC_ATTRIBUTE_NAMES: {name}")
+
+
+def _refuse_to_start(line: str) -> NoReturn:
+    print(f"intercom-sync worker: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 @setup_logging.connect

@@ -19,6 +19,9 @@ Guarantees:
   a transient one that ran out of attempts does the same; a platform that stays
   unreadable after the attempts gets the contacts' stale values written, as a realtime
   sync would (``stale``);
+- while an upstream is halted (:mod:`sync_worker.halts`) the chunk holds: it is re-run after
+  the halt's wait, whole or from the contact that met the workspace-wide error (which it halts),
+  spending no attempt and parking no contact for it;
 - the counts and the rest of the chunk are recorded in one script, so the run's totals
   are exact however often a chunk is delivered.
 """
@@ -34,6 +37,7 @@ from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
+from sync_worker.halts import HaltStore, UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUnavailable
 from sync_worker.platform_circuit import guarded
@@ -103,6 +107,8 @@ class ChunkRunner:
     #: Longer waits than this are served by rescheduling, not by blocking the task.
     max_inline_wait: float = 2.0
     clock: Callable[[], float] = time.monotonic
+    #: The workspace's halts; None: this runner never holds (tests of the chunk alone).
+    halts: HaltStore | None = None
 
     def run(self, run_id: str, chunk_id: str, version: int) -> ChunkOutcome:
         record = self.store.load(run_id)
@@ -110,6 +116,9 @@ class ChunkRunner:
         if record is None or record.status != RUNNING or chunk is None or chunk.version != version:
             return ChunkOutcome("noop")
         counts: Counter[str] = Counter()
+        held = self._held(run_id)
+        if held is not None:
+            return self._record(run_id, chunk_id, chunk, counts, 0, held)
         if not record.dry_run:
             wait = self.intercom_wait()
             if wait > self.max_inline_wait:
@@ -119,6 +128,9 @@ class ChunkRunner:
         except _Reschedule as wait:
             return self._record(run_id, chunk_id, chunk, counts, 0, wait)
         except SyncError as error:  # permanent: the batch cannot be read as sent
+            held = self._held(run_id, error)
+            if held is not None:
+                return self._record(run_id, chunk_id, chunk, counts, 0, held)
             for contact_id, email in chunk.contacts:
                 self._fail(
                     counts, self._request(contact_id, email, record.only_changed), error, chunk.attempt
@@ -151,6 +163,9 @@ class ChunkRunner:
                     _Reschedule(limited.retry_after, attempt_used=False),
                 )
             except Exception as error:  # a bug in one contact must not stall the run
+                held = self._held(run_id, error)
+                if held is not None:
+                    return self._record(run_id, chunk_id, chunk, counts, index, held)
                 retryable = not isinstance(error, SyncError) or error.transient
                 if retryable and chunk.attempt < self.max_retries:
                     countdown = self.backoff(chunk.attempt)
@@ -167,6 +182,21 @@ class ChunkRunner:
         return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
 
     # --- steps ------------------------------------------------------------------------------
+
+    def _held(self, run_id: str, error: BaseException | None = None) -> _Reschedule | None:
+        """The wait when an upstream is halted (or ``error`` halts one now), else None."""
+        if self.halts is None:
+            return None
+        try:
+            if error is None:
+                self.halts.check()
+                return None
+            halted = self.halts.escalate(error, run_id=run_id)
+        except UpstreamHalted as found:
+            halted = found
+        if halted is None:
+            return None
+        return _Reschedule(halted.retry_after or 1.0, attempt_used=False)
 
     @staticmethod
     def _request(contact_id: str, email: str, only_changed: bool) -> SyncRequest:
