@@ -187,3 +187,29 @@ def test_an_archived_attribute_halts_realtime_syncs_naming_it_until_unarchived(
     assert len(log_events(workers, "upstream_halted")) == 1
     cleared = operator(env, "halts")
     assert (cleared.returncode, cleared.stdout.strip().splitlines()[-1]) == (0, "no halts")
+
+
+def test_a_revoked_platform_token_halts_the_platform_and_syncs_resume_once_restored(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+):
+    contacts = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(3)))
+    platform_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    for contact in contacts:
+        trigger(web_app.url, contact["id"], contact["email"])
+
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+    (halt,) = halts(web_app.url)["halts"]
+    assert (halt["upstream"], halt["reason"], halt["code"]) == ("platform", "auth", "platform_auth")
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 2, 60, message="two failed probes")
+    assert DeadLetterStore(client).count() == 0
+    assert all(last_status(client, c["id"]) is None for c in contacts)
+    # Nothing was written while halted: no contact shows "No account" for a read that was refused.
+    assert intercom_sandbox.stats()["calls_by_operation"].get("UpdateContact", 0) == 0
+
+    platform_sandbox.config(token_revoked=False)
+    for contact in contacts:
+        wait_until(lambda c=contact: last_status(client, c["id"]) == "synced", 60, message="the syncs")
+    assert DeadLetterStore(client).count() == 0
+    assert halts(web_app.url) == {"halts": [], "alerts": {"platform": 1}}
+    assert len(log_events(workers, "upstream_halted")) == 1
