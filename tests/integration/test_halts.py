@@ -102,19 +102,31 @@ def last_status(client: redis_lib.Redis, contact_id: str) -> str | None:
     return json.loads(raw)["status"] if raw else None
 
 
+@pytest.mark.parametrize(
+    ("in_flight", "walk_done"),
+    [("4", False), ("100", True)],
+    ids=["revoked-during-the-walk", "revoked-after-the-walk"],
+)
 def test_a_revoked_token_during_a_bulk_run_halts_once_and_the_run_finishes_once_restored(
-    env, workers, beat, web_app, intercom_sandbox, client
+    env, workers, beat, web_app, intercom_sandbox, client, in_flight, walk_done
 ):
+    """On the old code the first case ends the run ``failed`` at the walk's 401 (225 of 2,000
+    written) and the second parks every contact left (573 dead letters, one per contact)."""
     seeded = intercom_sandbox.seed(
         *({"email": f"client{i}@example.com", "name": f"Client {i}"} for i in range(CONTACTS))
     )
+    env = {**env, "SYNC_RESYNC_MAX_IN_FLIGHT": in_flight}
     workers.start(concurrency=2, **env)
     run_id = start(
         client, create_celery(Settings(**env)), RunOptions(trigger="manual"), ResyncSettings(**env)
     ).run_id
     store = RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
     wait_until(
-        lambda: store.load(run_id).counts.get("written", 0) >= 200, 120, message="a few chunks written"
+        lambda: (
+            store.load(run_id).counts.get("written", 0) >= 200 and store.load(run_id).walk_done >= walk_done
+        ),
+        120,
+        message="a few chunks written",
     )
 
     intercom_sandbox.config(token_revoked=True)
@@ -128,6 +140,7 @@ def test_a_revoked_token_during_a_bulk_run_halts_once_and_the_run_finishes_once_
     wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 4, 60, message="four failed probes")
     held = store.load(run_id)
     assert held.status == RUNNING and held.counts.get("written", 0) < CONTACTS
+    assert walk_done or not held.walk_done, "the walk ended before the revocation: slow it down"
     refused = intercom_sandbox.stats()["unauthorized"]
     probes = halts(web_app.url)["halts"][0]["probes"]
     assert refused <= probes + 1 + 8, (
