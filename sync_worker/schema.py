@@ -11,6 +11,8 @@ Guarantees:
   that would take the workspace past Intercom's :data:`MAX_CUSTOM_ATTRIBUTES` raise
   :class:`AttributeLimitReached` before any is created; these three are the workspace-wide
   :data:`SCHEMA_ERRORS` (a halt, :mod:`sync_worker.halts`, not a dead letter per contact);
+  a write refused for a named attribute (:func:`names_may_be_stale`: archived after it was
+  cached) makes the caller forget the cached names and try once more, so it is found then;
 - Intercom is listed at most once per ``ttl_seconds`` per workspace while all
   names are known, so a steady-state sync costs no schema call; listing and
   creating happen under a Redis lock, so workers starting together do it once.
@@ -25,7 +27,7 @@ import redis as redis_lib
 
 from sync_worker import keys
 from sync_worker.errors import PermanentError
-from sync_worker.intercom import IntercomClient
+from sync_worker.intercom import IntercomClient, InvalidAttribute
 
 DATA_TYPE = "string"
 
@@ -48,6 +50,13 @@ class AttributeLimitReached(PermanentError):
 
 #: Errors about the workspace's schema, never about one contact.
 SCHEMA_ERRORS = (AttributeTypeClash, ArchivedAttribute, AttributeLimitReached)
+
+
+def names_may_be_stale(error: BaseException) -> bool:
+    """Whether a refused write says the cached names may be out of date (pure): Intercom refused a
+    named custom attribute, e.g. one archived or deleted since it was listed. The caller forgets
+    the names (:meth:`AttributeSchema.forget`) and tries once more: the next listing shows it."""
+    return isinstance(error, InvalidAttribute) and error.attribute is not None
 
 
 def listing_problem(

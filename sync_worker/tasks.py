@@ -113,6 +113,7 @@ from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
+from sync_worker.schema import names_may_be_stale
 from sync_worker.sync import SyncOutcome
 from sync_worker.taskmessage import BuiltMessage, task_messages
 
@@ -459,7 +460,13 @@ def _run_unless_halted(request: SyncRequest) -> list[SyncOutcome]:
     runtime = get_runtime()
     runtime.halts.check()
     try:
-        return runtime.contact_sync.run(request)
+        try:
+            return runtime.contact_sync.run(request)
+        except SyncError as refused:
+            if not names_may_be_stale(refused):
+                raise
+            runtime.schema.forget()  # archived or deleted since it was cached: list it again, once
+            return runtime.contact_sync.run(request)
     except SyncError as error:
         halted = runtime.halts.escalate(error, contact_id=request.contact_id, trigger=request.trigger)
         if halted is None:

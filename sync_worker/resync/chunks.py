@@ -22,6 +22,9 @@ Guarantees:
 - while an upstream is halted (:mod:`sync_worker.halts`) the chunk holds: it is re-run after
   the halt's wait, whole or from the contact that met the workspace-wide error (which it halts),
   spending no attempt and parking no contact for it;
+- a write refused for a named attribute (archived since the names were cached) forgets the
+  cached names and re-runs the chunk from that contact (one attempt): the listing then finds
+  it, and an archived name halts;
 - the counts and the rest of the chunk are recorded in one script, so the run's totals
   are exact however often a chunk is delivered.
 """
@@ -43,6 +46,7 @@ from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUn
 from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
+from sync_worker.schema import names_may_be_stale
 from sync_worker.screening import normalise_email
 from sync_worker.sync import ContactSync, PlatformDataError
 
@@ -166,6 +170,11 @@ class ChunkRunner:
                 held = self._held(run_id, error)
                 if held is not None:
                     return self._record(run_id, chunk_id, chunk, counts, index, held)
+                if names_may_be_stale(error) and chunk.attempt < self.max_retries:
+                    self.contact_sync.schema.forget()  # archived since it was cached: list it again
+                    return self._record(
+                        run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=True)
+                    )
                 retryable = not isinstance(error, SyncError) or error.transient
                 if retryable and chunk.attempt < self.max_retries:
                     countdown = self.backoff(chunk.attempt)

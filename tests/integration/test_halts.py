@@ -226,3 +226,27 @@ def test_a_revoked_platform_token_halts_the_platform_and_syncs_resume_once_resto
     assert DeadLetterStore(client).count() == 0
     assert halts(web_app.url) == {"halts": [], "alerts": {"platform": 1}}
     assert len(log_events(workers, "upstream_halted")) == 1
+
+
+def test_an_attribute_archived_after_it_was_cached_halts_instead_of_parking(
+    env, workers, beat, web_app, intercom_sandbox, client
+):
+    """The names are cached for an hour: a write refused for a named attribute lists them again.
+
+    On the old code every contact synced within that hour is parked (``invalid_attribute``)."""
+    first, *others = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(4)))
+    workers.start(concurrency=2, **env)
+    trigger(web_app.url, first["id"], first["email"])
+    wait_until(lambda: last_status(client, first["id"]) == "synced", 60, message="the first sync")
+
+    intercom_sandbox.archive("Data Status")
+    for contact in others:
+        trigger(web_app.url, contact["id"], contact["email"])
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+    assert halts(web_app.url)["halts"][0]["code"] == "attribute_archived"
+    assert DeadLetterStore(client).count() == 0
+
+    intercom_sandbox.archive("Data Status", archived=False)
+    for contact in others:
+        wait_until(lambda c=contact: last_status(client, c["id"]) == "synced", 60, message="the syncs")
+    assert DeadLetterStore(client).count() == 0
