@@ -250,3 +250,30 @@ def test_an_attribute_archived_after_it_was_cached_halts_instead_of_parking(
     for contact in others:
         wait_until(lambda c=contact: last_status(client, c["id"]) == "synced", 60, message="the syncs")
     assert DeadLetterStore(client).count() == 0
+
+
+def test_a_bulk_run_holds_while_the_platform_token_is_refused(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+):
+    """A chunk's batched platform read answered 401: on the old code the run ends with all 300 parked."""
+    seeded = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(300)))
+    platform_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    run_id = start(
+        client, create_celery(Settings(**env)), RunOptions(trigger="manual"), ResyncSettings(**env)
+    ).run_id
+    store = RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+    assert halts(web_app.url)["halts"][0]["upstream"] == "platform"
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 2, 60, message="two failed probes")
+    assert store.load(run_id).status == RUNNING
+    assert DeadLetterStore(client).count() == 0
+
+    platform_sandbox.config(token_revoked=False)
+    wait_until(lambda: store.load(run_id).status != RUNNING, RUN_TIMEOUT, message="the run to end")
+    record = store.load(run_id)
+    assert (record.status, record.counts["written"], record.counts.get("failed", 0)) == (FINISHED, 300, 0)
+    shown = {c["id"]: c["custom_attributes"] for c in intercom_sandbox.contacts()}
+    assert all(shown[c["id"]].get("Data Status") == "Live" for c in seeded)
+    assert DeadLetterStore(client).count() == 0
+    assert len(log_events(workers, "upstream_halted")) == 1
