@@ -277,3 +277,10 @@ def test_a_bulk_run_holds_while_the_platform_token_is_refused(
     assert all(shown[c["id"]].get("Data Status") == "Live" for c in seeded)
     assert DeadLetterStore(client).count() == 0
     assert len(log_events(workers, "upstream_halted")) == 1
+
+
+def test_the_halts_route_is_for_operators_only(web_app):
+    assert requests.get(f"{web_app.url}/v1/admin/halts", timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert requests.get(f"{web_app.url}/v1/admin/halts", headers=wrong, timeout=10).status_code == 401
+    assert halts(web_app.url) == {"halts": [], "alerts": {}}
