@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     platform_api_url: str | None = Field(None, validation_alias="PLATFORM_API_URL")
     platform_api_token: SecretStr | None = Field(None, validation_alias="PLATFORM_API_TOKEN")
     sync_trigger_token: SecretStr | None = Field(None, validation_alias="SYNC_TRIGGER_TOKEN")
+    #: The data connector's own bearer (it answers client data): never the trigger token.
+    sync_connector_token: SecretStr | None = Field(None, validation_alias="SYNC_CONNECTOR_TOKEN")
     sync_admin_token: SecretStr | None = Field(None, validation_alias="SYNC_ADMIN_TOKEN")
     excluded_emails: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS"
@@ -83,6 +85,12 @@ class Settings(BaseSettings):
     #: long in all (an upstream that keeps refusing) is parked.
     rate_limit_max_wait_seconds: float = Field(
         6 * 3600.0, gt=0, validation_alias="SYNC_RATE_LIMIT_MAX_WAIT_SECONDS"
+    )
+
+    #: An email-only trigger whose contact is not in Intercom's search yet (new contacts take
+    #: "a few minutes") searches again, with backoff and no error retry spent, this long.
+    contact_search_wait_seconds: float = Field(
+        600.0, ge=0, validation_alias="SYNC_CONTACT_SEARCH_WAIT_SECONDS"
     )
 
     # --- delivery ---------------------------------------------------------------------
@@ -147,6 +155,7 @@ _ENV_NAMES = {
     "platform_api_url": "PLATFORM_API_URL",
     "platform_api_token": "PLATFORM_API_TOKEN",
     "sync_trigger_token": "SYNC_TRIGGER_TOKEN",
+    "sync_connector_token": "SYNC_CONNECTOR_TOKEN",
     "sync_admin_token": "SYNC_ADMIN_TOKEN",
 }
 

@@ -79,6 +79,9 @@ class DevStack:
         )
         env.setdefault("SYNC_ADMIN_TOKEN", self.environ.get("SYNC_ADMIN_TOKEN") or secrets.token_urlsafe(16))
         env.setdefault(
+            "SYNC_CONNECTOR_TOKEN", self.environ.get("SYNC_CONNECTOR_TOKEN") or secrets.token_urlsafe(16)
+        )
+        env.setdefault(
             "INTERCOM_CLIENT_SECRET", self.environ.get("INTERCOM_CLIENT_SECRET") or secrets.token_urlsafe(16)
         )
         child_env = {**self.environ, **env}
@@ -87,7 +90,10 @@ class DevStack:
         self._child("beat", beat_argv(schedule_file=str(self.state_dir / "celerybeat-schedule")), child_env)
         web_url = f"http://127.0.0.1:{self.web_port}"
         self._wait(lambda: requests.get(f"{web_url}/healthz", timeout=1).ok, "web /healthz")
-        self._wait(lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, "a worker heartbeat")
+        self._wait(
+            lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, "web /readyz (Redis takes writes)"
+        )
+        self._wait(lambda: requests.get(f"{web_url}/healthz/workers", timeout=2).ok, "a worker heartbeat")
         self.info = {
             "web_url": web_url,
             "redis_url": child_env["REDIS_URL"],
@@ -97,6 +103,8 @@ class DevStack:
             "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
             "generated_trigger_token": not self.environ.get("SYNC_TRIGGER_TOKEN"),
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],
+            "sync_connector_token": env["SYNC_CONNECTOR_TOKEN"],
+            "generated_connector_token": not self.environ.get("SYNC_CONNECTOR_TOKEN"),
             "logs": str(self.state_dir),
         }
         stackfile.write(self.state_dir, self.info)

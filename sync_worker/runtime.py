@@ -19,6 +19,7 @@ from sync_worker.attributes import resolve_names
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.config import Settings, get_settings, require, secret
+from sync_worker.countbuffer import CountBuffer
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.halts import HaltStore
 from sync_worker.intercom import IntercomClient
@@ -26,6 +27,7 @@ from sync_worker.platform import PlatformClient
 from sync_worker.profiles import get_profile
 from sync_worker.ratelimit import RateLimiter, RateLimitHooks
 from sync_worker.schema import AttributeSchema, workspace_id
+from sync_worker.servicemetrics import ServiceMetrics
 from sync_worker.sync import ContactSync
 
 #: How long a task may block waiting for a rate-limit token before it reschedules itself instead.
@@ -63,8 +65,17 @@ class Runtime:
         }
 
     @cached_property
+    def metrics(self) -> ServiceMetrics:
+        """This process's counts for ``/metrics``, written to Redis in the background (a client of
+        their own: short timeouts, no retries, so a slow Redis only delays a background write)."""
+        client = redis_lib.Redis.from_url(
+            self.settings.redis_url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        return ServiceMetrics(CountBuffer(client))
+
+    @cached_property
     def hooks(self) -> RateLimitHooks:
-        return RateLimitHooks(self.limiters, max_wait=MAX_INLINE_WAIT_SECONDS)
+        return RateLimitHooks(self.limiters, max_wait=MAX_INLINE_WAIT_SECONDS, metrics=self.metrics)
 
     @cached_property
     def intercom(self) -> IntercomClient:

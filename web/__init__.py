@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     install(app, build_context(settings))
     register_error_handlers(app)
     install_access_hooks(app)
+    connector.log_if_disabled(settings)
     blueprints = (
         webhooks.bp,
         triggers.bp,

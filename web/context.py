@@ -8,7 +8,8 @@ hung request; ``runtime`` is the worker's wiring of the shared upstream state
 (rate limiters, circuit breaker, last known values) on that same client
 (:mod:`web.upstream`), ``platform`` the data connector's platform reads (one
 platform client per process, built on first use, :mod:`web.platform_read`), and
-``profile`` the client profile in the display zone.
+``profile`` the client profile in the display zone, ``registry`` the
+``prometheus_client`` registry of the app's own that ``/metrics`` renders.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from dataclasses import dataclass
 import redis as redis_lib
 from celery import Celery
 from flask import Flask, current_app
+from prometheus_client import CollectorRegistry
 
 from sync_worker.celery_app import create_celery
 from sync_worker.config import Settings
 from sync_worker.profiles import Profile, get_profile
 from sync_worker.runtime import Runtime
+from web.exposition import ServiceCollector, registry_for
 from web.metrics import RedisMetrics
 from web.platform_read import PlatformReader
 from web.upstream import shared_runtime
@@ -40,6 +43,7 @@ class WebContext:
     platform: PlatformReader
     profile: Profile
     metrics: RedisMetrics
+    registry: CollectorRegistry  # what ``/metrics`` serves (web.exposition)
 
 
 def build_context(settings: Settings) -> WebContext:
@@ -47,7 +51,8 @@ def build_context(settings: Settings) -> WebContext:
     metrics_redis = redis_lib.Redis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
     )
-    runtime = shared_runtime(settings, client)
+    metrics = RedisMetrics(metrics_redis)
+    runtime = shared_runtime(settings, client, metrics)
     return WebContext(
         settings=settings,
         redis=client,
@@ -56,7 +61,8 @@ def build_context(settings: Settings) -> WebContext:
         runtime=runtime,
         platform=PlatformReader(runtime),
         profile=get_profile("clients", display_timezone=settings.display_timezone),
-        metrics=RedisMetrics(metrics_redis),
+        metrics=metrics,
+        registry=registry_for(ServiceCollector(metrics, runtime, client)),
     )
 
 

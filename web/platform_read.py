@@ -99,7 +99,9 @@ class PlatformReader:
             with self._lock:
                 if self._client is None or self._pid != os.getpid():  # a forked child builds its own
                     hooks = RateLimitHooks(
-                        {UPSTREAM: self._runtime.limiters[UPSTREAM]}, max_wait=MAX_TOKEN_WAIT_SECONDS
+                        {UPSTREAM: self._runtime.limiters[UPSTREAM]},
+                        max_wait=MAX_TOKEN_WAIT_SECONDS,
+                        metrics=self._runtime.metrics,
                     )
                     self._client = PlatformClient(
                         settings.platform_api_url,

@@ -8,17 +8,23 @@ Guarantees (``RateLimitHooks`` implements :class:`sync_worker.http.RequestHooks`
   ``X-RateLimit-*`` headers lower the shared budget (:meth:`RateLimiter.observe`);
   a 429 pauses every worker (Intercom: until its reset, bounded by one window
   plus the skew margin since the reset is read on Intercom's clock; the
-  platform: for its ``Retry-After``, one window when absent).
+  platform: for its ``Retry-After``, one window when absent);
+- given ``metrics``, every attempt let through is counted by upstream, every response
+  by upstream and status (an attempt without one timed out or failed), and every call
+  that found no token at once by how it waited (slept inline, or rescheduled), with the
+  seconds slept (memory only: :class:`~sync_worker.servicemetrics.ServiceMetrics`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 from sync_worker.logs import log_event
 from sync_worker.ratelimit.headers import parse_intercom_window, parse_retry_after
-from sync_worker.ratelimit.limiter import RateLimiter
+from sync_worker.ratelimit.limiter import RateLimiter, RateLimitWait
+from sync_worker.servicemetrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +32,37 @@ INTERCOM = "intercom"
 
 
 class RateLimitHooks:
-    def __init__(self, limiters: Mapping[str, RateLimiter], max_wait: float):
+    def __init__(
+        self, limiters: Mapping[str, RateLimiter], max_wait: float, *, metrics: ServiceMetrics | None = None
+    ):
         self.limiters = dict(limiters)
         self.max_wait = max_wait
+        self.metrics = metrics
 
     def before_request(self, upstream: str, operation: str) -> None:
         limiter = self.limiters.get(upstream)
         if limiter is not None:
+            self._take_token(upstream, limiter)
+        if self.metrics is not None:
+            self.metrics.upstream_request(upstream)
+
+    def _take_token(self, upstream: str, limiter: RateLimiter) -> None:
+        if self.metrics is None:
             limiter.acquire(self.max_wait)
+            return
+        if limiter.try_acquire() == 0.0:  # the common case: a token at once (a refusal takes nothing)
+            return
+        started = time.monotonic()
+        try:
+            limiter.acquire(self.max_wait)
+        except RateLimitWait:
+            self.metrics.rate_limit_wait(upstream, how="rescheduled")
+            raise
+        self.metrics.rate_limit_wait(upstream, how="inline", seconds=time.monotonic() - started)
 
     def after_response(self, upstream: str, status: int, headers: Mapping[str, str]) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_response(upstream, status)
         limiter = self.limiters.get(upstream)
         if limiter is None:
             return

@@ -7,7 +7,9 @@ Guarantees:
   (at once, or under backpressure or a rate-limit wait after a countdown): no task holds a
   long loop, and a killed worker loses at most the page it was reading;
 - ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
-  left of it after the countdown it asks for;
+  left of it after the countdown it asks for (a chunk held for an unreadable platform too:
+  its contacts go to :func:`sync_worker.tasks.defer_to_refresh` only once it has been held
+  ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``);
 - a walk step's transient Intercom errors retry that page with backoff, up to
   ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
@@ -16,7 +18,8 @@ Guarantees:
 - ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
   it also runs when a worker starts, before the worker takes its first message, so
   restarting a crashed worker picks a stalled run up;
-- log lines carry run and chunk ids and counts, never emails.
+- log lines carry run and chunk ids and counts, never emails; a chunk's contacts are counted
+  for ``/metrics`` by outcome (not a dry run's).
 """
 
 from __future__ import annotations
@@ -24,21 +27,29 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis as redis_lib
 from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
 from sync_worker.halts import INTERCOM, UpstreamHalted
 from sync_worker.logs import log_event
+from sync_worker.resync import keys as resync_keys
 from sync_worker.resync import messages
 from sync_worker.resync.chunks import ChunkRunner
 from sync_worker.resync.runs import FAILED, RunOptions, RunStore
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
-from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, get_runtime
-from sync_worker.tasks import backoff_seconds, park_contact
+from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime, get_runtime
+from sync_worker.tasks import backoff_seconds, defer_to_refresh, park_contact
 
 logger = logging.getLogger(__name__)
+
+#: A chunk's counts that are a contact's sync outcome (the others: ``written`` sums some of them,
+#: ``failed`` ones were counted as dead letters when parked).
+SYNC_OUTCOMES = ("synced", "no_account", "unchanged", "stale", "skipped")
+#: The trigger of a bulk run's syncs (``ChunkRunner``'s requests).
+BULK_TRIGGER = "schedule"
 
 
 @app.task(name=messages.START_TASK)
@@ -150,14 +161,51 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         time_budget_seconds=settings.chunk_time_budget_seconds,
         intercom_wait=runtime.limiters["intercom"].peek,
         max_inline_wait=MAX_INLINE_WAIT_SECONDS,
+        defer=lambda request: defer_to_refresh(request, by=f"resync-chunk:{run_id}:{chunk_id}"),
+        max_hold_seconds=config.rate_limit_max_wait_seconds,
         halts=runtime.halts,
     )
     outcome = runner.run(run_id, chunk_id, version)
+    if outcome.status == "held":
+        log_event(
+            logger,
+            "resync_chunk_held",
+            run_id=run_id,
+            chunk_id=chunk_id,
+            countdown=round(outcome.countdown, 2),
+        )
+    if outcome.counts.get("deferred"):
+        log_event(
+            logger,
+            "resync_chunk_deferred",
+            level=logging.WARNING,
+            run_id=run_id,
+            chunk_id=chunk_id,
+            deferred=outcome.counts["deferred"],
+        )
     if outcome.rest is not None:
         messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
+    _count_syncs(runtime, run_id, outcome.counts)
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "chunk_id": chunk_id, "counts": outcome.counts}
+
+
+def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int]) -> None:
+    """A chunk's contacts, by outcome, in ``/metrics``'s syncs (a dry run's are not syncs; its
+    parks were counted as they happened). Best effort, after the chunk's work is recorded and
+    its rest published: a Redis error here loses these counts, never the chunk."""
+    outcomes = {status: n for status, n in counts.items() if status in SYNC_OUTCOMES and n}
+    if not outcomes:
+        return
+    try:
+        dry_run = runtime.redis.hget(resync_keys.run(run_id), "dry_run") in (b"1", "1")
+    except redis_lib.RedisError:
+        return
+    if dry_run:
+        return
+    for status, n in outcomes.items():
+        runtime.metrics.sync(status, trigger=BULK_TRIGGER, times=n)
 
 
 @worker_ready.connect
@@ -174,4 +222,4 @@ def _watch_on_start(sender: Any = None, **_: Any) -> None:
     try:
         watchdog()
     except Exception:
-        logger.warning("resync_watchdog_failed")
+        logger.warning("resync_watchdog_failed", exc_info=True)

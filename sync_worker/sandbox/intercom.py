@@ -14,15 +14,17 @@ Guarantees:
 - contacts, merges and data attributes live in memory behind one lock (the server is
   threaded); contacts have Intercom's shape; a PUT writes only custom attributes that exist
   as data attributes, with values of their ``data_type`` (strings at most 255 characters),
-  validating the whole update before applying any of it; a merged contact answers 410
-  ``contact_merged`` with a ``Link`` to the survivor;
+  validating the whole update before applying any of it; a merged contact answers as the
+  requested ``Intercom-Version`` documents: 410 ``contact_merged`` with a ``Link`` to the
+  survivor under ``Preview`` (whose requests are validated against the Preview description),
+  404 ``not_found`` under 2.14 and every other version, as a deleted contact does;
 - every PUT applied to a contact is kept, in order, in that contact's write log (the last
   :data:`WRITES_KEPT`), so a test can show what a contact showed at every step, not only at the end;
 - data attributes are listed without archived ones unless ``include_archived=true``; an archived
   name can be neither written nor created again; at most :data:`MAX_CUSTOM_ATTRIBUTES` live
   custom attributes per model (the sandbox's own wording for the refusal);
 - ``/_sandbox/*`` control routes (no auth, not validated, not rate limited) seed, inspect,
-  merge, read write logs, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
+  merge, delete, read write logs, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
   configure failures, delays and a revoked token (``token_revoked``), read the stats and reset.
 
 Run standalone: ``python -m sync_worker.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
@@ -46,7 +48,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from sync_worker.sandbox.openapi import RequestValidator, get_validator
+from sync_worker.sandbox.openapi import RequestValidator, get_validator, shipped_spec
 from sync_worker.sandbox.server import ServedApp
 
 DEFAULT_RATE_LIMIT = 1666  # Intercom's 10,000 calls a minute per app, per 10-second window
@@ -57,6 +59,7 @@ MAX_CUSTOM_ATTRIBUTES = 250  # per model, archived ones not counted
 MAX_WINDOWS_KEPT = 5000
 RECENT_REQUESTS_KEPT = 200
 WRITES_KEPT = 100
+PREVIEW_VERSION = "Preview"
 
 DATA_TYPES = ("string", "integer", "float", "boolean", "date", "datetime", "options")
 # Standard contact attributes: a custom attribute may not take one of these names (compared
@@ -374,8 +377,18 @@ class IntercomState:
                 if target == from_id:
                     self._merged[source] = into_id
 
-    def _live(self, contact_id: str) -> dict[str, Any]:
-        if contact_id in self._merged:
+    def delete(self, contact_id: str) -> None:
+        """Delete a live contact: every version answers 404 for it, and it leaves lists and search."""
+        with self._lock:
+            if contact_id not in self._contacts or contact_id in self._merged:
+                raise KeyError("no such live contact")
+            del self._contacts[contact_id]
+            self._writes.pop(contact_id, None)
+            self._order.remove(contact_id)
+            self._position = {cid: n for n, cid in enumerate(self._order)}
+
+    def _live(self, contact_id: str, *, preview: bool) -> dict[str, Any]:
+        if contact_id in self._merged and preview:
             survivor = self._merged[contact_id]
             raise ApiError(
                 410,
@@ -384,13 +397,13 @@ class IntercomState:
                 {"Link": f'</contacts/{survivor}>; rel="canonical"'},
             )
         contact = self._contacts.get(contact_id)
-        if contact is None:
+        if contact is None or contact_id in self._merged:
             raise ApiError(404, "not_found", "User Not Found")
         return contact
 
-    def get_contact(self, contact_id: str) -> dict[str, Any]:
+    def get_contact(self, contact_id: str, *, preview: bool = False) -> dict[str, Any]:
         with self._lock:
-            return self._render(self._live(contact_id))
+            return self._render(self._live(contact_id, preview=preview))
 
     def list_contacts(self, per_page: int, starting_after: str | None) -> dict[str, Any]:
         """One page of the live contacts; costs the page (and the merged ones), not the workspace."""
@@ -463,10 +476,12 @@ class IntercomState:
             "pages": pages,
         }
 
-    def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def update_contact(
+        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False
+    ) -> dict[str, Any]:
         """Apply a PUT body; the whole update is checked before anything is written."""
         with self._lock:
-            contact = self._live(contact_id)
+            contact = self._live(contact_id, preview=preview)
             custom = body.get("custom_attributes") or {}
             for name, value in custom.items():
                 self._check_custom_value(name, value)
@@ -755,6 +770,16 @@ def _error_response(
     return response
 
 
+def _preview() -> bool:
+    """Whether the request asks for Intercom's ``Preview`` version (410 for a merged contact)."""
+    return request.headers.get("Intercom-Version", "").strip().lower() == PREVIEW_VERSION.lower()
+
+
+def _validator_for(preview: bool) -> RequestValidator:
+    """The validator of the description the request's version is checked against."""
+    return get_validator(shipped_spec(PREVIEW_VERSION)) if preview else get_validator()
+
+
 def create_app(
     state: IntercomState | None = None,
     *,
@@ -763,7 +788,6 @@ def create_app(
 ) -> Flask:
     """The sandbox as a WSGI app over ``state`` (a fresh one when None)."""
     state = state if state is not None else IntercomState()
-    checker = validator if validator is not None else get_validator()
     app = Flask(__name__)
     app.config["INTERCOM_STATE"] = state
     expected_auth = f"Bearer {token}"
@@ -772,6 +796,7 @@ def create_app(
     def _gate() -> Response | None:
         if request.path.startswith("/_sandbox/"):
             return None
+        checker = validator if validator is not None else _validator_for(_preview())
         match = checker.match(request.method, request.path)
         g.operation = match.operation_id if match else "unknown"
         authorized = request.headers.get("Authorization") == expected_auth and not state.token_revoked()
@@ -836,11 +861,11 @@ def create_app(
 
     @app.get("/contacts/<contact_id>")
     def show_contact(contact_id: str) -> Any:
-        return jsonify(state.get_contact(contact_id))
+        return jsonify(state.get_contact(contact_id, preview=_preview()))
 
     @app.put("/contacts/<contact_id>")
     def update_contact(contact_id: str) -> Any:
-        return jsonify(state.update_contact(contact_id, body()))
+        return jsonify(state.update_contact(contact_id, body(), preview=_preview()))
 
     @app.get("/contacts")
     def list_contacts() -> Any:
@@ -894,6 +919,14 @@ def create_app(
         if writes is None:
             return jsonify({"error": f"no contact {contact_id}"}), 404
         return jsonify(writes)
+
+    @app.delete("/_sandbox/contacts/<contact_id>")
+    def sandbox_delete(contact_id: str) -> Any:
+        try:
+            state.delete(contact_id)
+        except KeyError as exc:
+            return jsonify({"error": str(exc)}), 404
+        return jsonify({"deleted": contact_id})
 
     @app.post("/_sandbox/contacts/<contact_id>/merge")
     def sandbox_merge(contact_id: str) -> Any:
