@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sync_worker.compute import PlatformDataError
 from sync_worker.errors import TransientError
 from sync_worker.halts import AUTH, INTERCOM, PLATFORM, SCHEMA, halt_reason
 from sync_worker.intercom import IntercomAuthError, IntercomBadRequest, IntercomNotFound, InvalidAttribute
@@ -15,7 +16,6 @@ from sync_worker.schema import (
     AttributeTypeClash,
     listing_problem,
 )
-from sync_worker.sync import PlatformDataError
 
 
 @pytest.mark.parametrize(
