@@ -51,6 +51,7 @@ REALTIME_QUEUE = "sync.realtime"
 BULK_QUEUE = "sync.bulk"
 SYNC_TASK = "sync_worker.tasks.sync_contact"
 REPLAY_DEAD_LETTERS_TASK = "sync_worker.tasks.replay_dead_letters"
+HALT_PROBE_TASK = "sync_worker.haltprobe.probe_halts"
 
 #: The longest a wait is served by rescheduling (seconds): this process's
 #: ``SYNC_MAX_RESCHEDULE_SECONDS``, read once at import like the app below.
@@ -138,7 +139,8 @@ def _crontab(expression: str) -> crontab:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """What beat runs: the nightly re-sync, its watchdog, and the dead-letter replay when it has a cron."""
+    """What beat runs: the nightly re-sync, its watchdog, the halt probe (``SYNC_HALT_PROBE_SECONDS``),
+    and the dead-letter replay when it has a cron."""
     schedule: dict[str, dict[str, Any]] = {
         "nightly-resync": {
             "task": "sync_worker.resync.tasks.start_resync",
@@ -149,6 +151,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "sync_worker.resync.tasks.watchdog",
             "schedule": 60.0,
             "options": {"queue": BULK_QUEUE},
+        },
+        "halt-probe": {
+            "task": HALT_PROBE_TASK,
+            "schedule": settings.halt_probe_seconds,
+            "options": {"queue": REALTIME_QUEUE, "expires": settings.halt_probe_seconds},
         },
     }
     if settings.dead_letter_replay_cron:
@@ -170,7 +177,9 @@ def create_celery(settings: Settings | None = None, resync: ResyncSettings | Non
     check_visibility_timeout(settings)
     check_resync_lock_ttl(settings, resync or get_resync_settings())
     app = Celery(
-        "intercom_sync", broker=settings.redis_url, include=["sync_worker.tasks", "sync_worker.resync.tasks"]
+        "intercom_sync",
+        broker=settings.redis_url,
+        include=["sync_worker.tasks", "sync_worker.resync.tasks", "sync_worker.haltprobe"],
     )
     exchange = Exchange("sync", type="direct")
     app.conf.update(

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     #: The longest wait (rate limit, upstream Retry-After) served by rescheduling a task.
     max_reschedule_seconds: float = Field(300.0, gt=0, validation_alias="SYNC_MAX_RESCHEDULE_SECONDS")
 
+    # --- workspace-wide halts (halts.py) --------------------------------------------------
+    #: How often beat probes a halted upstream; work that finds a halt waits this long (at most
+    #: SYNC_MAX_RESCHEDULE_SECONDS) before looking again.
+    halt_probe_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_HALT_PROBE_SECONDS")
+
     # --- schedule ---------------------------------------------------------------------
     resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
     #: When set, beat replays every dead letter on this cron (unset: only operators replay).

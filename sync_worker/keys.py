@@ -74,6 +74,20 @@ def delivery_runs(task_id: str, retries: int) -> str:
     return f"{PREFIX}:delivery-runs:{task_id}:{retries}"
 
 
+def halt(upstream: str) -> str:
+    """JSON of the workspace-wide halt of one upstream (``intercom``, ``platform``), absent when
+    none: ``upstream``, ``reason`` (``auth`` or ``schema``), ``code``, ``message``, ``since`` (Unix
+    seconds), ``probes`` and ``last_probe_at`` / ``last_probe_error`` (see halts.py). No expiry:
+    only a probe that works, or an operator, clears it. A metrics collector reads it as the halt's
+    state (set = halted)."""
+    return f"{PREFIX}:halt:{upstream}"
+
+
+def halt_alerts() -> str:
+    """Hash: upstream -> how many halts were raised (one alert each), ever; a counter for metrics."""
+    return f"{PREFIX}:halt-alerts"
+
+
 def metric(name: str) -> str:
     """Hash of one metric counted by the workers (and the connector's upstream calls): field = its
     labels as JSON, value = the count (see ``sync_worker/servicemetrics.py``)."""

@@ -83,6 +83,10 @@ Guarantees of :func:`sync_contact`:
   structured log line with the contact id, and is counted for ``/metrics`` by trigger,
   outcome and error code (``Runtime.metrics``: memory only, written in the background), as
   are its retries, reschedules, hand-backs and parks;
+- a run that finds an upstream halted (:mod:`sync_worker.halts`), or meets an error that concerns
+  the whole workspace (a revoked token, a schema problem) and halts it, is rescheduled for
+  ``SYNC_HALT_PROBE_SECONDS`` (at most ``SYNC_MAX_RESCHEDULE_SECONDS``) and looks again: it spends
+  no retry, starts no rate-limit clock, is never parked for the halt, and syncs once it clears;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
   trigger and contact id (``kwargsrepr``), never an email.
 """
@@ -98,7 +102,7 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import redis as redis_lib
 from celery import Task
@@ -107,15 +111,19 @@ from celery.signals import celeryd_init, setup_logging, task_failure, worker_pro
 from kombu.exceptions import OperationalError
 
 from sync_worker import heartbeat, keys, replayruns
+from sync_worker.attributes import InvalidAttributeName
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
 from sync_worker.errors import SyncError, TransientError
+from sync_worker.formatting import UnknownTimezone
+from sync_worker.halts import UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import get_runtime
+from sync_worker.schema import names_may_be_stale
 from sync_worker.searchwait import SearchWait, carried, next_search
 from sync_worker.sync import ContactNotFoundYet, SyncOutcome
 from sync_worker.taskmessage import BuiltMessage, task_messages
@@ -426,7 +434,9 @@ def _sync(
     request = claim(runtime.redis, request)
     started = time.monotonic()
     try:
-        outcomes = runtime.contact_sync.run(request)
+        outcomes = _run_unless_halted(request)
+    except UpstreamHalted as halted:
+        _wait_out_halt(self, request, halted, attempt, refreshes, waiting_since, kwargs)
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
@@ -494,6 +504,51 @@ def _sync(
     elif not refreshes:  # a refresh took the newest note as it started
         _note_live_run(request)
     return results
+
+
+def _run_unless_halted(request: SyncRequest) -> list[SyncOutcome]:
+    """The run, unless an upstream it calls is halted (:class:`UpstreamHalted`); an error that
+    concerns the whole workspace halts its upstream and is raised as that halt (:mod:`sync_worker.halts`)."""
+    runtime = get_runtime()
+    runtime.halts.check()
+    try:
+        try:
+            return runtime.contact_sync.run(request)
+        except SyncError as refused:
+            if not names_may_be_stale(refused):
+                raise
+            runtime.schema.forget()  # archived or deleted since it was cached: list it again, once
+            return runtime.contact_sync.run(request)
+    except SyncError as error:
+        halted = runtime.halts.escalate(error, contact_id=request.contact_id, trigger=request.trigger)
+        if halted is None:
+            raise
+        raise halted from error
+
+
+def _wait_out_halt(
+    task: Task,
+    request: SyncRequest,
+    halted: UpstreamHalted,
+    attempt: int,
+    refreshes: int,
+    waiting_since: float | None,
+    kwargs: dict[str, Any],
+) -> NoReturn:
+    """Reschedule the run for when the halt may be cleared, spending no retry and starting no
+    rate-limit clock: a halt lasts until it is fixed, and the contact must not be parked for it."""
+    countdown = max(0.1, halted.retry_after or 1.0)
+    get_runtime().metrics.sync("waiting_halt", trigger=request.trigger, error_code=halted.halt.code)
+    log_event(
+        logger,
+        "sync_waiting_halt",
+        contact_id=request.contact_id,
+        upstream=halted.halt.upstream,
+        error_code=halted.halt.code,
+        countdown=round(countdown, 2),
+    )
+    carry = {**carried(kwargs), "attempt": attempt, "refreshes": refreshes, "waiting_since": waiting_since}
+    raise _run_again(task, request, countdown, carry) from None
 
 
 def _search_again_or_give_up(
@@ -763,12 +818,23 @@ def _park_on_unexpected_failure(
 
 @celeryd_init.connect
 def _check_required_settings(**_: Any) -> None:
-    """A worker without its credentials stops at start with one line naming what is missing."""
+    """A worker without its credentials, or with a display zone or attribute names the profile
+    refuses, stops at start with one line naming what is wrong (not a dead letter per contact)."""
+    runtime = get_runtime()
     try:
-        require(get_runtime().settings, "intercom_access_token", "platform_api_url", "platform_api_token")
+        require(runtime.settings, "intercom_access_token", "platform_api_url", "platform_api_token")
+        _ = runtime.contact_sync  # builds the profile (no call): its zone and attribute names are checked
     except MissingSetting as missing:
-        print(f"intercom-sync worker: {missing}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        _refuse_to_start(str(missing))
+    except UnknownTimezone as zone:
+        _refuse_to_start(f"SYNC_DISPLAY_TIMEZONE: {zone}")
+    except InvalidAttributeName as name:
+        _refuse_to_start(f"SYNC_ATTRIBUTE_NAMES: {name}")
+
+
+def _refuse_to_start(line: str) -> NoReturn:
+    print(f"intercom-sync worker: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 @setup_logging.connect

@@ -27,7 +27,7 @@ from kombu.exceptions import OperationalError
 from sync_worker import replayruns
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.dispatch import EnqueueResult, QueueUnavailable, enqueue_replay
-from web.auth import require_bearer
+from web.auth import require_admin
 from web.context import web_context
 from web.errors import ApiError
 from web.intake import queue_unavailable
@@ -38,13 +38,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
-@bp.before_request
-def _require_admin() -> None:
-    require_bearer(
-        request.headers.get("Authorization"),
-        web_context().settings.sync_admin_token,
-        setting="SYNC_ADMIN_TOKEN",
-    )
+bp.before_request(require_admin)
 
 
 def _store() -> DeadLetterStore:

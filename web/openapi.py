@@ -222,6 +222,30 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
                 "links": {"type": "object"},
             },
         },
+        "Halts": {
+            "type": "object",
+            "required": ["halts", "alerts"],
+            "properties": {
+                "halts": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["upstream", "reason", "code", "message", "since", "probes"],
+                        "properties": {
+                            "upstream": {"enum": ["intercom", "platform"]},
+                            "reason": {"enum": ["auth", "schema"]},
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "since": {"type": "number"},
+                            "probes": {"type": "integer"},
+                            "last_probe_at": {"type": ["number", "null"]},
+                            "last_probe_error": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+                "alerts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+        },
         "Removed": {
             "type": "object",
             "required": ["status"],
@@ -351,6 +375,17 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "responses": {
                     "200": _response("Purged.", _ref("Removed")),
                     **_errors(400, 401, 403, 503),
+                },
+            },
+        },
+        "/v1/admin/halts": {
+            "get": {
+                "operationId": "listHalts",
+                "summary": "Workspace-wide halts (a revoked token, a schema problem) and alerts raised so far.",
+                "security": admin_auth,
+                "responses": {
+                    "200": _response("The halts set now (empty: none).", _ref("Halts")),
+                    **_errors(401, 403, 503),
                 },
             },
         },

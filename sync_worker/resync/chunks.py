@@ -28,6 +28,12 @@ Guarantees:
   malformed platform record is one (``platform_data_invalid``, :mod:`sync_worker.compute`),
   so it concerns its own contact only: the chunk goes on and spends no attempt; a transient
   one that ran out of attempts does the same;
+- while an upstream is halted (:mod:`sync_worker.halts`) the chunk holds: it is re-run after
+  the halt's wait, whole or from the contact that met the workspace-wide error (which it halts),
+  spending no attempt and parking no contact for it (the outage's hold clock does not run);
+- a write refused for a named attribute (archived since the names were cached) forgets the
+  cached names and re-runs the chunk from that contact (one attempt): the listing then finds
+  it, and an archived name halts;
 - the counts and the rest of the chunk are recorded in one script, so the run's totals
   are exact however often a chunk is delivered.
 """
@@ -43,11 +49,13 @@ from sync_worker.circuit import CircuitBreaker
 from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
+from sync_worker.halts import HaltStore, UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUnavailable
 from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
+from sync_worker.schema import names_may_be_stale
 from sync_worker.screening import normalise_email
 from sync_worker.sync import ContactSync
 
@@ -117,6 +125,8 @@ class ChunkRunner:
     max_hold_seconds: float = 6 * 3600.0
     #: Epoch seconds: a hold's clock, read by whichever worker runs the chunk next.
     wall_clock: Callable[[], float] = time.time
+    #: The workspace's halts; None: this runner never holds for one (tests of the chunk alone).
+    halts: HaltStore | None = None
 
     def run(self, run_id: str, chunk_id: str, version: int) -> ChunkOutcome:
         record = self.store.load(run_id)
@@ -124,6 +134,9 @@ class ChunkRunner:
         if record is None or record.status != RUNNING or chunk is None or chunk.version != version:
             return ChunkOutcome("noop")
         counts: Counter[str] = Counter()
+        held = self._held(run_id, chunk)
+        if held is not None:
+            return self._record(run_id, chunk_id, chunk, counts, 0, held)
         if not record.dry_run:
             wait = self.intercom_wait()
             if wait > self.max_inline_wait:
@@ -134,6 +147,9 @@ class ChunkRunner:
         except _Reschedule as wait:
             return self._record(run_id, chunk_id, chunk, counts, 0, wait)
         except SyncError as error:  # permanent: the batch cannot be read as sent
+            held = self._held(run_id, chunk, error)
+            if held is not None:
+                return self._record(run_id, chunk_id, chunk, counts, 0, held)
             for contact_id, email in chunk.contacts:
                 self._fail(
                     counts, self._request(contact_id, email, record.only_changed), error, chunk.attempt
@@ -172,6 +188,14 @@ class ChunkRunner:
                     _Reschedule(limited.retry_after, attempt_used=False),
                 )
             except Exception as error:  # a bug in one contact must not stall the run
+                held = self._held(run_id, chunk, error)
+                if held is not None:
+                    return self._record(run_id, chunk_id, chunk, counts, index, held)
+                if names_may_be_stale(error) and chunk.attempt < self.max_retries:
+                    self.contact_sync.schema.forget()  # archived since it was cached: list it again
+                    return self._record(
+                        run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=True)
+                    )
                 retryable = not isinstance(error, SyncError) or error.transient
                 if retryable and chunk.attempt < self.max_retries:
                     countdown = self.backoff(chunk.attempt)
@@ -188,6 +212,23 @@ class ChunkRunner:
         return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
 
     # --- steps ------------------------------------------------------------------------------
+
+    def _held(self, run_id: str, chunk: Chunk, error: BaseException | None = None) -> _Reschedule | None:
+        """The wait when an upstream is halted (or ``error`` halts one now), else None."""
+        if self.halts is None:
+            return None
+        try:
+            if error is None:
+                self.halts.check()
+                return None
+            halted = self.halts.escalate(error, run_id=run_id)
+        except UpstreamHalted as found:
+            halted = found
+        if halted is None:
+            return None
+        return _Reschedule(
+            halted.retry_after or 1.0, attempt_used=False, held_since=chunk.held_since, hold=True
+        )
 
     @staticmethod
     def _request(contact_id: str, email: str, only_changed: bool) -> SyncRequest:

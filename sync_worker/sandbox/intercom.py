@@ -20,8 +20,12 @@ Guarantees:
   404 ``not_found`` under 2.14 and every other version, as a deleted contact does;
 - every PUT applied to a contact is kept, in order, in that contact's write log (the last
   :data:`WRITES_KEPT`), so a test can show what a contact showed at every step, not only at the end;
+- data attributes are listed without archived ones unless ``include_archived=true``; an archived
+  name can be neither written nor created again; at most :data:`MAX_CUSTOM_ATTRIBUTES` live
+  custom attributes per model (the sandbox's own wording for the refusal);
 - ``/_sandbox/*`` control routes (no auth, not validated, not rate limited) seed, inspect,
-  merge, delete, read write logs, configure failures and delays, read the stats and reset.
+  merge, delete, read write logs, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
+  configure failures, delays and a revoked token (``token_revoked``), read the stats and reset.
 
 Run standalone: ``python -m sync_worker.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
 """
@@ -51,6 +55,7 @@ DEFAULT_RATE_LIMIT = 1666  # Intercom's 10,000 calls a minute per app, per 10-se
 DEFAULT_WINDOW_SECONDS = 10.0
 MAX_PER_PAGE = 150
 MAX_STRING_VALUE = 255
+MAX_CUSTOM_ATTRIBUTES = 250  # per model, archived ones not counted
 MAX_WINDOWS_KEPT = 5000
 RECENT_REQUESTS_KEPT = 200
 WRITES_KEPT = 100
@@ -111,6 +116,7 @@ class SandboxConfig:
     fail_next: dict[str, Any] | None = None  # {"count", "status", "code"?, "message"?, "operation"?}
     delay_ms: int = 0
     search_lag_seconds: float = 0.0  # new contacts show up in search only after this long
+    token_revoked: bool = False  # the token is refused (401) as a revoked one is, until restored
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (ValueError, nothing applied, on an unknown key or a bad value)."""
@@ -134,6 +140,7 @@ class SandboxConfig:
         self.fail_next = dict(failure) if failure else None
         self.delay_ms = int(updated["delay_ms"])
         self.search_lag_seconds = float(updated["search_lag_seconds"])
+        self.token_revoked = bool(updated["token_revoked"])
 
 
 @dataclass
@@ -271,6 +278,10 @@ class IntercomState:
             status = int(failure["status"])
             code = failure.get("code") or _FAILURE_CODES.get(status, "server_error")
             return status, code, failure.get("message") or f"Injected failure ({status})"
+
+    def token_revoked(self) -> bool:
+        with self._lock:
+            return self.config.token_revoked
 
     def delay_seconds(self) -> float:
         with self._lock:
@@ -576,14 +587,20 @@ class IntercomState:
 
     # --- data attributes -------------------------------------------------------------------
 
-    def list_data_attributes(self, model: str | None) -> dict[str, Any]:
+    def list_data_attributes(self, model: str | None, include_archived: bool = False) -> dict[str, Any]:
+        """Standard and custom attributes of ``model`` (every model when None); archived ones only
+        with ``include_archived``, as Intercom lists them."""
         with self._lock:
             standard = [
                 _attribute(f"standard-{n}", "contact", n, "string", custom=False, created_at=0)
                 for n in ("name", "email", "phone", "external_id")
             ]
             custom = list(self._attributes.values())
-            data = [a for a in standard + custom if model in (None, a["model"])]
+            data = [
+                a
+                for a in standard + custom
+                if model in (None, a["model"]) and (include_archived or not a["archived"])
+            ]
             return {"type": "list", "data": [dict(a) for a in data]}
 
     def create_data_attribute(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -618,6 +635,13 @@ class IntercomState:
                     "parameter_invalid",
                     f"You already have '{name}' in your {people} data. To save this as new {people} data, use a different name.",
                 )
+            live = sum(1 for a in self._attributes.values() if a["model"] == model and not a["archived"])
+            if live >= MAX_CUSTOM_ATTRIBUTES:
+                raise ApiError(
+                    400,
+                    "parameter_invalid",
+                    f"You have reached the limit of {MAX_CUSTOM_ATTRIBUTES} custom {people} attributes",
+                )
             options = body.get("options") if data_type == "options" else None
             attribute = _attribute(
                 str(next(self._ids)), model, name, data_type, custom=True, created_at=int(self.clock()),
@@ -625,6 +649,14 @@ class IntercomState:
                 messenger_writable=bool(body.get("messenger_writable", False)),
             )  # fmt: skip
             self._attributes[(model, name)] = attribute
+            return dict(attribute)
+
+    def set_archived(self, model: str, name: str, archived: bool) -> dict[str, Any]:
+        """Archive (or unarchive) a custom attribute, as the Intercom UI does (KeyError: no such one)."""
+        with self._lock:
+            attribute = self._attributes[(model, name)]
+            attribute["archived"] = archived
+            attribute["updated_at"] = int(self.clock())
             return dict(attribute)
 
 
@@ -767,10 +799,11 @@ def create_app(
         checker = validator if validator is not None else _validator_for(_preview())
         match = checker.match(request.method, request.path)
         g.operation = match.operation_id if match else "unknown"
-        admission = state.receive(authorized=request.headers.get("Authorization") == expected_auth)
+        authorized = request.headers.get("Authorization") == expected_auth and not state.token_revoked()
+        admission = state.receive(authorized=authorized)
         g.rate_headers = admission.headers()
         if not admission.admitted:
-            if request.headers.get("Authorization") != expected_auth:
+            if not authorized:
                 return _error_response(401, "unauthorized", "Access Token Invalid")
             return _error_response(429, "rate_limit_exceeded", "Rate Limit Exceeded")
         problems = checker.validate(
@@ -849,7 +882,8 @@ def create_app(
 
     @app.get("/data_attributes")
     def list_data_attributes() -> Any:
-        return jsonify(state.list_data_attributes(request.args.get("model")))
+        archived = request.args.get("include_archived", "false").lower() == "true"
+        return jsonify(state.list_data_attributes(request.args.get("model"), archived))
 
     @app.post("/data_attributes")
     def create_data_attribute() -> Any:
@@ -916,6 +950,17 @@ def create_app(
         except ApiError as exc:
             return jsonify({"error": exc.message}), 400
         return jsonify(created if isinstance(payload, list) else created[0]), 201
+
+    @app.put("/_sandbox/data_attributes/<name>")
+    def sandbox_attribute(name: str) -> Any:
+        payload = body()
+        try:
+            changed = state.set_archived(
+                str(payload.get("model") or "contact"), name, bool(payload.get("archived"))
+            )
+        except KeyError:
+            return jsonify({"error": f"no attribute {name}"}), 404
+        return jsonify(changed)
 
     @app.route("/_sandbox/config", methods=["GET", "PUT"])
     def sandbox_config() -> Any:

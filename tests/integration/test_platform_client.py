@@ -372,10 +372,25 @@ def test_sandbox_refuses_records_that_break_the_contract(platform_sandbox: Platf
 
 
 def test_bad_config_is_refused(platform_sandbox: PlatformSandbox):
-    for knobs in ({"outage": "500"}, {"latency_ms": -1}, {"rate_limit": {"per_second": 0}}, {"speed": 1}):
+    refused = ({"outage": "500"}, {"latency_ms": -1}, {"rate_limit": {"per_second": 0}}, {"speed": 1})
+    for knobs in (*refused, {"token_revoked": "yes"}):
         answer = requests.put(f"{platform_sandbox.url}/_sandbox/config", json=knobs, timeout=5)
         assert answer.status_code == 400, knobs
-    assert platform_sandbox.config() == {"latency_ms": 0, "outage": None, "rate_limit": None}
+    assert platform_sandbox.config() == {
+        "latency_ms": 0,
+        "outage": None,
+        "rate_limit": None,
+        "token_revoked": False,
+    }
+
+
+def test_a_revoked_token_is_refused_until_restored(platform_sandbox: PlatformSandbox):
+    client = platform_sandbox.client()
+    platform_sandbox.config(token_revoked=True)
+    with pytest.raises(PlatformAuthError):
+        client.clients_by_email("olivia.brandt@example.com")
+    platform_sandbox.config(token_revoked=False)
+    assert client.clients_by_email("olivia.brandt@example.com")
 
 
 def test_synthetic_clients_are_served_on_demand():

@@ -40,9 +40,8 @@ from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
 from sync_worker.resync.starter import StartResult, resume_if_stalled, start
 from sync_worker.resync.walk import plan_page
 from sync_worker.runtime import Runtime
-from sync_worker.sandbox.platform import EXTENSION, create_app
 from sync_worker.sandbox.server import ServedApp
-from tests.fixtures.platform_sandbox import SANDBOX_TOKEN, PlatformSandbox
+from tests.fixtures.platform_sandbox import served_platform
 from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
 from tests.fixtures.workers import ADMIN_TOKEN
@@ -62,26 +61,13 @@ SHORT_LOCK = {"SYNC_RESYNC_LOCK_TTL_SECONDS": str(LOCK_TTL), "SYNC_MAX_RESCHEDUL
 @pytest.fixture
 def platform_sandbox():
     """The platform sandbox serving the sample dataset and ``CONTACTS`` synthetic clients."""
-    app = create_app(token=SANDBOX_TOKEN, synthetic_count=CONTACTS)
-    served = ServedApp(app).start()
-    sandbox = PlatformSandbox(served.url, SANDBOX_TOKEN)
-    yield sandbox
-    app.extensions[EXTENSION].close()
-    served.stop()
-    sandbox.close()
+    with served_platform(synthetic_count=CONTACTS) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
-def env(service_env, intercom_sandbox) -> dict[str, str]:
-    intercom_sandbox.config(rate_limit=1_000_000)
-    return {
-        **service_env,
-        "INTERCOM_CALLS_PER_WINDOW": "1000000",
-        "PLATFORM_CALLS_PER_SECOND": "10000",
-        "SYNC_RESYNC_MAX_IN_FLIGHT": "4",
-        "SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS": "1",
-        "SYNC_RESYNC_MIN_INTERVAL_SECONDS": "0",
-    }
+def env(bulk_env) -> dict[str, str]:
+    return bulk_env
 
 
 @pytest.fixture
