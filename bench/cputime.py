@@ -2,7 +2,7 @@
 
 Guarantees: :func:`snapshot` reads user+system CPU seconds of every live process
 in the given process groups (a :class:`~sync_worker.processes.Child` runs in its
-own group, so this includes gunicorn's or Celery's forked workers) and the
+own group, so this includes Celery's forked workers) and the
 machine's busy and total CPU seconds; :func:`usage` turns two snapshots into
 seconds per role and the CPU used by everything else on the machine, so a
 benchmark can show that it ran on a quiet machine.

@@ -1,9 +1,10 @@
-"""Benchmark of the webhook receiver under gunicorn (not a test).
+"""Benchmark of the webhook receiver as deployed (not a test).
 
 Starts a private Redis (``LocalRedis`` on loopback; ``--persistent``: append-only
 file with ``appendfsync always``, as deployed) and the receiver exactly as deployed
 (``sync_worker.processes.web_argv``, the command line of the README and
-``docker-compose.yml``), then ``--generators`` load generator processes
+``docker-compose.yml``: ``python -m web.serve``, waitress; ``--env NAME=VALUE`` sets one of its
+settings, e.g. ``SYNC_WEB_THREADS``, for an experiment), then ``--generators`` load generator processes
 (``bench/loadgen.py``: one epoll loop each, requests built beforehand as raw
 bytes, a new connection per request as Intercom opens them) send signed,
 distinct Intercom notifications (``conversation.user.created`` for ``--contacts``
@@ -18,7 +19,7 @@ Figures (printed and written to ``--out``):
 - latency p50/p90/p99/max in ms from each request's *due* time (so a generator or
   server that falls behind shows; no coordinated omission) and, for information,
   from the moment it was sent, and the generator's lateness;
-- CPU seconds of gunicorn (master and workers), Redis, the generators and the
+- CPU seconds of the web server process, Redis, the generators and the
   rest of the machine over the run, and CPU milliseconds per request of each, so a
   run on a busy machine shows as such (``other``);
 - Redis's own stalls over 5 ms (its latency monitor: e.g. ``aof-fsync-always``), so a
@@ -32,7 +33,7 @@ Figures (printed and written to ``--out``):
 The load is bounded (``rate * seconds`` requests, each with a 10 s timeout) and only
 ever sent to 127.0.0.1. Usage::
 
-    python bench/webhook_bench.py [--rate 500] [--seconds 20] [--persistent] [--generators 1]
+    python bench/webhook_bench.py [--rate 500] [--seconds 20] [--persistent] [--generators 1] [--env K=V]
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ import json
 import multiprocessing
 import os
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -184,7 +184,11 @@ def main() -> int:
     parser.add_argument("--generators", type=int, default=1, help="load generator processes")
     parser.add_argument("--persistent", action="store_true", help="Redis append-only file, fsync every write")
     parser.add_argument(
-        "--gunicorn-args", default="", help="extra gunicorn options (experiments; not what is deployed)"
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the web server (experiments; unset: as deployed)",
     )
     parser.add_argument(
         "--quiet-wait", type=float, default=120.0, help="wait this long at most for an idle machine first"
@@ -202,10 +206,9 @@ def main() -> int:
         "INTERCOM_CLIENT_SECRET": SECRET,
         "SYNC_TRIGGER_TOKEN": "bench-trigger-token",
         "PYTHONPATH": str(ROOT),
+        **dict(item.split("=", 1) for item in args.env),
     }
     argv = web_argv(port=port)
-    extra = shlex.split(args.gunicorn_args)
-    argv = argv[:-1] + extra + argv[-1:]  # the app stays the last argument
     web = Child("web", argv, env=env, log_path=Path(workdir) / "web.log", cwd=ROOT)
     web.start()
     client = redis_lib.Redis.from_url(env["REDIS_URL"])
@@ -214,7 +217,7 @@ def main() -> int:
         wait_until(
             lambda: requests.get(f"http://{HOST}:{port}/healthz", timeout=1).ok,
             30,
-            message="gunicorn to answer",
+            message="the web server to answer",
         )
         client.config_set("latency-monitor-threshold", LATENCY_MONITOR_MS)  # Redis notes its own stalls
         payloads = build_requests(port, total, args.contacts)
@@ -230,12 +233,12 @@ def main() -> int:
             )
             for g in range(args.generators)
         ]
-        roles = {"gunicorn": web.pid, "redis": redis_server.process.pid}  # type: ignore[union-attr]
-        before = cputime.snapshot({"gunicorn": roles["gunicorn"]}, {"redis": roles["redis"]})
+        roles = {"web": web.pid, "redis": redis_server.process.pid}  # type: ignore[union-attr]
+        before = cputime.snapshot({"web": roles["web"]}, {"redis": roles["redis"]})
         for generator in generators:
             generator.start()
         parts = [queue.get(timeout=args.seconds + args.warmup_seconds + 120) for _ in generators]
-        after = cputime.snapshot({"gunicorn": roles["gunicorn"]}, {"redis": roles["redis"]})
+        after = cputime.snapshot({"web": roles["web"]}, {"redis": roles["redis"]})
         for generator in generators:
             generator.join(30)
         access_log_lines = sum(1 for _ in open(Path(workdir) / "web.log", "rb"))  # noqa: SIM115
@@ -287,7 +290,8 @@ def main() -> int:
             "warmup_seconds": args.warmup_seconds,
             "contacts": args.contacts,
             "redis_persistent": args.persistent,
-            "gunicorn": " ".join(argv[argv.index("gunicorn") :]),
+            "web": " ".join(["python", *argv[1:]]),
+            "web_env": dict(item.split("=", 1) for item in args.env),
             "generator": f"{args.generators} process(es), one epoll loop each, a new connection per request",
         },
         "sent": len(results),

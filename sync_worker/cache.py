@@ -9,15 +9,14 @@ Guarantees:
   :meth:`LastKnownValues.find` by contact id, else by the email they were stored with;
 - entries expire after ``ttl_seconds`` (default 90 days) so a workspace's
   departed contacts do not accumulate for ever;
-- :meth:`LastKnownValues.fingerprint` is a hash of the values without the
-  timestamps that change on every read; :meth:`LastKnownValues.mark_shown`
-  keeps the fingerprint of what the contact shows now (live *or* stale), so
-  "write only what changed" compares against what Intercom really holds.
+- :meth:`LastKnownValues.mark_shown` keeps the fingerprint of what the contact
+  shows now (live *or* stale; :mod:`sync_worker.fingerprint`: the names and values
+  written and the profile's version), so "write only what changed" compares against
+  what Intercom really holds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,8 +86,3 @@ class LastKnownValues:
     def shown(self, contact_id: str) -> str | None:
         raw = self._redis.get(keys.shown(f"id:{contact_id}"))
         return raw.decode() if isinstance(raw, bytes) else raw
-
-    @staticmethod
-    def fingerprint(values: Mapping[str, str | None], volatile: frozenset[str]) -> str:
-        stable = {key: value for key, value in values.items() if key not in volatile}
-        return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()

@@ -40,8 +40,10 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import beat_init, celeryd_init
 from kombu import Exchange, Queue
 
+from sync_worker import redis_policy
 from sync_worker.config import Settings, get_settings
 from sync_worker.resync.settings import ResyncSettings, get_resync_settings
 
@@ -49,6 +51,7 @@ REALTIME_QUEUE = "sync.realtime"
 BULK_QUEUE = "sync.bulk"
 SYNC_TASK = "sync_worker.tasks.sync_contact"
 REPLAY_DEAD_LETTERS_TASK = "sync_worker.tasks.replay_dead_letters"
+HALT_PROBE_TASK = "sync_worker.haltprobe.probe_halts"
 
 #: The longest a wait is served by rescheduling (seconds): this process's
 #: ``SYNC_MAX_RESCHEDULE_SECONDS``, read once at import like the app below.
@@ -136,7 +139,8 @@ def _crontab(expression: str) -> crontab:
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """What beat runs: the nightly re-sync, its watchdog, and the dead-letter replay when it has a cron."""
+    """What beat runs: the nightly re-sync, its watchdog, the halt probe (``SYNC_HALT_PROBE_SECONDS``),
+    and the dead-letter replay when it has a cron."""
     schedule: dict[str, dict[str, Any]] = {
         "nightly-resync": {
             "task": "sync_worker.resync.tasks.start_resync",
@@ -147,6 +151,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "sync_worker.resync.tasks.watchdog",
             "schedule": 60.0,
             "options": {"queue": BULK_QUEUE},
+        },
+        "halt-probe": {
+            "task": HALT_PROBE_TASK,
+            "schedule": settings.halt_probe_seconds,
+            "options": {"queue": REALTIME_QUEUE, "expires": settings.halt_probe_seconds},
         },
     }
     if settings.dead_letter_replay_cron:
@@ -168,7 +177,9 @@ def create_celery(settings: Settings | None = None, resync: ResyncSettings | Non
     check_visibility_timeout(settings)
     check_resync_lock_ttl(settings, resync or get_resync_settings())
     app = Celery(
-        "intercom_sync", broker=settings.redis_url, include=["sync_worker.tasks", "sync_worker.resync.tasks"]
+        "intercom_sync",
+        broker=settings.redis_url,
+        include=["sync_worker.tasks", "sync_worker.resync.tasks", "sync_worker.haltprobe"],
     )
     exchange = Exchange("sync", type="direct")
     app.conf.update(
@@ -214,3 +225,7 @@ def create_celery(settings: Settings | None = None, resync: ResyncSettings | Non
 
 
 app = create_celery()
+
+# A Redis that may evict keys is refused before a worker or beat takes work (sync_worker.redis_policy).
+celeryd_init.connect(redis_policy.refuse_worker_at_start, weak=False)
+beat_init.connect(redis_policy.refuse_beat_at_start, weak=False)

@@ -3,7 +3,8 @@
 Guarantees:
 - **closed**: every call is allowed; a failure is remembered for
   ``window_seconds``; ``failure_threshold`` failures within that sliding window
-  open the circuit;
+  open the circuit, whatever successes came between them (the README's "this many
+  failed reads within the window": a platform failing 80% of its reads opens it);
 - **open**: no call is allowed until ``open_seconds`` have passed since it opened;
 - **half-open** (open and ``open_seconds`` passed): one probe at a time is
   allowed; the probe's success closes the circuit, its failure opens it again
@@ -12,11 +13,14 @@ Guarantees:
   having learnt nothing about the upstream can :meth:`CircuitBreaker.release`
   its turn so the next one goes at once (:meth:`CircuitBreaker.admit` says
   whether a call is the probe; a release frees only that probe's turn);
-- any success closes the circuit and forgets the outage;
+- a success while closed ends the current outage (``unavailable_since``) but not
+  the window's failures; a success while half-open (or open past ``open_seconds``)
+  closes the circuit and forgets the failures; a success while open is a late answer
+  to a call admitted before it opened and changes nothing;
 - ``unavailable_since`` is the time of the first failure of the current outage:
   set by the first failure after a success (or after ``window_seconds`` without
   failures while closed) and kept, through opening and half-opening, until a
-  success; it is what "platform unavailable since <date-time>" shows;
+  success that closes it; it is what "platform unavailable since <date-time>" shows;
 - :meth:`CircuitBreaker.opens_in` says how long until an open circuit lets a
   probe through (0 when a call may go now), so a caller can schedule its next
   try for then instead of spending it against the open circuit;
@@ -98,11 +102,23 @@ return failures
 """
 )
 
-# KEYS[1] state hash, KEYS[2] failures zset.
-_SUCCESS = """
+# KEYS[1] state hash, KEYS[2] failures zset. ARGV: open us.
+# Returns 'closed' (closed: the window keeps its failures), 'open' (still open: a late answer to a call
+# admitted before it opened changes nothing) or 'reset' (half-open, or open past open_seconds: closed).
+_SUCCESS = (
+    _LUA_PRELUDE
+    + """
+local f = redis.call('HMGET', KEYS[1], 'state', 'opened_at')
+local state = f[1] or 'closed'
+if state == 'closed' then
+  redis.call('HDEL', KEYS[1], 'unavailable_since')
+  return 'closed'
+end
+if state == 'open' and now < tonumber(f[2]) + tonumber(ARGV[1]) then return 'open' end
 redis.call('DEL', KEYS[1], KEYS[2])
-return 1
+return 'reset'
 """
+)
 
 # KEYS[1] state hash, KEYS[2] failures zset. ARGV: window us, open us.
 # Returns {state, failures in the window, opened_at us or '', unavailable_since us or ''}.
@@ -219,8 +235,11 @@ class CircuitBreaker:
             self._release(keys=self._keys[:1], args=[admission.probe])
 
     def record_success(self) -> None:
-        """The upstream answered: close the circuit and forget the outage."""
-        self._success(keys=self._keys)
+        """The upstream answered. Closed: the outage it was in is over (``unavailable_since`` is
+        cleared) but the window keeps its failures, so a platform failing most reads still opens
+        the circuit. Half-open (or open past ``open_seconds``): closed, the outage forgotten. Open:
+        nothing changes (a late answer to a call admitted before it opened)."""
+        self._success(keys=self._keys, args=[_us(self.open_seconds)])
 
     def record_failure(self) -> int:
         """The upstream could not be read; returns the failures within the window."""

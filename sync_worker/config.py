@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     platform_api_url: str | None = Field(None, validation_alias="PLATFORM_API_URL")
     platform_api_token: SecretStr | None = Field(None, validation_alias="PLATFORM_API_TOKEN")
     sync_trigger_token: SecretStr | None = Field(None, validation_alias="SYNC_TRIGGER_TOKEN")
+    #: The data connector's own bearer (it answers client data): never the trigger token.
+    sync_connector_token: SecretStr | None = Field(None, validation_alias="SYNC_CONNECTOR_TOKEN")
     sync_admin_token: SecretStr | None = Field(None, validation_alias="SYNC_ADMIN_TOKEN")
     excluded_emails: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS"
@@ -65,6 +67,17 @@ class Settings(BaseSettings):
     # --- data connector -------------------------------------------------------------
     connector_deadline_seconds: float = Field(2.5, gt=0, validation_alias="SYNC_CONNECTOR_DEADLINE_SECONDS")
 
+    # --- the receiver's server (web/serve.py) and its threads -----------------------------
+    web_threads: int = Field(8, ge=2, validation_alias="SYNC_WEB_THREADS")
+    web_client_timeout_seconds: int = Field(10, ge=1, validation_alias="SYNC_WEB_CLIENT_TIMEOUT_SECONDS")
+    web_max_connections: int = Field(1000, ge=10, validation_alias="SYNC_WEB_MAX_CONNECTIONS")
+    #: Connector requests reading the platform at once per receiver; beyond it they answer stale at once.
+    connector_max_reads: int = Field(4, ge=1, validation_alias="SYNC_CONNECTOR_MAX_READS")
+
+    # --- Redis ------------------------------------------------------------------------
+    #: Start even when Redis may evict keys (``maxmemory-policy`` other than ``noeviction``).
+    allow_eviction: bool = Field(False, validation_alias="SYNC_ALLOW_EVICTION")
+
     # --- rate limits (starting budgets; Intercom's headers take over once seen) ------
     intercom_calls_per_window: int = Field(1666, validation_alias="INTERCOM_CALLS_PER_WINDOW")
     intercom_window_seconds: int = Field(10, validation_alias="INTERCOM_WINDOW_SECONDS")
@@ -85,6 +98,12 @@ class Settings(BaseSettings):
         6 * 3600.0, gt=0, validation_alias="SYNC_RATE_LIMIT_MAX_WAIT_SECONDS"
     )
 
+    #: An email-only trigger whose contact is not in Intercom's search yet (new contacts take
+    #: "a few minutes") searches again, with backoff and no error retry spent, this long.
+    contact_search_wait_seconds: float = Field(
+        600.0, ge=0, validation_alias="SYNC_CONTACT_SEARCH_WAIT_SECONDS"
+    )
+
     # --- delivery ---------------------------------------------------------------------
     visibility_timeout_seconds: int = Field(3600, validation_alias="SYNC_VISIBILITY_TIMEOUT_SECONDS")
     #: Hard limit of one task run (the pool child is killed past it) and the soft one
@@ -95,6 +114,11 @@ class Settings(BaseSettings):
     )
     #: The longest wait (rate limit, upstream Retry-After) served by rescheduling a task.
     max_reschedule_seconds: float = Field(300.0, gt=0, validation_alias="SYNC_MAX_RESCHEDULE_SECONDS")
+
+    # --- workspace-wide halts (halts.py) --------------------------------------------------
+    #: How often beat probes a halted upstream; work that finds a halt waits this long (at most
+    #: SYNC_MAX_RESCHEDULE_SECONDS) before looking again.
+    halt_probe_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_HALT_PROBE_SECONDS")
 
     # --- schedule ---------------------------------------------------------------------
     resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
@@ -142,6 +166,7 @@ _ENV_NAMES = {
     "platform_api_url": "PLATFORM_API_URL",
     "platform_api_token": "PLATFORM_API_TOKEN",
     "sync_trigger_token": "SYNC_TRIGGER_TOKEN",
+    "sync_connector_token": "SYNC_CONNECTOR_TOKEN",
     "sync_admin_token": "SYNC_ADMIN_TOKEN",
 }
 

@@ -1,7 +1,7 @@
 """Counts added in memory and written to Redis hashes in the background, shared by every process.
 
 Why our own: ``prometheus_client`` keeps its counters in the memory of one process (its
-multiprocess mode writes files on one host); the web's gunicorn workers and the Celery pool
+multiprocess mode writes files on one host); the receivers and the Celery pool
 children run in many processes, possibly on other hosts than the web, so they add their counts
 to Redis, and ``/metrics`` reads them there (:mod:`web.exposition`).
 
@@ -15,7 +15,7 @@ Guarantees:
 - a write that fails is logged once (without data) and its counts are kept for the next one
   (the buffer is bounded by the label sets, which are low-cardinality): metrics never fail the
   work they count, and a Redis outage loses none of them while the process lives;
-- a forked child (a gunicorn worker, a Celery pool child) starts with an empty buffer and a
+- a forked child (a Celery pool child, a pre-forking server's worker) starts with an empty buffer and a
   flusher of its own: what the parent had buffered is written by the parent only, never twice;
 - a process that exits through ``atexit`` writes what it still holds; one that ends with
   ``os._exit`` (a Celery pool child) calls :meth:`CountBuffer.flush` from its shutdown hook.

@@ -12,7 +12,7 @@ Guarantees:
   parking the same contact at once count two attempts;
 - :meth:`DeadLetterStore.list` is newest failure first;
 - a replay hands the stored task arguments to ``enqueue`` and only then
-  removes the entry; when ``enqueue`` raises, the entry stays; when the
+  removes the entry (replaying them all is a background run: :mod:`sync_worker.replayruns`); when ``enqueue`` raises, the entry stays; when the
   contact is parked again while its replay is being enqueued, the new entry
   stays too (removal only takes the version that was replayed);
 - entries never expire: they wait for a replay or a purge.
@@ -247,23 +247,11 @@ class DeadLetterStore:
         log_event(logger, "dead_letter_replayed", contact_id=entry.contact_id, attempts=entry.attempts)
         return True
 
-    def replay_all(self, enqueue: Callable[[dict[str, Any]], object]) -> int:
-        """Replay every entry parked when the call starts; returns how many were enqueued.
+    def ids_parked_until(self, cutoff: float, *, offset: int = 0, limit: int = 500) -> builtins.list[str]:
+        """Ids of entries last parked at or before ``cutoff`` (epoch seconds, Redis's clock), oldest
+        first, from ``offset`` on: what a replay run (:mod:`sync_worker.replayruns`) works through."""
+        found = self._redis.zrangebyscore(self._index, "-inf", repr(cutoff), start=offset, num=limit)
+        return [_text(i) for i in found]
 
-        An entry whose ``enqueue`` raises stays (and is logged); the others go on.
-        """
-        ids = [_text(i) for i in self._redis.zrevrange(self._index, 0, -1)]
-        replayed = 0
-        for entry_id in ids:
-            try:
-                replayed += self.replay(entry_id, enqueue)
-            except Exception as error:
-                found = self.get(entry_id)
-                log_event(
-                    logger,
-                    "dead_letter_replay_failed",
-                    level=logging.WARNING,
-                    contact_id=found.contact_id if found else None,
-                    error_type=type(error).__name__,
-                )
-        return replayed
+    def count_parked_until(self, cutoff: float) -> int:
+        return int(self._redis.zcount(self._index, "-inf", repr(cutoff)))

@@ -6,7 +6,7 @@ Guarantees of :class:`DevStack`:
 - with no ``INTERCOM_ACCESS_TOKEN`` it starts both sandboxes (Intercom and the
   platform) seeded with the sample dataset, and points the service at them;
   with one, it uses the real Intercom and the configured platform;
-- it then starts web (gunicorn), one worker and beat, each in its own process
+- it then starts web (waitress, ``web.serve``), one worker and beat, each in its own process
   group, and writes ``stack.json`` (URLs and the dev tokens, :mod:`sync_worker.stackfile`)
   so ``sync-worker try`` and the operator commands can find them;
 - every wait of :meth:`DevStack.start` also watches every part started so far: a part
@@ -79,15 +79,21 @@ class DevStack:
         )
         env.setdefault("SYNC_ADMIN_TOKEN", self.environ.get("SYNC_ADMIN_TOKEN") or secrets.token_urlsafe(16))
         env.setdefault(
+            "SYNC_CONNECTOR_TOKEN", self.environ.get("SYNC_CONNECTOR_TOKEN") or secrets.token_urlsafe(16)
+        )
+        env.setdefault(
             "INTERCOM_CLIENT_SECRET", self.environ.get("INTERCOM_CLIENT_SECRET") or secrets.token_urlsafe(16)
         )
         child_env = {**self.environ, **env}
-        self._child("web", web_argv(port=self.web_port, workers=2), child_env)
+        self._child("web", web_argv(port=self.web_port), child_env)
         self._child("worker", worker_argv(concurrency=2, hostname="dev-worker@%h"), child_env)
         self._child("beat", beat_argv(schedule_file=str(self.state_dir / "celerybeat-schedule")), child_env)
         web_url = f"http://127.0.0.1:{self.web_port}"
         self._wait(lambda: requests.get(f"{web_url}/healthz", timeout=1).ok, "web /healthz")
-        self._wait(lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, "a worker heartbeat")
+        self._wait(
+            lambda: requests.get(f"{web_url}/readyz", timeout=2).ok, "web /readyz (Redis takes writes)"
+        )
+        self._wait(lambda: requests.get(f"{web_url}/healthz/workers", timeout=2).ok, "a worker heartbeat")
         self.info = {
             "web_url": web_url,
             "redis_url": child_env["REDIS_URL"],
@@ -97,6 +103,8 @@ class DevStack:
             "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
             "generated_trigger_token": not self.environ.get("SYNC_TRIGGER_TOKEN"),
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],
+            "sync_connector_token": env["SYNC_CONNECTOR_TOKEN"],
+            "generated_connector_token": not self.environ.get("SYNC_CONNECTOR_TOKEN"),
             "logs": str(self.state_dir),
         }
         stackfile.write(self.state_dir, self.info)

@@ -22,7 +22,13 @@ Guarantees:
   logs) name the trigger and the contact id, never an email;
 - the marker expires after ``PENDING_TTL_SECONDS``, a bound on how long a
   contact stays blocked should its message be lost some other way (e.g. a queue
-  deleted by hand).
+  deleted by hand);
+- the pending payload (the folded trigger's details) has no expiry: it lives until a run
+  consumes it (:func:`claim` deletes it) or the contact's next trigger replaces it, so a
+  backlog of any length never loses a folded newer email (a message may wait on the queue far
+  longer than any ttl). A run takes it unless it is older than the run's own request by more than
+  ``FOLD_CLOCK_TOLERANCE_SECONDS`` (receivers' clocks may differ by less): a payload left by a
+  lost message never takes a later retry or refresh back to older details.
 
 The receiver calls :func:`enqueue_sync`; the task calls :func:`claim`.
 """
@@ -45,6 +51,9 @@ from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE, SYNC_TASK
 from sync_worker.taskmessage import task_messages
 
 PENDING_TTL_SECONDS = 900
+#: How much older than a run's request a pending payload may look and still be folded in (the
+#: receivers that stamped them may have clocks this far apart); older: left by a lost message.
+FOLD_CLOCK_TOLERANCE_SECONDS = 60.0
 #: Default lifetime of an ``idempotency_key`` (:func:`enqueue_sync`).
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
@@ -110,7 +119,8 @@ class EnqueueResult:
 
 # KEYS[1] pending marker, KEYS[2] pending payload, KEYS[3] the queue's list, KEYS[4] (optional)
 # idempotency key; ARGV[1] task id, ARGV[2] payload json, ARGV[3] pending ttl, ARGV[4] the message,
-# ARGV[5] idempotency ttl. Returns {status, task id that will run this contact's sync}.
+# ARGV[5] idempotency ttl (the payload has none: see the module's guarantees). Returns {status, task
+# id that will run this contact's sync}.
 # A script's writes are not undone by a later error, so the commands that can fail (GET, LPUSH on
 # a key of the wrong type) run before the first write; SET cannot fail.
 _ENQUEUE = """
@@ -126,7 +136,7 @@ if not owner then
   status = 'queued'
   redis.call('SET', KEYS[1], owner, 'EX', ttl)
 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ttl)
+redis.call('SET', KEYS[2], ARGV[2])
 if KEYS[4] then
   redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[5]))
 end
@@ -194,4 +204,7 @@ def claim(client: redis_lib.Redis, request: SyncRequest) -> SyncRequest:
     payload = client.eval(_CLAIM, 2, keys.pending(contact_key), keys.pending_payload(contact_key))
     if not payload:
         return request
-    return request.folded(SyncRequest.from_kwargs(json.loads(payload)))
+    pending = SyncRequest.from_kwargs(json.loads(payload))
+    if pending.requested_at < request.requested_at - FOLD_CLOCK_TOLERANCE_SECONDS:  # a lost message's
+        return request
+    return request.folded(pending)

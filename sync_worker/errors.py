@@ -4,7 +4,9 @@ Guarantees: every failure the worker can meet is a :class:`SyncError` with a sho
 machine ``code`` and a human ``message``; ``transient`` says whether trying again
 later can succeed (timeouts, connection errors, 5xx, 429) or not (bad input,
 4xx, schema clashes, a contact that is gone). The task retries exactly the
-transient ones and parks the rest in the dead-letter store.
+transient ones and parks the rest in the dead-letter store, except the errors about
+the whole workspace (a refused token, a schema problem): those halt their upstream
+(:mod:`sync_worker.halts`) and the work waits instead.
 """
 
 from __future__ import annotations

@@ -326,10 +326,13 @@ class IntercomClient:
         body["custom_attributes"] = dict(custom_attributes)
         return self._request(_Call("update_contact", "PUT", f"/contacts/{_segment(contact_id)}", json=body))
 
-    def list_data_attributes(self, model: str = "contact") -> list[dict[str, Any]]:
-        answer = self._request(
-            _Call("list_data_attributes", "GET", "/data_attributes", params={"model": model})
-        )
+    def list_data_attributes(
+        self, model: str = "contact", *, include_archived: bool = True
+    ) -> list[dict[str, Any]]:
+        """The workspace's data attributes, archived ones included unless told otherwise (an
+        archived name cannot be written nor created again: the caller must see it)."""
+        params = {"model": model, "include_archived": "true" if include_archived else "false"}
+        answer = self._request(_Call("list_data_attributes", "GET", "/data_attributes", params=params))
         return list(answer.get("data") or [])
 
     def create_data_attribute(

@@ -45,12 +45,12 @@ def data_attributes(workspace: str) -> str:
 
 
 def worker_heartbeat() -> str:
-    """Unix time of the latest heartbeat of any worker (a string key with a short expiry)."""
+    """Unix time (Redis's clock) of the latest heartbeat of any worker (a string key with a short expiry)."""
     return f"{PREFIX}:worker-heartbeat"
 
 
 def worker_heartbeats() -> str:
-    """Hash: worker hostname -> Unix time of its latest heartbeat."""
+    """Hash: worker hostname -> Unix time (Redis's clock) of its latest heartbeat."""
     return f"{PREFIX}:worker-heartbeats"
 
 
@@ -74,7 +74,31 @@ def delivery_runs(task_id: str, retries: int) -> str:
     return f"{PREFIX}:delivery-runs:{task_id}:{retries}"
 
 
+def halt(upstream: str) -> str:
+    """JSON of the workspace-wide halt of one upstream (``intercom``, ``platform``), absent when
+    none: ``upstream``, ``reason`` (``auth`` or ``schema``), ``code``, ``message``, ``since`` (Unix
+    seconds), ``probes`` and ``last_probe_at`` / ``last_probe_error`` (see halts.py). No expiry:
+    only a probe that works, or an operator, clears it. A metrics collector reads it as the halt's
+    state (set = halted)."""
+    return f"{PREFIX}:halt:{upstream}"
+
+
+def halt_alerts() -> str:
+    """Hash: upstream -> how many halts were raised (one alert each), ever; a counter for metrics."""
+    return f"{PREFIX}:halt-alerts"
+
+
 def metric(name: str) -> str:
     """Hash of one metric counted by the workers (and the connector's upstream calls): field = its
     labels as JSON, value = the count (see ``sync_worker/servicemetrics.py``)."""
     return f"{PREFIX}:metrics:{name}"
+
+
+def replay_run(run_id: str) -> str:
+    """Hash: one replay of the dead-letter store, its counts and status (:mod:`sync_worker.replayruns`)."""
+    return f"{PREFIX}:replay-run:{run_id}"
+
+
+def replay_run_latest() -> str:
+    """String: the id of the newest replay run."""
+    return f"{PREFIX}:replay-run-latest"

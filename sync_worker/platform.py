@@ -21,8 +21,11 @@ Guarantees:
 - :class:`PlatformUnavailable` failures are retried in the call (``max_attempts`` attempts,
   jittered exponential backoff capped at ``backoff_max``: about a second in all with the
   defaults); a 429 is raised at once, so the caller can reschedule instead of blocking;
-- every returned record is a ``dict`` holding every required field of the contract's ``Client``
-  schema (nested objects included), so a missing field fails here, not as a ``KeyError`` later;
+- the answer's envelope is checked (``data`` an array, or for :meth:`PlatformClient.lookup` an
+  object with an array for every requested email; else :class:`PlatformContractError`); the
+  records in it are returned as sent: :mod:`sync_worker.platform_records` checks each before it is
+  computed, so a malformed record is its own contact's ``platform_data_invalid``, never a failed
+  batch for every contact of a bulk chunk;
 - :meth:`PlatformClient.lookup` accepts any number of emails: it sends them normalised
   (trimmed, lower-cased, duplicates dropped) in calls of at most :data:`LOOKUP_BATCH` emails and
   answers every requested email, keyed by its normalised form (``[]`` for no account);
@@ -108,60 +111,6 @@ class PlatformContractError(PlatformError, PermanentError):
     code = "platform_contract"
 
 
-# --- the contract's minimum shape (pure) -----------------------------------------------------
-
-#: Required fields of ``Client`` and the container type each must have (None: any JSON value).
-CLIENT_REQUIRED: dict[str, type | None] = {
-    "id": None,
-    "email": None,
-    "first_name": None,
-    "last_name": None,
-    "status": None,
-    "created_at": None,
-    "organization": dict,
-    "care_team": list,
-    "tags": list,
-    "invoices": list,
-    "card_on_file": None,
-    "appointments": list,
-    "intake_forms_completed": None,
-    "linked_accounts": list,
-}
-#: Required fields of the objects nested in a ``Client``.
-NESTED_REQUIRED: dict[str, tuple[str, ...]] = {
-    "organization": ("id", "name", "currency"),
-    "care_team": ("name", "is_primary"),
-    "invoices": ("id", "status", "balance", "currency"),
-    "appointments": ("id", "start_at", "status"),
-    "linked_accounts": ("client_id", "name", "relationship", "is_primary"),
-}
-
-
-def shape_problems(record: Any) -> list[str]:
-    """What keeps ``record`` from having the contract's required ``Client`` fields ([] if none).
-
-    Messages name fields and positions, never values (they end up in logs and dead letters).
-    """
-    if not isinstance(record, Mapping):
-        return [f"a client record is a {type(record).__name__}, not an object"]
-    problems = []
-    for name, kind in CLIENT_REQUIRED.items():
-        if name not in record:
-            problems.append(f"missing required field {name}")
-        elif kind is not None and not isinstance(record[name], kind):
-            problems.append(f"{name} is not {'an object' if kind is dict else 'an array'}")
-    for name, required in NESTED_REQUIRED.items():
-        value = record.get(name)
-        items = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
-        for index, item in enumerate(items):
-            where = name if isinstance(value, Mapping) else f"{name}[{index}]"
-            if not isinstance(item, Mapping):
-                problems.append(f"{where} is not an object")
-                continue
-            problems += [f"{where} is missing {field}" for field in required if field not in item]
-    return problems
-
-
 def normalise_email(email: str) -> str:
     """The form emails are matched and keyed in: trimmed and lower-cased."""
     return email.strip().lower()
@@ -205,15 +154,11 @@ def error_for_response(
     return PlatformUnavailable(text, status=status)
 
 
-def _checked_records(value: Any, *, operation: str, where: str) -> list[dict[str, Any]]:
+def _records(value: Any, *, operation: str, where: str) -> list[Any]:
+    """One email's records, as sent: checking each is the sync's (:mod:`sync_worker.platform_records`),
+    so one malformed record concerns its contact alone, not every email of a batch."""
     if not isinstance(value, list):
         raise PlatformContractError(f"platform {operation}: {where} is not an array")
-    for index, record in enumerate(value):
-        problems = shape_problems(record)
-        if problems:
-            raise PlatformContractError(
-                f"platform {operation}: {where}[{index}] breaks the contract: {'; '.join(problems[:5])}"
-            )
     return value
 
 
@@ -261,7 +206,7 @@ class PlatformClient:
         payload = self._request(
             operation, "GET", "/v1/clients", total_timeout=total_timeout, params={"email": wanted}
         )
-        return _checked_records(payload.get("data"), operation=operation, where="data")
+        return _records(payload.get("data"), operation=operation, where="data")
 
     def lookup(self, emails: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """Accounts for each email, keyed by the normalised email; ``[]`` for an email with no account.
@@ -286,9 +231,7 @@ class PlatformClient:
                     raise PlatformContractError(
                         f"platform {operation}: no answer for requested email #{position}"
                     )
-                found[email] = _checked_records(
-                    answered[email], operation=operation, where=f"data[#{position}]"
-                )
+                found[email] = _records(answered[email], operation=operation, where=f"data[#{position}]")
         return found
 
     def health(self) -> bool:

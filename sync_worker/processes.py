@@ -2,9 +2,8 @@
 
 Guarantees: each :class:`Child` runs in its own process group, so
 :meth:`Child.stop` (SIGTERM, then SIGKILL after a grace period) and
-:meth:`Child.kill` reach every process it forked (Celery's pool children,
-gunicorn's workers); the command lines are the ones the README and
-``docker-compose.yml`` document, built in one place (:func:`worker_argv`,
+:meth:`Child.kill` reach every process it forked (Celery's pool children); the
+command lines are the ones the README and ``docker-compose.yml`` document, built in one place (:func:`worker_argv`,
 :func:`beat_argv`, :func:`web_argv`); :func:`process_table` reads who is whose
 child or group (tests and benchmarks use it to find pool processes);
 :meth:`Child.raise_if_exited` turns a child that died while others waited for it
@@ -76,21 +75,10 @@ def beat_argv(*, schedule_file: str, loglevel: str = "INFO") -> list[str]:
     ]
 
 
-def web_argv(*, port: int, workers: int = 2, host: str = "127.0.0.1") -> list[str]:
-    """gunicorn serving ``web:create_app()``: sync workers, no gunicorn access log (the app writes one
-    JSON line per request, ``web/access.py``); ``bench/README.md`` has the figures behind these choices."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "web:create_app()",
-    ]
+def web_argv(*, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The receiver's server (:mod:`web.serve`: waitress, whole requests read before a thread runs
+    the app; threads and client timeout from the settings); ``bench/README.md`` has its figures."""
+    return [sys.executable, "-m", "web.serve", "--bind", f"{host}:{port}"]
 
 
 class ExitedDuringStart(WaitAborted):

@@ -21,6 +21,7 @@ from sync_worker.circuit import CircuitBreaker
 from sync_worker.config import Settings, get_settings, require, secret
 from sync_worker.countbuffer import CountBuffer
 from sync_worker.deadletter import DeadLetterStore
+from sync_worker.halts import HaltStore
 from sync_worker.intercom import IntercomClient
 from sync_worker.platform import PlatformClient
 from sync_worker.profiles import get_profile
@@ -119,6 +120,11 @@ class Runtime:
             window_seconds=self.settings.circuit_window_seconds,
             open_seconds=self.settings.circuit_open_seconds,
         )
+
+    @cached_property
+    def halts(self) -> HaltStore:
+        wait = min(self.settings.halt_probe_seconds, self.settings.max_reschedule_seconds)
+        return HaltStore(self.redis, wait_seconds=wait)
 
     @cached_property
     def cache(self) -> LastKnownValues:

@@ -4,7 +4,11 @@ Guarantees (the order of a run):
 1. screening first: an excluded or invalid address ends the run as ``skipped``
    before any platform or Intercom call;
 2. the contact is resolved to Intercom ids (by id, else by email search); a
-   merged contact (410) is followed to the survivor once;
+   merged contact is followed to the survivor once: by the ``Link`` of a 410
+   (Intercom's Preview version), or, on the 404 the pinned 2.14 answers for a
+   merged or deleted contact, by searching its email again (:meth:`ContactSync._survivor`);
+   a contact that is not found that way either is ``gone``: an outcome (logged,
+   counted), not an error, so no dead letter is left for a replay to park again;
 3. the platform is read through a shared circuit breaker: when it cannot be
    read, the contact gets its last known values with the staleness flag (or
    only ``Data Status`` when there are none; :func:`stale_values`, which the
@@ -12,8 +16,9 @@ Guarantees (the order of a run):
    the caller schedules a fresh sync; a failed read never writes
    ``Platform Account Exists = No``; unless the request forces the write, stale
    values the contact already shows are not written again;
-4. values are computed by the profile (pure) from the records and the clock,
-   the data attributes are ensured, and one ``PUT`` writes them;
+4. the records are checked and the profile computes the values (pure) from them and the
+   clock (:func:`~sync_worker.compute.compute_values`: any failure is this contact's
+   ``platform_data_invalid``), the data attributes are ensured, and one ``PUT`` writes them;
 5. only after Intercom accepted them are the values stored as the contact's
    last known values.
 
@@ -31,9 +36,11 @@ from datetime import UTC, datetime
 from sync_worker.attributes import build_update
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
+from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import PermanentError, TransientError
-from sync_worker.intercom import ContactMerged, IntercomClient
+from sync_worker.fingerprint import shown_fingerprint
+from sync_worker.intercom import ContactMerged, IntercomClient, IntercomNotFound
 from sync_worker.logs import log_event
 from sync_worker.platform import PlatformClient, PlatformUnavailable
 from sync_worker.platform_circuit import guarded
@@ -59,10 +66,10 @@ class ContactNotFoundYet(TransientError):
     code = "contact_not_found"
 
 
-class PlatformDataError(PermanentError):
-    """A platform record broke the contract in a way the profile cannot format."""
+class ContactGone(PermanentError):
+    """The contact no longer exists in Intercom (merged or deleted) and no survivor was found."""
 
-    code = "platform_data_invalid"
+    code = "contact_gone"
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,8 @@ def stale_values(
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    """What one run did. ``status``: synced, no_account, stale, unchanged or skipped."""
+    """What one run did. ``status``: synced, no_account, stale, unchanged, skipped, gone or not_found
+    (the task's, once an email-only trigger's wait for Intercom's search ran out)."""
 
     status: str
     contact_id: str | None
@@ -126,7 +134,10 @@ class ContactSync:
         skip = self._screen(request.email, request)
         if skip is not None:
             return [skip]
-        contacts = self._resolve(request)
+        try:
+            contacts = self._resolve(request)
+        except ContactGone as gone:
+            return [self._gone(request.contact_id, request, gone)]
         outcomes = []
         for contact in contacts:
             skip = self._screen(contact.get("email"), request, contact_id=contact["id"])
@@ -165,6 +176,8 @@ class ContactSync:
                 contact = self.intercom.get_contact(request.contact_id)
             except ContactMerged as merged:
                 contact = self.intercom.get_contact(merged.survivor_id)
+            except IntercomNotFound as missing:  # no email known to search for a survivor
+                raise ContactGone(f"contact not found by id, no email known: {missing.message}") from None
             return [{"id": contact["id"], "email": contact.get("email")}]
         email = normalise_email(request.email or "")
         found = self.intercom.search_contacts_by_email(email)
@@ -193,20 +206,23 @@ class ContactSync:
 
         The bulk re-sync reads records for many contacts in one batch call and comes in here.
         """
+        try:
+            return self._apply(contact_id, records, request, email or request.email)
+        except ContactGone as gone:
+            return self._gone(contact_id, request, gone)
+
+    def _apply(
+        self, contact_id: str, records: list[dict] | None, request: SyncRequest, email: str | None
+    ) -> SyncOutcome:
         now = self.clock()
         if records is None:
-            return self._write_stale(contact_id, request)
-        try:
-            values = self.profile.compute(records, now=now, fetched_at=now)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise PlatformDataError(
-                f"platform record could not be read: {exc.__class__.__name__}: {exc}"
-            ) from exc
-        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+            return self._write_stale(contact_id, request, email)
+        values = compute_values(self.profile, records, now=now)  # PlatformDataError: this contact's alone
+        fingerprint = self.fingerprint(values)
         if not request.force_write and self.cache.shown(contact_id) == fingerprint:
             return SyncOutcome("unchanged", contact_id, request.trigger, accounts=len(records))
-        contact_id = self._write(contact_id, values)
-        self.cache.store(contact_id, values, now, email=email or request.email)
+        contact_id = self._write(contact_id, values, email)
+        self.cache.store(contact_id, values, now, email=email)
         self.cache.mark_shown(contact_id, fingerprint)
         status = "synced" if records else "no_account"
         outcome = SyncOutcome(
@@ -227,13 +243,24 @@ class ContactSync:
         )
         return outcome
 
-    def _write_stale(self, contact_id: str, request: SyncRequest) -> SyncOutcome:
+    def _gone(self, contact_id: str | None, request: SyncRequest, gone: ContactGone) -> SyncOutcome:
+        log_event(
+            logger,
+            "contact_gone",
+            level=logging.WARNING,
+            contact_id=contact_id,
+            trigger=request.trigger,
+            reason=gone.code,
+        )
+        return SyncOutcome("gone", contact_id, request.trigger, reason=gone.message)
+
+    def _write_stale(self, contact_id: str, request: SyncRequest, email: str | None) -> SyncOutcome:
         stale = stale_values(self.profile, self.circuit, self.cache, contact_id, now=self.clock())
         values = stale.values
-        fingerprint = LastKnownValues.fingerprint(values, self.profile.volatile_keys)
+        fingerprint = self.fingerprint(values)
         written = request.force_write or self.cache.shown(contact_id) != fingerprint
         if written:
-            contact_id = self._write(contact_id, values)
+            contact_id = self._write(contact_id, values, email)
             self.cache.mark_shown(contact_id, fingerprint)
             log_event(
                 logger,
@@ -252,13 +279,38 @@ class ContactSync:
             written=written,
         )
 
-    def _write(self, contact_id: str, values: Mapping[str, str | None]) -> str:
-        """Ensure the attributes exist and PUT the contact; returns the id written (the survivor if merged)."""
+    def fingerprint(self, values: Mapping[str, str | None]) -> str:
+        """What writing ``values`` shows on a contact, as compared by "write only what changed"."""
+        return shown_fingerprint(self.profile, values, self.attribute_names or {})
+
+    def _write(self, contact_id: str, values: Mapping[str, str | None], email: str | None) -> str:
+        """Ensure the attributes exist and PUT the contact; returns the id written (the survivor if
+        merged). Raises :class:`ContactGone` when the contact is gone and no survivor is found."""
         custom, standard = build_update(values, self.profile.attributes, self.attribute_names or {})
         self.schema.ensure(custom.keys())
         try:
             self.intercom.update_contact(contact_id, custom_attributes=custom, standard=standard or None)
-        except ContactMerged as merged:
-            contact_id = merged.survivor_id
-            self.intercom.update_contact(contact_id, custom_attributes=custom, standard=standard or None)
-        return contact_id
+            return contact_id
+        except ContactMerged as merged:  # Preview: a 410 names the survivor
+            survivor = merged.survivor_id
+        except IntercomNotFound:  # 2.14: merged or deleted look the same
+            survivor = self._survivor(contact_id, email)
+        self.intercom.update_contact(survivor, custom_attributes=custom, standard=standard or None)
+        return survivor
+
+    def _survivor(self, contact_id: str, email: str | None) -> str:
+        """The contact that now has ``email`` (another id than the one Intercom no longer finds)."""
+        if not email:
+            raise ContactGone("contact not found by id, no email known")
+        found = [c["id"] for c in self.intercom.search_contacts_by_email(normalise_email(email))]
+        others = [found_id for found_id in found if found_id != contact_id]
+        if not others:
+            raise ContactGone("contact not found by id, and no other contact has its email")
+        log_event(
+            logger,
+            "contact_survivor_found",
+            contact_id=contact_id,
+            survivor_id=others[0],
+            matches=len(others),
+        )
+        return others[0]

@@ -55,13 +55,21 @@ Guarantees of :func:`sync_contact`:
   note older than its request with its own (it writes no note where there is
   none), so a refresh still pending from the outage runs with the newest
   request, live or stale, not with an older email than the live run read;
+- an email-only trigger whose contact is not in Intercom's search yet searches again
+  with backoff (:mod:`sync_worker.searchwait`), spending no error retry, for
+  ``SYNC_CONTACT_SEARCH_WAIT_SECONDS`` from its first miss (the wait travels with the task
+  through retries of any kind); then it ends with the outcome ``not_found``, recorded and
+  logged (``contact_not_found``), no dead letter;
 - a message that killed its worker ``MAX_DELIVERIES`` times (e.g. a poison
   contact killing the process) is parked instead of run again. Each run adds a
   token of its own under ``keys.delivery_runs`` (per task id and retry) and a
   run that hands its message back (below) takes its token out again, so the
   tokens a run finds are runs that died, never hand-backs (best effort: where
   Redis refuses that ``SREM`` too, as it does every write unless it only ran out
-  of memory, or is unreachable, that run counts);
+  of memory, or is unreachable, that run counts); a run that ends without handing its
+  message back (done, parked, failed, or retried: a retry is a new message) deletes the key,
+  so acknowledged messages leave none (best effort: one left behind expires after
+  :data:`DELIVERY_RUNS_TTL_SECONDS`);
 - a run that cannot use Redis hands its message back to the broker
   (``Reject(requeue=True)``, after a pause of :data:`HAND_BACK_PAUSE_SECONDS`, so
   a message whose requeue works cannot loop at full speed): Redis unreachable (a restart, a network cut), or
@@ -78,6 +86,10 @@ Guarantees of :func:`sync_contact`:
   structured log line with the contact id, and is counted for ``/metrics`` by trigger,
   outcome and error code (``Runtime.metrics``: memory only, written in the background), as
   are its retries, reschedules, hand-backs and parks;
+- a run that finds an upstream halted (:mod:`sync_worker.halts`), or meets an error that concerns
+  the whole workspace (a revoked token, a schema problem) and halts it, is rescheduled for
+  ``SYNC_HALT_PROBE_SECONDS`` (at most ``SYNC_MAX_RESCHEDULE_SECONDS``) and looks again: it spends
+  no retry, starts no rate-limit clock, is never parked for the halt, and syncs once it clears;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
   trigger and contact id (``kwargsrepr``), never an email.
 """
@@ -93,7 +105,7 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import redis as redis_lib
 from celery import Task
@@ -101,17 +113,23 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import celeryd_init, setup_logging, task_failure, worker_process_shutdown, worker_ready
 from kombu.exceptions import OperationalError
 
-from sync_worker import keys
+from sync_worker import heartbeat, keys, replayruns
+from sync_worker.attributes import InvalidAttributeName
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
 from sync_worker.errors import SyncError, TransientError
+from sync_worker.formatting import UnknownTimezone
+from sync_worker.halts import UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait, Reservation, reserving
 from sync_worker.ratelimit.hooks import INTERCOM
 from sync_worker.runtime import get_runtime
+from sync_worker.schema import names_may_be_stale
+from sync_worker.searchwait import SearchWait, carried, next_search
+from sync_worker.sync import ContactNotFoundYet, SyncOutcome
 from sync_worker.taskmessage import BuiltMessage, task_messages
 
 logger = logging.getLogger(__name__)
@@ -236,7 +254,15 @@ def _record_result(contact_key: str, result: dict[str, Any]) -> None:
     runtime = get_runtime()
     document = {**result, "finished_at": time.time()}
     runtime.redis.set(keys.last_result(contact_key), json.dumps(document), ex=LAST_RESULT_TTL_SECONDS)
-    runtime.redis.set(keys.worker_heartbeat(), str(time.time()), ex=60)
+    heartbeat.beat(runtime.redis)
+
+
+def _worth_a_traceback(error: BaseException) -> BaseException | None:
+    """``error`` when its traceback says something: not one of our errors (a bug), or one of ours
+    raised from another (a library's failure); None for our own errors alone (their code says it)."""
+    if not isinstance(error, SyncError) or error.__cause__ is not None:
+        return error
+    return None
 
 
 def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: int) -> dict[str, Any]:
@@ -268,6 +294,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         error_code=code,
         attempts=attempts,
         trigger=request.trigger,
+        exc_info=_worth_a_traceback(error),
     )
     _record_result(request.contact_key, result)
     return result
@@ -301,7 +328,19 @@ def _take_back_delivery(task: Task, run: str) -> None:
         key = keys.delivery_runs(task.request.id, task.request.retries)
         get_runtime().redis_best_effort.srem(key, run)
     except Exception as exc:  # whatever it is, the Reject that follows matters more
-        log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_type=type(exc).__name__)
+        log_event(logger, "delivery_take_back_failed", logging.WARNING, exc_info=exc)
+
+
+def _forget_deliveries(task: Task) -> None:
+    """The message is acknowledged (the run ended, a retry is a new message): its tokens are of no
+    more use, so the key goes now instead of after :data:`DELIVERY_RUNS_TTL_SECONDS`.
+
+    Best effort, one quick try, never raises: a key left behind only expires later.
+    """
+    try:
+        get_runtime().redis_best_effort.delete(keys.delivery_runs(task.request.id, task.request.retries))
+    except Exception as exc:  # the run's outcome is stored: nothing else depends on this
+        log_event(logger, "delivery_forget_failed", logging.WARNING, exc_type=type(exc).__name__)
 
 
 @app.task(bind=True, name=SYNC_TASK, max_retries=None)
@@ -320,12 +359,13 @@ def sync_contact(
     """
     run = uuid.uuid4().hex
     try:
-        return _sync(
+        result = _sync(
             self, run, attempt, refreshes, waiting_since, kwargs, Reservation.from_kwargs(reservation)
         )
     except (redis_lib.RedisError, OperationalError, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
+            _forget_deliveries(self)
             raise
         # Neither the outcome nor a retry nor a dead letter can be stored: hand the message back
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
@@ -342,6 +382,11 @@ def sync_contact(
         )
         time.sleep(random.uniform(*HAND_BACK_PAUSE_SECONDS))
         raise Reject(repr(cause), requeue=True) from None
+    except BaseException:  # a retry (a new message, counted afresh), a failure: this one is acked
+        _forget_deliveries(self)
+        raise
+    _forget_deliveries(self)
+    return result
 
 
 def redis_unavailable(error: BaseException) -> BaseException | None:
@@ -399,7 +444,9 @@ def _sync(
     try:
         # The run's Intercom calls are taken together; a reservation it carries is redeemed first.
         with reserving(INTERCOM, runtime.contact_sync.intercom_calls(request), reserved):
-            outcomes = runtime.contact_sync.run(request)
+            outcomes = _run_unless_halted(request)
+    except UpstreamHalted as halted:
+        _wait_out_halt(self, request, halted, attempt, refreshes, waiting_since, kwargs)
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
@@ -414,16 +461,17 @@ def _sync(
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
-        again = {
-            **request.to_kwargs(),
+        carry = {
+            **carried(kwargs),
             "attempt": attempt,
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
         if isinstance(wait, RateLimitWait) and wait.reservation is not None:
-            again["reservation"] = wait.reservation.to_kwargs()  # the token(s) promised for the countdown
-        _keep_refresh_claim(self, request, refreshes, countdown)
-        raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
+            carry["reservation"] = wait.reservation.to_kwargs()  # the token(s) promised for the countdown
+        raise _run_again(self, request, countdown, carry) from None
+    except ContactNotFoundYet:
+        outcomes = [_search_again_or_give_up(self, request, attempt, refreshes, waiting_since, kwargs)]
     except (SyncError, SoftTimeLimitExceeded) as error:
         if isinstance(error, SoftTimeLimitExceeded):
             error = TransientError("the sync ran past its time limit", code="time_limit")
@@ -443,14 +491,13 @@ def _sync(
                 attempt=attempt + 1,
                 countdown=round(countdown, 2),
             )
-            again = {
-                **request.to_kwargs(),
+            carry = {
+                **carried(kwargs),
                 "attempt": attempt + 1,
                 "refreshes": refreshes,
                 "waiting_since": waiting_since,  # the rate-limit wait cap counts from the first wait
             }
-            _keep_refresh_claim(self, request, refreshes, countdown)
-            raise self.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe()) from None
+            raise _run_again(self, request, countdown, carry) from None
         return park_contact(request, error, attempt + 1)
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
@@ -466,10 +513,110 @@ def _sync(
         )
     _record_result(request.contact_key, {"status": outcomes[0].status, "outcomes": results})
     if any(outcome.status == "stale" for outcome in outcomes):
-        _schedule_fresh_sync(self, request, attempt, refreshes)
+        _schedule_fresh_sync(self.request.id, request, attempt, refreshes)
     elif not refreshes:  # a refresh took the newest note as it started
         _note_live_run(request)
     return results
+
+
+def _run_unless_halted(request: SyncRequest) -> list[SyncOutcome]:
+    """The run, unless an upstream it calls is halted (:class:`UpstreamHalted`); an error that
+    concerns the whole workspace halts its upstream and is raised as that halt (:mod:`sync_worker.halts`)."""
+    runtime = get_runtime()
+    runtime.halts.check()
+    try:
+        try:
+            return runtime.contact_sync.run(request)
+        except SyncError as refused:
+            if not names_may_be_stale(refused):
+                raise
+            runtime.schema.forget()  # archived or deleted since it was cached: list it again, once
+            return runtime.contact_sync.run(request)
+    except SyncError as error:
+        halted = runtime.halts.escalate(error, contact_id=request.contact_id, trigger=request.trigger)
+        if halted is None:
+            raise
+        raise halted from error
+
+
+def _wait_out_halt(
+    task: Task,
+    request: SyncRequest,
+    halted: UpstreamHalted,
+    attempt: int,
+    refreshes: int,
+    waiting_since: float | None,
+    kwargs: dict[str, Any],
+) -> NoReturn:
+    """Reschedule the run for when the halt may be cleared, spending no retry and starting no
+    rate-limit clock: a halt lasts until it is fixed, and the contact must not be parked for it."""
+    countdown = max(0.1, halted.retry_after or 1.0)
+    get_runtime().metrics.sync("waiting_halt", trigger=request.trigger, error_code=halted.halt.code)
+    log_event(
+        logger,
+        "sync_waiting_halt",
+        contact_id=request.contact_id,
+        upstream=halted.halt.upstream,
+        error_code=halted.halt.code,
+        countdown=round(countdown, 2),
+    )
+    carry = {**carried(kwargs), "attempt": attempt, "refreshes": refreshes, "waiting_since": waiting_since}
+    raise _run_again(task, request, countdown, carry) from None
+
+
+def _search_again_or_give_up(
+    task: Task,
+    request: SyncRequest,
+    attempt: int,
+    refreshes: int,
+    waiting_since: float | None,
+    kwargs: dict[str, Any],
+) -> SyncOutcome:
+    """No contact has the email yet: search again later (:mod:`.searchwait`; no error retry spent),
+    or, once ``SYNC_CONTACT_SEARCH_WAIT_SECONDS`` have passed since the first miss, the outcome
+    ``not_found`` (no dead letter)."""
+    settings = get_runtime().settings
+    now = time.time()
+    wait = SearchWait.from_kwargs(kwargs, now)
+    step = next_search(
+        wait,
+        now,
+        wait_seconds=settings.contact_search_wait_seconds,
+        backoff=lambda tries: backoff_seconds(
+            tries, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
+        ),
+    )
+    if step is None:
+        waited = round(now - wait.since, 1)
+        log_event(
+            logger,
+            "contact_not_found",
+            level=logging.WARNING,
+            trigger=request.trigger,
+            searches=wait.tries + 1,
+            waited_seconds=waited,
+        )
+        reason = f"no Intercom contact has this email after {waited:.0f} s of searching"
+        return SyncOutcome("not_found", None, request.trigger, reason=reason)
+    countdown, wait = step
+    log_event(
+        logger,
+        "sync_search_again",
+        trigger=request.trigger,
+        searches=wait.tries,
+        countdown=round(countdown, 2),
+    )
+    carry = {**wait.to_kwargs(), "attempt": attempt, "refreshes": refreshes, "waiting_since": waiting_since}
+    raise _run_again(task, request, countdown, carry) from None
+
+
+def _run_again(task: Task, request: SyncRequest, countdown: float, carry: dict[str, Any]) -> Exception:
+    """The retry that runs ``request`` again after ``countdown`` with the task state ``carry``
+    (``attempt``, ``refreshes``, ``waiting_since``, a search wait), for the caller to raise; a
+    refresh takes its claim again until then."""
+    _keep_refresh_claim(task, request, int(carry.get("refreshes") or 0), countdown)
+    again = {**request.to_kwargs(), **carry}
+    return task.retry(kwargs=again, countdown=countdown, kwargsrepr=request.describe())
 
 
 def _claim_lifetime_ms(countdown: float) -> int:
@@ -539,7 +686,7 @@ def _note_live_run(request: SyncRequest) -> None:
 
 
 def _note_stale_run(
-    task: Task,
+    task_id: str,
     request: SyncRequest,
     *,
     refresh_id: str = "",
@@ -560,7 +707,7 @@ def _note_stale_run(
         _SCHEDULE_REFRESH,
         len(claim_keys),
         *claim_keys,
-        task.request.id,
+        task_id,
         repr(float(request.requested_at)),
         json.dumps(request.to_kwargs()),
         int(1000 * (settings.visibility_timeout_seconds + STALE_REFRESH_MARGIN_SECONDS)),
@@ -571,7 +718,7 @@ def _note_stale_run(
     return pending.decode() if isinstance(pending, bytes) else pending
 
 
-def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refreshes: int) -> None:
+def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refreshes: int) -> None:
     """After a stale write: sync again once the platform may answer; park when it stays unreadable.
 
     Schedules nothing when another refresh of the contact is pending (it will read the platform for
@@ -580,7 +727,7 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
     runtime = get_runtime()
     settings = runtime.settings
     if refreshes >= MAX_STALE_REFRESHES:
-        pending = _note_stale_run(task, request)
+        pending = _note_stale_run(task_id, request)
         if pending is not None:  # another chain goes on for the contact: it parks, when it must
             log_event(
                 logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes
@@ -604,19 +751,19 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
         "attempt": attempt,
         "refreshes": refreshes + 1,
     }
-    task_id = str(uuid.uuid4())
+    refresh_id = str(uuid.uuid4())
     message = task_messages(app).build(
         SYNC_TASK,
         kwargs=fresh,
-        task_id=task_id,
+        task_id=refresh_id,
         queue=app.conf.task_default_queue,
         kwargsrepr=request.describe(),
         eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
     pending = _note_stale_run(
-        task, request, refresh_id=task_id, lifetime_ms=_claim_lifetime_ms(countdown), message=message
+        task_id, request, refresh_id=refresh_id, lifetime_ms=_claim_lifetime_ms(countdown), message=message
     )
-    if pending != task_id:
+    if pending != refresh_id:
         log_event(logger, "fresh_sync_already_pending", contact_id=request.contact_id, refreshes=refreshes)
         return
     log_event(
@@ -628,17 +775,40 @@ def _schedule_fresh_sync(task: Task, request: SyncRequest, attempt: int, refresh
     )
 
 
-@app.task(name=REPLAY_DEAD_LETTERS_TASK)
-def replay_dead_letters() -> int:
-    """Beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``): every contact parked when it starts.
+def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
+    """Hand a contact whose platform records could not be read (a bulk chunk held past its bound,
+    ``by`` naming it) a stale refresh, as a run that ended stale would, without writing stale values:
+    a fresh sync once the platform may answer, unless one is pending for the contact already."""
+    _schedule_fresh_sync(by, request, 0, 0)
+
+
+@app.task(
+    name=REPLAY_DEAD_LETTERS_TASK,
+    autoretry_for=REDIS_UNAVAILABLE,
+    retry_backoff=True,
+    retry_kwargs={"max_retries": 8},
+)
+def replay_dead_letters(run_id: str | None = None, step: int = 0) -> dict[str, Any] | None:
+    """One step of a replay run (:mod:`sync_worker.replayruns`): ``retry-all`` from the admin API or
+    the CLI, or, without ``run_id``, beat's periodic replay (``SYNC_DEAD_LETTER_REPLAY_CRON``), which
+    starts a run of every contact parked now. Publishes the next step until the run is finished; a
+    step that cannot use Redis is retried (Celery's ``autoretry_for``, with backoff), so a restart of
+    Redis does not leave the run without its next step (a step's replays are safe twice).
 
     Each replay re-reads the platform; a contact that still fails is parked again (its
-    attempts grow). Returns how many replays were stored.
+    attempts grow). Returns the run's record after the step (beat's call: the run started; None:
+    a step not this run's turn).
     """
     runtime = get_runtime()
-    replayed = runtime.dead_letters.replay_all(lambda kwargs: enqueue_replay(kwargs, runtime.redis, app))
-    log_event(logger, "dead_letters_replayed", replayed=replayed, still_parked=runtime.dead_letters.count())
-    return replayed
+    if run_id is None:  # beat: start a run, its steps on sync.bulk like every other run's
+        return replayruns.start(runtime.redis, app, "schedule").to_dict()
+    runs = replayruns.ReplayRuns(runtime.redis)
+    after = replayruns.run_step(
+        runs, runtime.dead_letters, lambda kwargs: enqueue_replay(kwargs, runtime.redis, app), run_id, step
+    )
+    if after is not None and after.status != replayruns.FINISHED:
+        replayruns.publish_step(app, run_id, step + 1)
+    return after.to_dict() if after is not None else None
 
 
 @task_failure.connect
@@ -661,12 +831,23 @@ def _park_on_unexpected_failure(
 
 @celeryd_init.connect
 def _check_required_settings(**_: Any) -> None:
-    """A worker without its credentials stops at start with one line naming what is missing."""
+    """A worker without its credentials, or with a display zone or attribute names the profile
+    refuses, stops at start with one line naming what is wrong (not a dead letter per contact)."""
+    runtime = get_runtime()
     try:
-        require(get_runtime().settings, "intercom_access_token", "platform_api_url", "platform_api_token")
+        require(runtime.settings, "intercom_access_token", "platform_api_url", "platform_api_token")
+        _ = runtime.contact_sync  # builds the profile (no call): its zone and attribute names are checked
     except MissingSetting as missing:
-        print(f"intercom-sync worker: {missing}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        _refuse_to_start(str(missing))
+    except UnknownTimezone as zone:
+        _refuse_to_start(f"SYNC_DISPLAY_TIMEZONE: {zone}")
+    except InvalidAttributeName as name:
+        _refuse_to_start(f"SYNC_ATTRIBUTE_NAMES: {name}")
+
+
+def _refuse_to_start(line: str) -> NoReturn:
+    print(f"intercom-sync worker: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 @setup_logging.connect
@@ -677,7 +858,7 @@ def _json_logging(loglevel: str | int | None = None, **_: Any) -> None:
 
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    """Keep ``/readyz``'s worker heartbeat fresh while this worker runs."""
+    """Keep this worker's heartbeat fresh (``/healthz/workers``; Redis's clock: :mod:`.heartbeat`)."""
     configure_logging()
     hostname = getattr(sender, "hostname", None) or "worker"
 
@@ -685,13 +866,9 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
         runtime = get_runtime()
         while True:
             try:
-                now = str(time.time())
-                pipe = runtime.redis.pipeline()
-                pipe.set(keys.worker_heartbeat(), now, ex=60)
-                pipe.hset(keys.worker_heartbeats(), hostname, now)
-                pipe.execute()
+                heartbeat.beat(runtime.redis, hostname)
             except Exception:
-                logger.warning("heartbeat_failed")
+                logger.warning("heartbeat_failed", exc_info=True)
             time.sleep(HEARTBEAT_SECONDS)
 
     threading.Thread(target=beat, name="heartbeat", daemon=True).start()

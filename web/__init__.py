@@ -3,9 +3,11 @@
 Guarantees: :func:`create_app` builds a complete app from the settings given
 (or the process's environment), with its own Redis clients and Celery producer;
 it never calls Intercom, and the platform only from the data connector's
-deadline-bound route. The WSGI entry point for gunicorn is ``web:create_app()``.
+deadline-bound route. The WSGI entry point is ``web:create_app()``,
+served as deployed by :mod:`web.serve`.
 Routes (one blueprint each): ``/webhooks/intercom``, ``/v1/sync``,
 ``/v1/connector/client-attributes``, ``/v1/admin/dead-letters``, ``/v1/admin/resync``,
+``/v1/admin/halts``,
 ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``; every answer is JSON
 (errors included) with an ``X-Request-Id``.
 """
@@ -16,7 +18,7 @@ from flask import Flask
 
 from sync_worker.config import Settings, get_settings
 from sync_worker.logs import configure_logging
-from web import admin, connector, health, openapi, resync, triggers, webhooks
+from web import admin, connector, halts, health, openapi, resync, triggers, webhooks
 from web.access import install_access_hooks
 from web.context import build_context, install
 from web.errors import register_error_handlers
@@ -32,6 +34,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     install(app, build_context(settings))
     register_error_handlers(app)
     install_access_hooks(app)
-    for blueprint in (webhooks.bp, triggers.bp, connector.bp, admin.bp, resync.bp, health.bp, openapi.bp):
+    connector.log_if_disabled(settings)
+    blueprints = (
+        webhooks.bp,
+        triggers.bp,
+        connector.bp,
+        admin.bp,
+        resync.bp,
+        halts.bp,
+        health.bp,
+        openapi.bp,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app

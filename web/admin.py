@@ -5,8 +5,11 @@ Guarantees:
   401 when missing or wrong), checked before anything is read;
 - replays go through :func:`sync_worker.dispatch.enqueue_replay` (realtime queue,
   the worker re-reads the platform); a replay that cannot be stored is 503 and
-  the entry stays parked (``retry-all`` reports how many replays failed, and is
-  503 when none could be stored);
+  the entry stays parked;
+- ``POST /retry-all`` answers 202 at once with a replay run (:mod:`sync_worker.replayruns`:
+  a background task replays the entries, counting replayed and failed ones), or 503 when its
+  first step cannot be queued; ``GET /retry-all/<run id>`` (``GET /retry-all``: the latest run)
+  is its progress, 404 ``replay_run_not_found`` for an unknown id;
 - entry ids are the store's (``id:<contact id>`` or ``email:<address>``) and may
   hold ``/``: the id is the whole path after ``dead-letters/``;
 - purging everything needs ``?confirm=true`` (400 otherwise);
@@ -19,10 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, g, request
+from kombu.exceptions import OperationalError
 
+from sync_worker import replayruns
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.dispatch import EnqueueResult, QueueUnavailable, enqueue_replay
-from web.auth import require_bearer
+from web.auth import require_admin
 from web.context import web_context
 from web.errors import ApiError
 from web.intake import queue_unavailable
@@ -33,13 +38,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
-@bp.before_request
-def _require_admin() -> None:
-    require_bearer(
-        request.headers.get("Authorization"),
-        web_context().settings.sync_admin_token,
-        setting="SYNC_ADMIN_TOKEN",
-    )
+bp.before_request(require_admin)
 
 
 def _store() -> DeadLetterStore:
@@ -54,14 +53,9 @@ class _Replayer:
         self._redis, self._celery = context.redis, context.celery
         self.results: list[EnqueueResult] = []
         self.contact_ids: list[str | None] = []
-        self.failures = 0
 
     def __call__(self, kwargs: Mapping[str, Any]) -> EnqueueResult:
-        try:
-            result = enqueue_replay(kwargs, self._redis, self._celery)
-        except QueueUnavailable:
-            self.failures += 1
-            raise
+        result = enqueue_replay(kwargs, self._redis, self._celery)
         self.results.append(result)
         self.contact_ids.append(kwargs.get("contact_id"))
         return result
@@ -104,12 +98,29 @@ def purge_entries() -> Any:
 
 @bp.post("/retry-all")
 def retry_all() -> Any:
-    replayer = _Replayer()
-    replayed = _store().replay_all(replayer)
-    if replayer.failures and not replayed:
-        raise queue_unavailable()
-    g.outcome = "replayed"
-    return {"replayed": replayed, "failed": replayer.failures}, 202
+    context = web_context()
+    try:
+        run = replayruns.start(context.redis, context.celery, "api")
+    except OperationalError:  # the broker refused the run's first step; the run is marked failed
+        raise queue_unavailable() from None
+    g.outcome = "replay_started"
+    return {**run.to_dict(), "links": {"self": f"{bp.url_prefix}/retry-all/{run.id}"}}, 202
+
+
+@bp.get("/retry-all")
+def latest_replay_run() -> Any:
+    run = replayruns.ReplayRuns(web_context().redis).latest()
+    if run is None:
+        raise ApiError(404, "replay_run_not_found", "No replay run yet.")
+    return run.to_dict()
+
+
+@bp.get("/retry-all/<run_id>")
+def replay_run(run_id: str) -> Any:
+    run = replayruns.ReplayRuns(web_context().redis).load(run_id)
+    if run is None:
+        raise ApiError(404, "replay_run_not_found", "No replay run with this id.")
+    return run.to_dict()
 
 
 @bp.get("/<path:entry_id>")

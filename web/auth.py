@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from flask import request
 from pydantic import SecretStr
 
+from web.context import web_context
 from web.errors import ApiError
 
 SIGNATURE_HEADER = "X-Hub-Signature"
@@ -44,6 +46,15 @@ def require_bearer(authorization: str | None, expected: SecretStr | None, *, set
         )
     if not hmac.compare_digest(presented.strip().encode(), token):
         raise ApiError(401, "invalid_token", "The bearer token is not valid.", headers=_BEARER_CHALLENGE)
+
+
+def require_admin() -> None:
+    """The admin routes' ``before_request``: the caller must hold ``SYNC_ADMIN_TOKEN``."""
+    require_bearer(
+        request.headers.get("Authorization"),
+        web_context().settings.sync_admin_token,
+        setting="SYNC_ADMIN_TOKEN",
+    )
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -1,8 +1,12 @@
 """``POST /v1/connector/client-attributes``: Intercom's data connector asks for a contact's values.
 
 Guarantees (in order):
-1. auth as ``/v1/sync``: only a caller holding ``SYNC_TRIGGER_TOKEN`` is served (403
-   when it is unset, 401 when missing or wrong);
+1. auth by its own token, ``SYNC_CONNECTOR_TOKEN`` (the answer holds a client's name, phone,
+   invoices and appointments; the trigger token, pasted into every workflow action, does not
+   open it): 401 when missing or wrong; when the token is unset, or set to the trigger token's
+   value, the route is disabled (403 ``not_configured`` to every call) and the receiver logs
+   ``connector_disabled`` naming why once at start (:func:`log_if_disabled`), while every other
+   route is served;
 2. the body is :class:`ConnectorBody` (``email``, optional ``contact_id``, nothing
    else; validated like ``/v1/sync``'s): anything else is 4xx naming the field;
 3. an excluded or invalid address answers 200 ``{"status": "skipped", "reason",
@@ -18,7 +22,8 @@ Guarantees (in order):
 6. the body is flat JSON (:func:`flat_answer`): every attribute key of the client
    profile plus ``stale``. Live: the values computed now, ``data_status`` ``Live``,
    ``stale: false``. When the platform is slow, down, rate-limited, behind an open
-   circuit, not configured or answers data that cannot be formatted: the contact's
+   circuit, not configured or answers records that cannot be computed (any failure of
+   :func:`sync_worker.compute.compute_values`, a type check's included): the contact's
    last known values (by contact id, else by email) with ``data_status`` ``Stale -
    platform unavailable since <date-time>`` and ``stale: true``, computed as the
    worker's stale writes are (:func:`sync_worker.sync.stale_values`); with none known,
@@ -48,6 +53,8 @@ from typing import Any
 from flask import Blueprint, g, request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sync_worker.compute import PlatformDataError, compute_values
+from sync_worker.config import Settings, secret
 from sync_worker.dispatch import SyncRequest
 from sync_worker.logs import log_event
 from sync_worker.profiles import AttributeSpec
@@ -55,6 +62,7 @@ from sync_worker.sync import stale_values
 from web import metrics
 from web.auth import require_bearer
 from web.context import WebContext, web_context
+from web.errors import ApiError
 from web.intake import screen_trigger, skipped, store
 from web.jsonbody import json_body
 from web.notifications import ID_PATTERN
@@ -73,7 +81,7 @@ FALLBACK_RESERVE_SECONDS = 0.2
 MIN_READ_SECONDS = 0.05
 STALE_KEY = "stale"
 DATA_STATUS = "data_status"
-DATA_INVALID = "platform_data_invalid"
+DATA_INVALID = PlatformDataError.code
 
 
 class ConnectorBody(BaseModel):
@@ -104,11 +112,46 @@ def flat_answer(
 def _live_values(context: WebContext, read: PlatformRead) -> dict[str, str | None] | None:
     if read.records is None:
         return None
-    now = datetime.now(UTC)
     try:
-        return dict(context.profile.compute(read.records, now=now, fetched_at=now))
-    except (KeyError, ValueError, TypeError):
+        return compute_values(context.profile, read.records, now=datetime.now(UTC))
+    except PlatformDataError:  # any failure to compute: stale, never a 5xx
         return None
+
+
+TOKEN_SETTING = "SYNC_CONNECTOR_TOKEN"
+
+
+def _disabled_because(settings: Settings) -> str | None:
+    """Why the route is disabled (pure; None: it is served)."""
+    token = secret(settings.sync_connector_token)
+    if token is None or not token.strip():
+        return f"{TOKEN_SETTING} is not set"
+    if token == secret(settings.sync_trigger_token):
+        return f"{TOKEN_SETTING} is the same as SYNC_TRIGGER_TOKEN: the connector needs a token of its own"
+    return None
+
+
+def require_connector_token(authorization: str | None, settings: Settings) -> None:
+    """:func:`web.auth.require_bearer` with the connector's own token; while the route is disabled,
+    403 ``not_configured`` saying why."""
+    why = _disabled_because(settings)
+    if why is not None:
+        raise ApiError(403, "not_configured", f"{why}: this route is disabled.")
+    require_bearer(authorization, settings.sync_connector_token, setting=TOKEN_SETTING)
+
+
+def log_if_disabled(settings: Settings) -> None:
+    """One line at start when the route is disabled, naming the setting."""
+    why = _disabled_because(settings)
+    if why is not None:
+        log_event(
+            logger,
+            "connector_disabled",
+            level=logging.WARNING,
+            route=ROUTE,
+            setting=TOKEN_SETTING,
+            reason=why,
+        )
 
 
 @bp.post(ROUTE)
@@ -117,9 +160,7 @@ def client_attributes() -> Any:
     context = web_context()
     settings = context.settings
     deadline = started + settings.connector_deadline_seconds
-    require_bearer(
-        request.headers.get("Authorization"), settings.sync_trigger_token, setting="SYNC_TRIGGER_TOKEN"
-    )
+    require_connector_token(request.headers.get("Authorization"), settings)
     body = json_body(ConnectorBody, MAX_BODY_BYTES)
     skip = screen_trigger(email=body.email, contact_id=body.contact_id, excluded=settings.excluded_emails)
     if skip is not None:

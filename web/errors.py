@@ -6,8 +6,8 @@ Guarantees:
 - views signal a refusal by raising :class:`ApiError` (status, code, message);
 - a Redis failure that reaches here is 503 ``redis_unavailable`` (retry later);
 - an unexpected exception becomes a 500 ``internal_error`` whose message names no
-  internals; its log line carries the request id and the exception type, never the
-  exception's text (which may quote client data).
+  internals; its log line carries the request id and the traceback, every exception
+  message in it scrubbed of client data (:mod:`sync_worker.scrub`).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def register_error_handlers(app: Flask) -> None:
             "unhandled_error",
             logging.ERROR,
             request_id=g.get("request_id"),
-            exc_type=type(exc).__name__,
+            exc_info=exc,  # the traceback, its messages scrubbed (sync_worker.scrub)
         )
         return error_response(
             500, "internal_error", "Internal error; quote the request id when reporting it."

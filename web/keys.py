@@ -20,3 +20,8 @@ def webhook_seen(notification_id: str) -> str:
 def metric(name: str) -> str:
     """Hash of one metric of the web process: field = its labels as JSON, value = the count."""
     return f"{PREFIX}:web-metrics:{name}"
+
+
+def readiness_probe() -> str:
+    """Written by every ``/readyz`` (a short expiry): Redis takes writes, so triggers can be stored."""
+    return f"{PREFIX}:readiness-probe"

@@ -4,8 +4,8 @@ Guarantees:
 - a request's counts are gathered while it runs (:func:`count`) and, at its end,
   added to its process's buffer (:meth:`RedisMetrics.record`: memory only, no
   round trip on the request path); :class:`sync_worker.countbuffer.CountBuffer`
-  writes them to one Redis hash per metric in the background, so every gunicorn
-  worker adds to the same numbers, a Redis outage loses none while the process
+  writes them to one Redis hash per metric in the background, so every receiver
+  process adds to the same numbers, a Redis outage loses none while the process
   lives, and metrics never fail a request;
 - :meth:`RedisMetrics.snapshot` writes this process's buffer first, so ``/metrics``
   never misses its own process's requests and Redis is at most one flush interval

@@ -202,10 +202,49 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
                 "task_id": {"type": ["string", "null"]},
             },
         },
-        "ReplayedAll": {
+        "ReplayRun": {
             "type": "object",
-            "required": ["replayed"],
-            "properties": {"replayed": {"type": "integer", "minimum": 0}},
+            "description": "A replay of every dead letter parked when it started, carried out by the workers.",
+            "required": ["id", "status", "total", "replayed", "failed", "done"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["queued", "running", "finished", "failed"]},
+                "trigger": {"type": "string"},
+                "total": {"type": "integer", "minimum": 0, "description": "Entries parked at the start."},
+                "replayed": {"type": "integer", "minimum": 0},
+                "failed": {"type": "integer", "minimum": 0, "description": "Not stored: still parked."},
+                "done": {"type": "integer", "minimum": 0},
+                "step": {"type": "integer", "minimum": 0},
+                "created_at": {"type": "number"},
+                "updated_at": {"type": "number"},
+                "finished_at": {"type": ["number", "null"]},
+                "error": {"type": ["string", "null"]},
+                "links": {"type": "object"},
+            },
+        },
+        "Halts": {
+            "type": "object",
+            "required": ["halts", "alerts"],
+            "properties": {
+                "halts": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["upstream", "reason", "code", "message", "since", "probes"],
+                        "properties": {
+                            "upstream": {"enum": ["intercom", "platform"]},
+                            "reason": {"enum": ["auth", "schema"]},
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "since": {"type": "number"},
+                            "probes": {"type": "integer"},
+                            "last_probe_at": {"type": ["number", "null"]},
+                            "last_probe_error": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+                "alerts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
         },
         "Removed": {
             "type": "object",
@@ -227,6 +266,7 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
 
 def _paths(settings: Settings) -> dict[str, Any]:
     trigger_auth = [{"triggerToken": []}]
+    connector_auth = [{"connectorToken": []}]
     admin_auth = [{"adminToken": []}]
     entry_id = {
         "name": "entry_id",
@@ -294,9 +334,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "then reads the platform once within the deadline: live values with stale false, "
                     "else (platform slow, down, rate-limited, circuit open) the last known values with "
                     "stale true. An excluded or invalid email answers skipped and stores nothing. A "
-                    "platform problem is never a 5xx; 503 means Redis is unreachable."
+                    "platform problem is never a 5xx; 503 means Redis is unreachable. Takes "
+                    "SYNC_CONNECTOR_TOKEN, never SYNC_TRIGGER_TOKEN; 403 not_configured while it is "
+                    "unset (or the same as SYNC_TRIGGER_TOKEN)."
                 ),
-                "security": trigger_auth,
+                "security": connector_auth,
                 "requestBody": _body(_ref("ConnectorRequest")),
                 "responses": {
                     "200": _response(
@@ -336,14 +378,47 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 },
             },
         },
+        "/v1/admin/halts": {
+            "get": {
+                "operationId": "listHalts",
+                "summary": "Workspace-wide halts (a revoked token, a schema problem) and alerts raised so far.",
+                "security": admin_auth,
+                "responses": {
+                    "200": _response("The halts set now (empty: none).", _ref("Halts")),
+                    **_errors(401, 403, 503),
+                },
+            },
+        },
         "/v1/admin/dead-letters/retry-all": {
             "post": {
                 "operationId": "retryAllDeadLetters",
-                "summary": "Replay every entry (each re-reads the platform).",
+                "summary": "Start a replay run of every entry (each re-reads the platform).",
+                "description": "Answers at once; the workers replay the entries. GET the run for its progress.",
                 "security": admin_auth,
                 "responses": {
-                    "202": _response("Replays stored.", _ref("ReplayedAll")),
+                    "202": _response("The run, queued.", _ref("ReplayRun")),
                     **_errors(401, 403, 503),
+                },
+            },
+            "get": {
+                "operationId": "latestReplayRun",
+                "summary": "The latest replay run's progress.",
+                "security": admin_auth,
+                "responses": {
+                    "200": _response("The run.", _ref("ReplayRun")),
+                    **_errors(401, 403, 404, 503),
+                },
+            },
+        },
+        "/v1/admin/dead-letters/retry-all/{run_id}": {
+            "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "operationId": "getReplayRun",
+                "summary": "A replay run's progress.",
+                "security": admin_auth,
+                "responses": {
+                    "200": _response("The run.", _ref("ReplayRun")),
+                    **_errors(401, 403, 404, 503),
                 },
             },
         },
@@ -384,10 +459,20 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "operationId": "readyz",
-                "summary": "Redis answers and a worker heartbeat is at most 30 s old.",
+                "summary": "Redis takes writes, so triggers can be stored; workers being down never fails it.",
                 "responses": {
-                    "200": _response("Ready.", _ref("Health")),
+                    "200": _response("Ready; the body tells the workers' health too.", _ref("Health")),
                     "503": _response("Not ready; the error names the failed check.", _ref("Error")),
+                },
+            }
+        },
+        "/healthz/workers": {
+            "get": {
+                "operationId": "workersHealth",
+                "summary": "Some worker's heartbeat is at most 30 s old (Redis's clock).",
+                "responses": {
+                    "200": _response("A worker is up.", _ref("Health")),
+                    "503": _response("No fresh heartbeat, or Redis cannot be read.", _ref("Error")),
                 },
             }
         },
@@ -423,11 +508,26 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                 '{"error": {"code", "message"}, "request_id"}; every response carries X-Request-Id.'
             ),
         },
+        # Each operation's own "security" names the one credential it takes; the rest take none.
+        "security": [],
         "paths": _paths(settings),
         "components": {
             "securitySchemes": {
-                "triggerToken": {"type": "http", "scheme": "bearer", "description": "SYNC_TRIGGER_TOKEN"},
-                "adminToken": {"type": "http", "scheme": "bearer", "description": "SYNC_ADMIN_TOKEN"},
+                "triggerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SYNC_TRIGGER_TOKEN: POST /v1/sync only",
+                },
+                "connectorToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SYNC_CONNECTOR_TOKEN: POST /v1/connector/client-attributes only",
+                },
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SYNC_ADMIN_TOKEN: /v1/admin/* only",
+                },
                 "intercomSignature": {
                     "type": "apiKey",
                     "in": "header",

@@ -9,6 +9,9 @@ Guarantees (:meth:`PlatformReader.read_clients`):
   passes what is left of its deadline), never more than the workers'
   ``PLATFORM_TIMEOUT_SECONDS``, for connecting, sending and waiting for the answer
   together (the client's ``total_timeout``);
+- at most ``SYNC_CONNECTOR_MAX_READS`` reads of this process wait on the platform at once:
+  one beyond them answers at once (``busy``) without a request, so the server's other
+  threads (``SYNC_WEB_THREADS``, more than that cap) are always free for webhooks;
 - it goes out only when the shared platform rate limiter has a token within
   :data:`MAX_TOKEN_WAIT_SECONDS` (it takes one, and follows a 429's ``Retry-After``
   for every worker) and the shared platform circuit breaker allows it;
@@ -25,7 +28,7 @@ Guarantees (:meth:`PlatformReader.read_clients`):
   so the next call probes at once, not after the probe timeout;
 - it never raises for a platform problem: the answer is the records, or ``None``
   with a short machine reason (one of these, or the platform error's code):
-  ``platform_not_configured``; ``rate_limited``; ``circuit_open``; ``deadline``, no
+  ``platform_not_configured``; ``busy``; ``rate_limited``; ``circuit_open``; ``deadline``, no
   answer within the caller's timeout when it is shorter than the workers' (the
   timeout the circuit does not count); ``unavailable``, what the circuit counts as a
   platform failure (a refused connection, a 5xx, no answer within the workers' timeout).
@@ -54,6 +57,8 @@ from sync_worker.runtime import Runtime
 MAX_TOKEN_WAIT_SECONDS = 0.05
 
 NOT_CONFIGURED = "platform_not_configured"
+#: As many reads as ``SYNC_CONNECTOR_MAX_READS`` already wait on the platform in this process.
+BUSY = "busy"
 RATE_LIMITED = "rate_limited"
 CIRCUIT_OPEN = "circuit_open"
 #: Cut short by the caller's own deadline, shorter than the workers' timeout (not a platform failure).
@@ -88,6 +93,7 @@ class PlatformReader:
         self._lock = threading.Lock()
         self._client: PlatformClient | None = None
         self._pid = 0
+        self._reads = threading.BoundedSemaphore(runtime.settings.connector_max_reads)
 
     def client(self) -> PlatformClient | None:
         """This process's platform client, or ``None`` when the platform is not configured."""
@@ -118,6 +124,14 @@ class PlatformReader:
         client = self.client()
         if client is None:
             return PlatformRead(None, NOT_CONFIGURED)
+        if not self._reads.acquire(blocking=False):
+            return PlatformRead(None, BUSY)
+        try:
+            return self._read(client, email, timeout=timeout)
+        finally:
+            self._reads.release()
+
+    def _read(self, client: PlatformClient, email: str, *, timeout: float) -> PlatformRead:
         limiter = self._runtime.limiters[UPSTREAM]
         if limiter.peek() > MAX_TOKEN_WAIT_SECONDS:  # checked first: a refused token wastes no circuit probe
             return PlatformRead(None, RATE_LIMITED)

@@ -25,7 +25,7 @@ from sync_worker.resync.progress import summarize
 from sync_worker.resync.runs import RunOptions
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, start
-from web.auth import require_bearer
+from web.auth import require_admin
 from web.context import web_context
 from web.errors import ApiError
 from web.intake import queue_unavailable
@@ -33,13 +33,7 @@ from web.intake import queue_unavailable
 bp = Blueprint("resync", __name__, url_prefix="/v1/admin/resync")
 
 
-@bp.before_request
-def _require_admin() -> None:
-    require_bearer(
-        request.headers.get("Authorization"),
-        web_context().settings.sync_admin_token,
-        setting="SYNC_ADMIN_TOKEN",
-    )
+bp.before_request(require_admin)
 
 
 def _flag(body: dict[str, Any], name: str, default: bool) -> bool:

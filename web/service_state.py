@@ -26,6 +26,7 @@ from sync_worker import keys
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE
 from sync_worker.circuit import CircuitState
 from sync_worker.countbuffer import decode_hash
+from sync_worker.halts import UPSTREAMS as HALTABLE
 from sync_worker.ratelimit.limiter import Budget
 from sync_worker.resync.progress import summarize
 from sync_worker.resync.settings import get_resync_settings
@@ -35,7 +36,7 @@ from sync_worker.servicemetrics import COUNTERS
 
 QUEUES = (REALTIME_QUEUE, BULK_QUEUE)
 #: The upstreams a halt can stop (the names the rate limiters and the clients use).
-UPSTREAMS = ("intercom", "platform")
+UPSTREAMS = HALTABLE
 
 
 def queue_lists(queue: str) -> list[str]:
@@ -44,11 +45,8 @@ def queue_lists(queue: str) -> list[str]:
 
 
 def halt_key(upstream: str) -> str:
-    """The key whose existence means ``upstream``'s consumption is halted.
-
-    Placeholder until the workspace-wide halts (issue 12, item 4, first half) name theirs: align
-    this one function (and :func:`halted_upstreams`) with the key they set."""
-    return f"{keys.PREFIX}:halt:{upstream}"
+    """The key whose existence means ``upstream``'s consumption is halted (:mod:`sync_worker.halts`)."""
+    return keys.halt(upstream)
 
 
 def halted_upstreams(pipe: Pipeline) -> None:

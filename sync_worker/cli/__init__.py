@@ -15,6 +15,7 @@ import redis as redis_lib
 
 from sync_worker.cli.deadletters import dead_letters
 from sync_worker.cli.dev import dev, try_contact
+from sync_worker.cli.halts import halts
 from sync_worker.cli.resync import resync
 from sync_worker.config import MissingSetting
 
@@ -38,3 +39,4 @@ main.add_command(dev)
 main.add_command(try_contact)
 main.add_command(resync)
 main.add_command(dead_letters)
+main.add_command(halts)

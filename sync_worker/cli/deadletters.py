@@ -2,9 +2,12 @@
 
 - ``sync-worker dead-letters list [--limit N] [--offset N] [--json]``: newest failure first;
 - ``sync-worker dead-letters show ID [--json]``: one entry, with what a replay would send;
-- ``sync-worker dead-letters retry ID`` / ``retry --all``: queue the contact's sync again on
+- ``sync-worker dead-letters retry ID``: queue the contact's sync again on
   the realtime queue (the worker re-reads the platform); the entry goes only once the
   replay is stored, so a failed replay leaves it parked;
+- ``sync-worker dead-letters retry --all [--wait]``: start a replay run of every parked contact
+  (:mod:`sync_worker.replayruns`, carried out by the workers); ``--wait`` waits for its end and
+  reports it; ``sync-worker dead-letters replays [RUN_ID] [--json]``: a run's progress;
 - ``sync-worker dead-letters purge [--yes]``: forget every entry (asks first).
 
 The same operations as ``/v1/admin/dead-letters`` (:mod:`web.admin`), on the same
@@ -18,13 +21,18 @@ status: 0; 1 when an id is unknown or a replay could not be stored.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
+from kombu.exceptions import OperationalError
 
+from sync_worker import replayruns
 from sync_worker.cli.common import celery_app, redis_client
 from sync_worker.deadletter import DeadLetter, DeadLetterStore
 from sync_worker.dispatch import QueueUnavailable, enqueue_replay
+
+WAIT_POLL_SECONDS = 0.5
 
 
 def _store() -> DeadLetterStore:
@@ -90,19 +98,23 @@ def show(entry_id: str, as_json: bool) -> None:
 
 @dead_letters.command()
 @click.argument("entry_id", required=False)
-@click.option("--all", "replay_all", is_flag=True, help="Replay every parked contact.")
-def retry(entry_id: str | None, replay_all: bool) -> None:
-    """Queue ENTRY_ID's sync again (or every one with --all); the worker re-reads the platform."""
+@click.option("--all", "replay_all", is_flag=True, help="Replay every parked contact (a background run).")
+@click.option("--wait", is_flag=True, help="With --all: wait for the run to end and report it.")
+def retry(entry_id: str | None, replay_all: bool, wait: bool) -> None:
+    """Queue ENTRY_ID's sync again (or every one with --all: a replay run the workers carry out,
+    see ``replays``); the worker re-reads the platform."""
     if replay_all == bool(entry_id):
         raise click.UsageError("give one ENTRY_ID or --all")
-    store, enqueue = _store(), _replayer()
     if replay_all:
-        before = store.count()
-        replayed = store.replay_all(enqueue)
-        click.echo(f"replayed {replayed} of {before}")
-        if replayed < before and store.count():
-            raise click.ClickException(f"{store.count()} still parked (their replay could not be stored)")
+        try:
+            run = replayruns.start(redis_client(), celery_app(), "cli")
+        except OperationalError as unavailable:
+            raise click.ClickException(f"not started, nothing replayed: {unavailable}") from None
+        click.echo(f"replay run {run.id} queued: {run.total} parked")
+        if wait:
+            _report(_wait_for(run.id))
         return
+    store, enqueue = _store(), _replayer()
     assert entry_id is not None
     try:
         found = store.replay(entry_id, enqueue)
@@ -111,6 +123,47 @@ def retry(entry_id: str | None, replay_all: bool) -> None:
     if not found:
         raise click.ClickException(f"no dead letter {entry_id}")
     click.echo(f"replayed {entry_id}")
+
+
+def _runs() -> replayruns.ReplayRuns:
+    return replayruns.ReplayRuns(redis_client())
+
+
+def _wait_for(run_id: str) -> replayruns.ReplayRun:
+    """The run once it has ended (polled every half second; Ctrl-C stops waiting, not the run)."""
+    while True:
+        run = _runs().load(run_id)
+        if run is None:
+            raise click.ClickException(f"replay run {run_id} is gone")
+        if run.status in (replayruns.FINISHED, replayruns.FAILED):
+            return run
+        time.sleep(WAIT_POLL_SECONDS)
+
+
+def _report(run: replayruns.ReplayRun) -> None:
+    click.echo(
+        f"replay run {run.id} {run.status}: replayed {run.replayed} of {run.total}, {run.failed} failed"
+    )
+    if run.status == replayruns.FAILED or run.failed:
+        raise click.ClickException(
+            run.error or f"{run.failed} still parked (their replay could not be stored)"
+        )
+
+
+@dead_letters.command()
+@click.argument("run_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def replays(run_id: str | None, as_json: bool) -> None:
+    """The progress of replay run RUN_ID (default: the latest) started by ``retry --all``."""
+    run = _runs().load(run_id) if run_id else _runs().latest()
+    if run is None:
+        raise click.ClickException(f"no replay run {run_id}" if run_id else "no replay run yet")
+    if as_json:
+        click.echo(json.dumps(run.to_dict()))
+        return
+    click.echo(
+        f"replay run {run.id} {run.status}: replayed {run.replayed} of {run.total}, {run.failed} failed"
+    )
 
 
 @dead_letters.command()

@@ -110,6 +110,13 @@ def _print_banner(info: dict) -> None:
             if info.get("generated_trigger_token")
             else "from SYNC_TRIGGER_TOKEN"
         ),
+        "  connector token  "
+        + (
+            f"{info['sync_connector_token']}   (POST /v1/connector/client-attributes; generated for this run,"
+            " set SYNC_CONNECTOR_TOKEN to choose one)"
+            if info.get("generated_connector_token")
+            else "from SYNC_CONNECTOR_TOKEN"
+        ),
         "",
         "Sync a sample contact and show what Intercom now holds (in another terminal):",
         "",

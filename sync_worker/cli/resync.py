@@ -24,8 +24,8 @@ import time
 import click
 import redis as redis_lib
 
-from sync_worker import keys
 from sync_worker.cli.common import celery_app, masked, redis_client, use_service_redis
+from sync_worker.heartbeat import worker_health
 from sync_worker.resync.progress import progress_line, summarize
 from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord
 from sync_worker.resync.settings import get_resync_settings
@@ -52,9 +52,7 @@ def taken_by_a_worker(record: RunRecord) -> bool:
 
 def fresh_workers(client: redis_lib.Redis) -> int:
     """How many workers beat within :data:`HEARTBEAT_FRESH_SECONDS`, on Redis's clock."""
-    now = float(client.time()[0])
-    beats = client.hgetall(keys.worker_heartbeats())
-    return sum(1 for beat in beats.values() if now - float(beat) <= HEARTBEAT_FRESH_SECONDS)
+    return worker_health(client, HEARTBEAT_FRESH_SECONDS).fresh
 
 
 def _no_worker_hint(client: redis_lib.Redis, run_id: str) -> str:

@@ -45,16 +45,25 @@ class Profile(Protocol):
 
     #: registry name (``clients``)
     name: str
+    #: bumped when the profile's rules change what it computes: every contact is written again once
+    #: (:mod:`sync_worker.fingerprint`)
+    version: str
     #: every attribute the profile writes, in display order
     attributes: tuple[AttributeSpec, ...]
     #: keys whose value changes on every read (timestamps): ignored by "write only what changed"
     volatile_keys: frozenset[str]
 
+    def record_problems(self, record: Any) -> list[str]:
+        """What keeps one source record from being computed (fields and positions, never values;
+        ``[]``: nothing). :func:`sync_worker.compute.compute_values` checks every record with it
+        before :meth:`compute`."""
+        ...
+
     def compute(
         self, records: Sequence[Mapping[str, Any]], *, now: datetime, fetched_at: datetime
     ) -> dict[str, str | None]:
         """Key -> value for every key of ``attributes``; ``records`` are the source's
-        records for one email (empty: none exists)."""
+        records for one email (empty: none exists), each without :meth:`record_problems`."""
         ...
 
     def stale(

@@ -34,6 +34,7 @@ from sync_worker.formatting import (
     parse_utc,
     round_cents,
 )
+from sync_worker.platform_records import record_problems
 from sync_worker.profiles.base import AttributeSpec
 
 Record = Mapping[str, Any]
@@ -185,6 +186,7 @@ class ClientProfile:
     """The Ruh Care client profile, displayed in ``display_timezone``."""
 
     name = "clients"
+    version = "1"
     attributes = ATTRIBUTES
     volatile_keys = frozenset({"updated_on"})
 
@@ -233,6 +235,10 @@ class ClientProfile:
         return self._datetime(min(future)) if future else NO_APPOINTMENTS
 
     # --- the Profile interface ----------------------------------------------------------
+
+    def record_problems(self, record: Any) -> list[str]:
+        """The contract's ``Client`` fields and types (:mod:`sync_worker.platform_records`)."""
+        return record_problems(record)
 
     def compute(
         self, records: Sequence[Record], *, now: datetime, fetched_at: datetime

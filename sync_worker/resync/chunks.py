@@ -15,10 +15,25 @@ Guarantees:
   done yet as the chunk's next version and asks to be re-run after a countdown (the
   budget: at once, so realtime work can take the slot); transient errors count one
   attempt of the chunk, up to ``SYNC_TASK_MAX_RETRIES``; rate-limit waits count none;
-- a permanent error parks the contact (dead-letter store) and counts it ``failed``;
-  a transient one that ran out of attempts does the same; a platform that stays
-  unreadable after the attempts gets the contacts' stale values written, as a realtime
-  sync would (``stale``);
+- a platform that cannot be read (the circuit refuses the lookup, or the lookup fails) holds
+  the chunk: it is rescheduled, whole, without spending an attempt, for when the circuit lets a
+  read through (:meth:`CircuitBreaker.opens_in`, at least a first backoff), so the walk's
+  backpressure pauses the run until the platform answers and the run then writes live values;
+  no stale value is written and no PUT spent on one. The hold's clock (``held_since``) travels
+  with the chunk; a chunk still held after ``max_hold_seconds`` (``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``)
+  hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.tasks.defer_to_refresh`:
+  it reads the platform again later, at most one waiting per contact) and counts them
+  ``deferred``, writing nothing: no contact ends a run stale without a refresh to come;
+- a permanent error parks the contact (dead-letter store) and counts it ``failed``; a
+  malformed platform record is one (``platform_data_invalid``, :mod:`sync_worker.compute`),
+  so it concerns its own contact only: the chunk goes on and spends no attempt; a transient
+  one that ran out of attempts does the same;
+- while an upstream is halted (:mod:`sync_worker.halts`) the chunk holds: it is re-run after
+  the halt's wait, whole or from the contact that met the workspace-wide error (which it halts),
+  spending no attempt and parking no contact for it (the outage's hold clock does not run);
+- a write refused for a named attribute (archived since the names were cached) forgets the
+  cached names and re-runs the chunk from that contact (one attempt): the listing then finds
+  it, and an archived name halts;
 - the counts and the rest of the chunk are recorded in one script, so the run's totals
   are exact however often a chunk is delivered.
 """
@@ -30,19 +45,22 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
+from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
+from sync_worker.halts import HaltStore, UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUnavailable
 from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
+from sync_worker.schema import names_may_be_stale
 from sync_worker.screening import normalise_email
-from sync_worker.sync import ContactSync, PlatformDataError
+from sync_worker.sync import ContactSync
 
 Park = Callable[[SyncRequest, Exception, int], object]
+Defer = Callable[[SyncRequest], object]
 Backoff = Callable[[int], float]
 
 #: Outcome statuses that mean the contact was (dry run: would be) written.
@@ -51,7 +69,8 @@ WRITTEN = ("synced", "no_account", "stale")
 
 @dataclass(frozen=True)
 class ChunkOutcome:
-    """``status``: noop (not this chunk's turn), done, rescheduled (``rest`` after ``countdown``)."""
+    """``status``: noop (not this chunk's turn), done, rescheduled (``rest`` after ``countdown``),
+    held (rescheduled whole: the platform cannot be read)."""
 
     status: str
     counts: dict[str, int] = field(default_factory=dict)
@@ -66,24 +85,21 @@ def preview(
     """What :meth:`ContactSync.apply_records` would do, without writing: the outcome status."""
     if records is None:
         return "stale"
-    now = contact_sync.clock()
-    try:
-        values = contact_sync.profile.compute(records, now=now, fetched_at=now)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise PlatformDataError(
-            f"platform record could not be read: {exc.__class__.__name__}: {exc}"
-        ) from exc
-    fingerprint = LastKnownValues.fingerprint(values, contact_sync.profile.volatile_keys)
-    if not request.force_write and contact_sync.cache.shown(contact_id) == fingerprint:
+    values = compute_values(contact_sync.profile, records, now=contact_sync.clock())
+    if not request.force_write and contact_sync.cache.shown(contact_id) == contact_sync.fingerprint(values):
         return "unchanged"
     return "synced" if records else "no_account"
 
 
 class _Reschedule(Exception):
-    def __init__(self, countdown: float, *, attempt_used: bool):
+    def __init__(
+        self, countdown: float, *, attempt_used: bool, held_since: float | None = None, hold: bool = False
+    ):
         super().__init__(countdown)
         self.countdown = countdown
         self.attempt_used = attempt_used
+        self.held_since = held_since  # the chunk's hold clock, kept across rate-limit waits
+        self.hold = hold  # the platform cannot be read
 
 
 @dataclass
@@ -103,6 +119,14 @@ class ChunkRunner:
     #: Longer waits than this are served by rescheduling, not by blocking the task.
     max_inline_wait: float = 2.0
     clock: Callable[[], float] = time.monotonic
+    #: Hands a contact a scheduled stale refresh (a chunk held past ``max_hold_seconds``).
+    defer: Defer = lambda request: None
+    #: How long a chunk is held for an unreadable platform before its contacts are deferred.
+    max_hold_seconds: float = 6 * 3600.0
+    #: Epoch seconds: a hold's clock, read by whichever worker runs the chunk next.
+    wall_clock: Callable[[], float] = time.time
+    #: The workspace's halts; None: this runner never holds for one (tests of the chunk alone).
+    halts: HaltStore | None = None
 
     def run(self, run_id: str, chunk_id: str, version: int) -> ChunkOutcome:
         record = self.store.load(run_id)
@@ -110,19 +134,32 @@ class ChunkRunner:
         if record is None or record.status != RUNNING or chunk is None or chunk.version != version:
             return ChunkOutcome("noop")
         counts: Counter[str] = Counter()
+        held = self._held(run_id, chunk)
+        if held is not None:
+            return self._record(run_id, chunk_id, chunk, counts, 0, held)
         if not record.dry_run:
             wait = self.intercom_wait()
             if wait > self.max_inline_wait:
-                return self._record(run_id, chunk_id, chunk, counts, 0, _Reschedule(wait, attempt_used=False))
+                budget = _Reschedule(wait, attempt_used=False, held_since=chunk.held_since)
+                return self._record(run_id, chunk_id, chunk, counts, 0, budget)
         try:
             records = self._lookup(chunk)
         except _Reschedule as wait:
             return self._record(run_id, chunk_id, chunk, counts, 0, wait)
         except SyncError as error:  # permanent: the batch cannot be read as sent
+            held = self._held(run_id, chunk, error)
+            if held is not None:
+                return self._record(run_id, chunk_id, chunk, counts, 0, held)
             for contact_id, email in chunk.contacts:
                 self._fail(
                     counts, self._request(contact_id, email, record.only_changed), error, chunk.attempt
                 )
+            return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
+        if records is None:  # held past the bound: a refresh per contact, no stale write
+            for contact_id, email in chunk.contacts:
+                if not record.dry_run:
+                    self.defer(self._request(contact_id, email, record.only_changed))
+                counts["deferred"] += 1
             return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
         deadline = self.clock() + self.time_budget_seconds
         for index, (contact_id, email) in enumerate(chunk.contacts):
@@ -131,7 +168,7 @@ class ChunkRunner:
                     run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=False)
                 )
             request = self._request(contact_id, email, record.only_changed)
-            found = None if records is None else records.get(normalise_email(email), [])
+            found = records.get(normalise_email(email), [])
             try:
                 if record.dry_run:
                     status = preview(self.contact_sync, contact_id, found, request)
@@ -151,6 +188,14 @@ class ChunkRunner:
                     _Reschedule(limited.retry_after, attempt_used=False),
                 )
             except Exception as error:  # a bug in one contact must not stall the run
+                held = self._held(run_id, chunk, error)
+                if held is not None:
+                    return self._record(run_id, chunk_id, chunk, counts, index, held)
+                if names_may_be_stale(error) and chunk.attempt < self.max_retries:
+                    self.contact_sync.schema.forget()  # archived since it was cached: list it again
+                    return self._record(
+                        run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=True)
+                    )
                 retryable = not isinstance(error, SyncError) or error.transient
                 if retryable and chunk.attempt < self.max_retries:
                     countdown = self.backoff(chunk.attempt)
@@ -168,6 +213,23 @@ class ChunkRunner:
 
     # --- steps ------------------------------------------------------------------------------
 
+    def _held(self, run_id: str, chunk: Chunk, error: BaseException | None = None) -> _Reschedule | None:
+        """The wait when an upstream is halted (or ``error`` halts one now), else None."""
+        if self.halts is None:
+            return None
+        try:
+            if error is None:
+                self.halts.check()
+                return None
+            halted = self.halts.escalate(error, run_id=run_id)
+        except UpstreamHalted as found:
+            halted = found
+        if halted is None:
+            return None
+        return _Reschedule(
+            halted.retry_after or 1.0, attempt_used=False, held_since=chunk.held_since, hold=True
+        )
+
     @staticmethod
     def _request(contact_id: str, email: str, only_changed: bool) -> SyncRequest:
         return SyncRequest(
@@ -175,7 +237,8 @@ class ChunkRunner:
         )
 
     def _lookup(self, chunk: Chunk) -> dict[str, list[dict]] | None:
-        """The chunk's records by normalised email; None when the platform stays unreadable."""
+        """The chunk's records by normalised email; a hold (:class:`_Reschedule`) while the platform
+        cannot be read; None once it has been held ``max_hold_seconds``."""
         unreadable: SyncError | None = None
         admission = self.circuit.admit()
         if admission is not None:
@@ -183,17 +246,22 @@ class ChunkRunner:
                 with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
                     return self.platform.lookup(email for _, email in chunk.contacts)
             except RateLimitWait as wait:
-                raise _Reschedule(wait.retry_in, attempt_used=False) from None
+                raise _Reschedule(wait.retry_in, attempt_used=False, held_since=chunk.held_since) from None
             except PlatformRateLimited as limited:
-                raise _Reschedule(limited.retry_after, attempt_used=False) from None
+                raise _Reschedule(
+                    limited.retry_after, attempt_used=False, held_since=chunk.held_since
+                ) from None
             except PlatformUnavailable as error:
                 unreadable = error
-        if chunk.attempt < self.max_retries:
-            countdown = self.backoff(chunk.attempt)
-            if isinstance(unreadable, TransientError) and unreadable.retry_after:
-                countdown = max(countdown, unreadable.retry_after)
-            raise _Reschedule(countdown, attempt_used=True)
-        return None
+        now = self.wall_clock()
+        held_since = now if chunk.held_since is None else chunk.held_since
+        if now - held_since >= self.max_hold_seconds:
+            return None
+        # Not before the open circuit lets a read through; a failed read waits a first backoff.
+        countdown = max(self.circuit.opens_in(), self.backoff(0))
+        if isinstance(unreadable, TransientError) and unreadable.retry_after:
+            countdown = max(countdown, unreadable.retry_after)
+        raise _Reschedule(countdown, attempt_used=False, held_since=held_since, hold=True)
 
     def _fail(self, counts: Counter[str], request: SyncRequest, error: Exception, attempt: int) -> None:
         self.park(request, error, attempt + 1)
@@ -210,10 +278,12 @@ class ChunkRunner:
     ) -> ChunkOutcome:
         rest = None
         if wait is not None and done < len(chunk.contacts):
-            rest = chunk.rest(done, attempt=chunk.attempt + 1 if wait.attempt_used else chunk.attempt)
+            attempt = chunk.attempt + 1 if wait.attempt_used else chunk.attempt
+            rest = chunk.rest(done, attempt=attempt, held_since=wait.held_since)
         recorded, finished = self.store.record_chunk(run_id, chunk_id, chunk.version, counts, rest)
         if not recorded:
             return ChunkOutcome("noop", dict(counts))
         if rest is None:
             return ChunkOutcome("done", dict(counts), finished=finished)
-        return ChunkOutcome("rescheduled", dict(counts), rest, wait.countdown if wait else 0.0)
+        status = "held" if wait is not None and wait.hold else "rescheduled"
+        return ChunkOutcome(status, dict(counts), rest, wait.countdown if wait else 0.0)

@@ -16,8 +16,15 @@ from sync_worker.resync.runs import RUNNING, RunRecord
 
 
 def done_count(counts: dict[str, int]) -> int:
-    """Contacts the run has finished with (written, unchanged, failed or skipped)."""
-    return counts["written"] + counts["unchanged"] + counts["failed"] + counts["skipped"]
+    """Contacts the run has finished with (written, unchanged, deferred to a refresh, failed, gone or skipped)."""
+    return (
+        counts["written"]
+        + counts["unchanged"]
+        + counts["deferred"]
+        + counts["failed"]
+        + counts["gone"]
+        + counts["skipped"]
+    )
 
 
 def summarize(record: RunRecord, now: float) -> dict[str, Any]:
@@ -79,7 +86,8 @@ def progress_line(summary: dict[str, Any], width: int = 24) -> str:
     written = "would write" if summary["dry_run"] else "written"
     figures = (
         f"{written} {counts['written']:,}  unchanged {counts['unchanged']:,}  "
-        f"no_account {counts['no_account']:,}  skipped {counts['skipped']:,}  failed {counts['failed']:,}"
+        f"no_account {counts['no_account']:,}  deferred {counts['deferred']:,}  skipped {counts['skipped']:,}  "
+        f"failed {counts['failed']:,}"
     )
     tail = f"{summary['rate_per_second']:,.0f}/s"
     if summary["status"] == RUNNING:

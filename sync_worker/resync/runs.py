@@ -42,8 +42,10 @@ COUNTERS = (
     "synced",  # written with platform values (an account exists)
     "no_account",  # written: the platform has no account for the email
     "stale",  # written with the staleness flag: the platform could not be read
+    "deferred",  # not written: the platform stayed unreadable past the hold, a stale refresh scheduled
     "unchanged",  # values equal to what the contact shows: no write
     "failed",  # parked in the dead-letter store
+    "gone",  # no longer in Intercom (merged or deleted, no survivor by email): nothing written
     "pages",  # pages of GET /contacts read
 )
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
@@ -171,26 +173,37 @@ def _text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Up to 100 contacts of one run: ``(contact_id, email)`` pairs, and how often it was retried."""
+    """Up to 100 contacts of one run: ``(contact_id, email)`` pairs, how often it was retried, and
+    since when (epoch seconds) it has been held for a platform that cannot be read (None: not held)."""
 
     contacts: tuple[tuple[str, str], ...]
     attempt: int = 0
     version: int = 0
+    held_since: float | None = None
 
     def encode(self) -> str:
-        body = json.dumps({"contacts": [list(pair) for pair in self.contacts], "attempt": self.attempt})
-        return f"{self.version}:{body}"
+        document: dict[str, Any] = {
+            "contacts": [list(pair) for pair in self.contacts],
+            "attempt": self.attempt,
+        }
+        if self.held_since is not None:
+            document["held_since"] = self.held_since
+        return f"{self.version}:{json.dumps(document)}"
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Chunk:
         version, _, body = _text(raw).partition(":")
         document = json.loads(body)
         pairs = tuple((str(cid), str(email)) for cid, email in document["contacts"])
-        return cls(pairs, int(document.get("attempt", 0)), int(version))
+        held = document.get("held_since")
+        return cls(
+            pairs, int(document.get("attempt", 0)), int(version), None if held is None else float(held)
+        )
 
-    def rest(self, start: int, *, attempt: int | None = None) -> Chunk:
-        """The contacts from ``start`` on, as the chunk's next version."""
-        return Chunk(self.contacts[start:], self.attempt if attempt is None else attempt, self.version + 1)
+    def rest(self, start: int, *, attempt: int | None = None, held_since: float | None = None) -> Chunk:
+        """The contacts from ``start`` on, as the chunk's next version (held since ``held_since``)."""
+        attempt = self.attempt if attempt is None else attempt
+        return Chunk(self.contacts[start:], attempt, self.version + 1, held_since)
 
 
 def split_evenly(items: Sequence[Any], max_size: int) -> list[list[Any]]:

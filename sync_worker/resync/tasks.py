@@ -7,11 +7,14 @@ Guarantees:
   (at once, or under backpressure or a rate-limit wait after a countdown): no task holds a
   long loop, and a killed worker loses at most the page it was reading;
 - ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
-  left of it after the countdown it asks for;
+  left of it after the countdown it asks for (a chunk held for an unreadable platform too:
+  its contacts go to :func:`sync_worker.tasks.defer_to_refresh` only once it has been held
+  ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``);
 - a walk step's transient Intercom errors retry that page with backoff, up to
   ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
-  error code;
+  error code; while Intercom is halted (:mod:`sync_worker.halts`), or when the step's error halts
+  it, the walk holds at its page instead, re-published after the halt's wait;
 - ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
   it also runs when a worker starts, before the worker takes its first message, so
   restarting a crashed worker picks a stalled run up;
@@ -28,6 +31,7 @@ import redis as redis_lib
 from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
+from sync_worker.halts import INTERCOM, UpstreamHalted
 from sync_worker.logs import log_event
 from sync_worker.resync import keys as resync_keys
 from sync_worker.resync import messages
@@ -37,7 +41,7 @@ from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
 from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime, get_runtime
-from sync_worker.tasks import backoff_seconds, park_contact
+from sync_worker.tasks import backoff_seconds, defer_to_refresh, park_contact
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,10 @@ def watchdog() -> dict[str, Any] | None:
 def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
     runtime, settings = get_runtime(), get_resync_settings()
     store = make_store(runtime.redis, settings)
+    try:
+        runtime.halts.check([INTERCOM])
+    except UpstreamHalted as halted:
+        return _walk_held(run_id, gen, page, attempt, halted)
     outcome = walk_step(
         run_id,
         gen,
@@ -89,6 +97,9 @@ def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
         publish_chunk=lambda rid, cid, version: messages.publish_chunk(app, rid, cid, version),
     )
     attempt = 0 if outcome.pages_read else attempt  # errors in a row at one page
+    halted = runtime.halts.escalate(outcome.error, run_id=run_id) if outcome.error else None
+    if halted is not None:
+        return _walk_held(run_id, gen, outcome.page, attempt, halted)
     if outcome.error is not None:
         return _walk_failed(store, run_id, gen, outcome, attempt)
     if outcome.countdown is not None:
@@ -97,6 +108,13 @@ def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "page": outcome.page, "pages_read": outcome.pages_read}
+
+
+def _walk_held(run_id: str, gen: int, page: int, attempt: int, halted: UpstreamHalted) -> dict[str, Any]:
+    """Intercom is halted: read the page again after the halt's wait (the run does not fail)."""
+    log_event(logger, "resync_walk_held", run_id=run_id, page=page, error_code=halted.halt.code)
+    messages.publish_walk(app, run_id, gen, page, countdown=halted.retry_after, attempt=attempt)
+    return {"status": "held", "page": page}
 
 
 def _walk_failed(
@@ -143,8 +161,28 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         time_budget_seconds=settings.chunk_time_budget_seconds,
         intercom_wait=runtime.limiters["intercom"].peek,
         max_inline_wait=MAX_INLINE_WAIT_SECONDS,
+        defer=lambda request: defer_to_refresh(request, by=f"resync-chunk:{run_id}:{chunk_id}"),
+        max_hold_seconds=config.rate_limit_max_wait_seconds,
+        halts=runtime.halts,
     )
     outcome = runner.run(run_id, chunk_id, version)
+    if outcome.status == "held":
+        log_event(
+            logger,
+            "resync_chunk_held",
+            run_id=run_id,
+            chunk_id=chunk_id,
+            countdown=round(outcome.countdown, 2),
+        )
+    if outcome.counts.get("deferred"):
+        log_event(
+            logger,
+            "resync_chunk_deferred",
+            level=logging.WARNING,
+            run_id=run_id,
+            chunk_id=chunk_id,
+            deferred=outcome.counts["deferred"],
+        )
     if outcome.rest is not None:
         messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
     _count_syncs(runtime, run_id, outcome.counts)
@@ -184,4 +222,4 @@ def _watch_on_start(sender: Any = None, **_: Any) -> None:
     try:
         watchdog()
     except Exception:
-        logger.warning("resync_watchdog_failed")
+        logger.warning("resync_watchdog_failed", exc_info=True)

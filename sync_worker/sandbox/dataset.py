@@ -65,23 +65,18 @@ import json
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from importlib import resources
 from os import PathLike
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from sync_worker.platform import shape_problems
+from sync_worker import platform_records
+from sync_worker.platform_records import APPOINTMENT_STATUSES, INVOICE_STATUSES
 
 SAMPLE_RESOURCE = "data/sample_clients.json"
 SYNTHETIC_BASE_ID = 10_000_000
-INVOICE_STATUSES = ("paid", "unpaid", "void")
-APPOINTMENT_STATUSES = ("scheduled", "occurred", "late_cancellation", "cancelled", "no_show")
 
 _SYNTHETIC_EMAIL = re.compile(r"client(0|[1-9][0-9]*)@example\.com")
-_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
 
 
 class InvalidRecord(ValueError):
@@ -95,101 +90,10 @@ class InvalidRecord(ValueError):
 # --- validation (pure) ----------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_utc_time(value: Any) -> bool:
-    if not isinstance(value, str) or not _UTC_TIME.fullmatch(value):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_decimal(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return Decimal(value).is_finite()
-    except InvalidOperation:
-        return False
-
-
-def _is_url(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-_CHECKS: dict[str, tuple[Any, str]] = {
-    "int": (_is_int, "an integer"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "str?": (lambda v: v is None or isinstance(v, str), "a string or null"),
-    "bool": (lambda v: isinstance(v, bool), "a boolean"),
-    "time": (_is_utc_time, "a UTC ISO 8601 time with a Z suffix"),
-    "decimal": (_is_decimal, "a decimal string"),
-    "url?": (lambda v: v is None or _is_url(v), "an absolute http(s) URL or null"),
-}
-_TOP: dict[str, str] = {
-    "id": "int",
-    "email": "str",
-    "first_name": "str",
-    "last_name": "str",
-    "phone": "str?",
-    "status": "str",
-    "timezone": "str?",
-    "created_at": "time",
-    "profile_url": "url?",
-    "group": "str?",
-    "card_on_file": "bool",
-    "intake_forms_completed": "bool",
-}
-_NESTED: dict[str, dict[str, str]] = {
-    "organization": {"id": "int", "name": "str", "currency": "str"},
-    "care_team": {"name": "str", "role": "str", "is_primary": "bool"},
-    "invoices": {"id": "int", "status": "str", "balance": "decimal", "currency": "str"},
-    "appointments": {"id": "int", "start_at": "time", "status": "str"},
-    "linked_accounts": {"client_id": "int", "name": "str", "relationship": "str", "is_primary": "bool"},
-}
-_ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("invoices", "status"): INVOICE_STATUSES,
-    ("appointments", "status"): APPOINTMENT_STATUSES,
-}
-
-
-def _field_problems(obj: Mapping[str, Any], checks: Mapping[str, str], where: str) -> list[str]:
-    problems = []
-    for name, kind in checks.items():
-        if name in obj:
-            check, expected = _CHECKS[kind]
-            if not check(obj[name]):
-                problems.append(f"{where}{name} is not {expected}")
-    return problems
-
-
 def record_problems(record: Any) -> list[str]:
-    """Everything that keeps ``record`` from being a contract ``Client`` ([] when it is one)."""
-    problems = shape_problems(record)
-    if not isinstance(record, Mapping):
-        return problems
-    problems += _field_problems(record, _TOP, "")
-    if isinstance(record.get("tags"), list) and not all(isinstance(tag, str) for tag in record["tags"]):
-        problems.append("tags are not all strings")
-    for name, checks in _NESTED.items():
-        value = record.get(name)
-        items = [(name + ".", value)] if isinstance(value, Mapping) else []
-        if isinstance(value, list):
-            items = [(f"{name}[{i}].", item) for i, item in enumerate(value) if isinstance(item, Mapping)]
-        for where, item in items:
-            problems += _field_problems(item, checks, where)
-            for (owner, field), allowed in _ENUMS.items():
-                if owner == name and field in item and item[field] not in allowed:
-                    problems.append(f"{where}{field} is not one of {', '.join(allowed)}")
-    return problems
+    """Everything that keeps ``record`` from being a contract ``Client`` ([] when it is one): the
+    workers' check (:mod:`sync_worker.platform_records`) with the contract's prose rules too."""
+    return platform_records.record_problems(record, strict=True)
 
 
 def validate_record(record: Any) -> dict[str, Any]:

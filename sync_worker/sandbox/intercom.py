@@ -14,12 +14,18 @@ Guarantees:
 - contacts, merges and data attributes live in memory behind one lock (the server is
   threaded); contacts have Intercom's shape; a PUT writes only custom attributes that exist
   as data attributes, with values of their ``data_type`` (strings at most 255 characters),
-  validating the whole update before applying any of it; a merged contact answers 410
-  ``contact_merged`` with a ``Link`` to the survivor;
+  validating the whole update before applying any of it; a merged contact answers as the
+  requested ``Intercom-Version`` documents: 410 ``contact_merged`` with a ``Link`` to the
+  survivor under ``Preview`` (whose requests are validated against the Preview description),
+  404 ``not_found`` under 2.14 and every other version, as a deleted contact does;
 - every PUT applied to a contact is kept, in order, in that contact's write log (the last
   :data:`WRITES_KEPT`), so a test can show what a contact showed at every step, not only at the end;
+- data attributes are listed without archived ones unless ``include_archived=true``; an archived
+  name can be neither written nor created again; at most :data:`MAX_CUSTOM_ATTRIBUTES` live
+  custom attributes per model (the sandbox's own wording for the refusal);
 - ``/_sandbox/*`` control routes (no auth, not validated, not rate limited) seed, inspect,
-  merge, read write logs, configure failures and delays, read the stats and reset.
+  merge, delete, read write logs, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
+  configure failures, delays and a revoked token (``token_revoked``), read the stats and reset.
 
 Run standalone: ``python -m sync_worker.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
 """
@@ -42,16 +48,18 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from sync_worker.sandbox.openapi import RequestValidator, get_validator
+from sync_worker.sandbox.openapi import RequestValidator, get_validator, shipped_spec
 from sync_worker.sandbox.server import ServedApp
 
 DEFAULT_RATE_LIMIT = 1666  # Intercom's 10,000 calls a minute per app, per 10-second window
 DEFAULT_WINDOW_SECONDS = 10.0
 MAX_PER_PAGE = 150
 MAX_STRING_VALUE = 255
+MAX_CUSTOM_ATTRIBUTES = 250  # per model, archived ones not counted
 MAX_WINDOWS_KEPT = 5000
 RECENT_REQUESTS_KEPT = 200
 WRITES_KEPT = 100
+PREVIEW_VERSION = "Preview"
 
 DATA_TYPES = ("string", "integer", "float", "boolean", "date", "datetime", "options")
 # Standard contact attributes: a custom attribute may not take one of these names (compared
@@ -108,6 +116,7 @@ class SandboxConfig:
     fail_next: dict[str, Any] | None = None  # {"count", "status", "code"?, "message"?, "operation"?}
     delay_ms: int = 0
     search_lag_seconds: float = 0.0  # new contacts show up in search only after this long
+    token_revoked: bool = False  # the token is refused (401) as a revoked one is, until restored
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (ValueError, nothing applied, on an unknown key or a bad value)."""
@@ -131,6 +140,7 @@ class SandboxConfig:
         self.fail_next = dict(failure) if failure else None
         self.delay_ms = int(updated["delay_ms"])
         self.search_lag_seconds = float(updated["search_lag_seconds"])
+        self.token_revoked = bool(updated["token_revoked"])
 
 
 @dataclass
@@ -269,6 +279,10 @@ class IntercomState:
             code = failure.get("code") or _FAILURE_CODES.get(status, "server_error")
             return status, code, failure.get("message") or f"Injected failure ({status})"
 
+    def token_revoked(self) -> bool:
+        with self._lock:
+            return self.config.token_revoked
+
     def delay_seconds(self) -> float:
         with self._lock:
             return self.config.delay_ms / 1000.0
@@ -363,8 +377,18 @@ class IntercomState:
                 if target == from_id:
                     self._merged[source] = into_id
 
-    def _live(self, contact_id: str) -> dict[str, Any]:
-        if contact_id in self._merged:
+    def delete(self, contact_id: str) -> None:
+        """Delete a live contact: every version answers 404 for it, and it leaves lists and search."""
+        with self._lock:
+            if contact_id not in self._contacts or contact_id in self._merged:
+                raise KeyError("no such live contact")
+            del self._contacts[contact_id]
+            self._writes.pop(contact_id, None)
+            self._order.remove(contact_id)
+            self._position = {cid: n for n, cid in enumerate(self._order)}
+
+    def _live(self, contact_id: str, *, preview: bool) -> dict[str, Any]:
+        if contact_id in self._merged and preview:
             survivor = self._merged[contact_id]
             raise ApiError(
                 410,
@@ -373,13 +397,13 @@ class IntercomState:
                 {"Link": f'</contacts/{survivor}>; rel="canonical"'},
             )
         contact = self._contacts.get(contact_id)
-        if contact is None:
+        if contact is None or contact_id in self._merged:
             raise ApiError(404, "not_found", "User Not Found")
         return contact
 
-    def get_contact(self, contact_id: str) -> dict[str, Any]:
+    def get_contact(self, contact_id: str, *, preview: bool = False) -> dict[str, Any]:
         with self._lock:
-            return self._render(self._live(contact_id))
+            return self._render(self._live(contact_id, preview=preview))
 
     def list_contacts(self, per_page: int, starting_after: str | None) -> dict[str, Any]:
         """One page of the live contacts; costs the page (and the merged ones), not the workspace."""
@@ -452,10 +476,12 @@ class IntercomState:
             "pages": pages,
         }
 
-    def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def update_contact(
+        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False
+    ) -> dict[str, Any]:
         """Apply a PUT body; the whole update is checked before anything is written."""
         with self._lock:
-            contact = self._live(contact_id)
+            contact = self._live(contact_id, preview=preview)
             custom = body.get("custom_attributes") or {}
             for name, value in custom.items():
                 self._check_custom_value(name, value)
@@ -561,14 +587,20 @@ class IntercomState:
 
     # --- data attributes -------------------------------------------------------------------
 
-    def list_data_attributes(self, model: str | None) -> dict[str, Any]:
+    def list_data_attributes(self, model: str | None, include_archived: bool = False) -> dict[str, Any]:
+        """Standard and custom attributes of ``model`` (every model when None); archived ones only
+        with ``include_archived``, as Intercom lists them."""
         with self._lock:
             standard = [
                 _attribute(f"standard-{n}", "contact", n, "string", custom=False, created_at=0)
                 for n in ("name", "email", "phone", "external_id")
             ]
             custom = list(self._attributes.values())
-            data = [a for a in standard + custom if model in (None, a["model"])]
+            data = [
+                a
+                for a in standard + custom
+                if model in (None, a["model"]) and (include_archived or not a["archived"])
+            ]
             return {"type": "list", "data": [dict(a) for a in data]}
 
     def create_data_attribute(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -603,6 +635,13 @@ class IntercomState:
                     "parameter_invalid",
                     f"You already have '{name}' in your {people} data. To save this as new {people} data, use a different name.",
                 )
+            live = sum(1 for a in self._attributes.values() if a["model"] == model and not a["archived"])
+            if live >= MAX_CUSTOM_ATTRIBUTES:
+                raise ApiError(
+                    400,
+                    "parameter_invalid",
+                    f"You have reached the limit of {MAX_CUSTOM_ATTRIBUTES} custom {people} attributes",
+                )
             options = body.get("options") if data_type == "options" else None
             attribute = _attribute(
                 str(next(self._ids)), model, name, data_type, custom=True, created_at=int(self.clock()),
@@ -610,6 +649,14 @@ class IntercomState:
                 messenger_writable=bool(body.get("messenger_writable", False)),
             )  # fmt: skip
             self._attributes[(model, name)] = attribute
+            return dict(attribute)
+
+    def set_archived(self, model: str, name: str, archived: bool) -> dict[str, Any]:
+        """Archive (or unarchive) a custom attribute, as the Intercom UI does (KeyError: no such one)."""
+        with self._lock:
+            attribute = self._attributes[(model, name)]
+            attribute["archived"] = archived
+            attribute["updated_at"] = int(self.clock())
             return dict(attribute)
 
 
@@ -723,6 +770,16 @@ def _error_response(
     return response
 
 
+def _preview() -> bool:
+    """Whether the request asks for Intercom's ``Preview`` version (410 for a merged contact)."""
+    return request.headers.get("Intercom-Version", "").strip().lower() == PREVIEW_VERSION.lower()
+
+
+def _validator_for(preview: bool) -> RequestValidator:
+    """The validator of the description the request's version is checked against."""
+    return get_validator(shipped_spec(PREVIEW_VERSION)) if preview else get_validator()
+
+
 def create_app(
     state: IntercomState | None = None,
     *,
@@ -731,7 +788,6 @@ def create_app(
 ) -> Flask:
     """The sandbox as a WSGI app over ``state`` (a fresh one when None)."""
     state = state if state is not None else IntercomState()
-    checker = validator if validator is not None else get_validator()
     app = Flask(__name__)
     app.config["INTERCOM_STATE"] = state
     expected_auth = f"Bearer {token}"
@@ -740,12 +796,14 @@ def create_app(
     def _gate() -> Response | None:
         if request.path.startswith("/_sandbox/"):
             return None
+        checker = validator if validator is not None else _validator_for(_preview())
         match = checker.match(request.method, request.path)
         g.operation = match.operation_id if match else "unknown"
-        admission = state.receive(authorized=request.headers.get("Authorization") == expected_auth)
+        authorized = request.headers.get("Authorization") == expected_auth and not state.token_revoked()
+        admission = state.receive(authorized=authorized)
         g.rate_headers = admission.headers()
         if not admission.admitted:
-            if request.headers.get("Authorization") != expected_auth:
+            if not authorized:
                 return _error_response(401, "unauthorized", "Access Token Invalid")
             return _error_response(429, "rate_limit_exceeded", "Rate Limit Exceeded")
         problems = checker.validate(
@@ -803,11 +861,11 @@ def create_app(
 
     @app.get("/contacts/<contact_id>")
     def show_contact(contact_id: str) -> Any:
-        return jsonify(state.get_contact(contact_id))
+        return jsonify(state.get_contact(contact_id, preview=_preview()))
 
     @app.put("/contacts/<contact_id>")
     def update_contact(contact_id: str) -> Any:
-        return jsonify(state.update_contact(contact_id, body()))
+        return jsonify(state.update_contact(contact_id, body(), preview=_preview()))
 
     @app.get("/contacts")
     def list_contacts() -> Any:
@@ -824,7 +882,8 @@ def create_app(
 
     @app.get("/data_attributes")
     def list_data_attributes() -> Any:
-        return jsonify(state.list_data_attributes(request.args.get("model")))
+        archived = request.args.get("include_archived", "false").lower() == "true"
+        return jsonify(state.list_data_attributes(request.args.get("model"), archived))
 
     @app.post("/data_attributes")
     def create_data_attribute() -> Any:
@@ -861,6 +920,14 @@ def create_app(
             return jsonify({"error": f"no contact {contact_id}"}), 404
         return jsonify(writes)
 
+    @app.delete("/_sandbox/contacts/<contact_id>")
+    def sandbox_delete(contact_id: str) -> Any:
+        try:
+            state.delete(contact_id)
+        except KeyError as exc:
+            return jsonify({"error": str(exc)}), 404
+        return jsonify({"deleted": contact_id})
+
     @app.post("/_sandbox/contacts/<contact_id>/merge")
     def sandbox_merge(contact_id: str) -> Any:
         into = str(body().get("into") or "")
@@ -883,6 +950,17 @@ def create_app(
         except ApiError as exc:
             return jsonify({"error": exc.message}), 400
         return jsonify(created if isinstance(payload, list) else created[0]), 201
+
+    @app.put("/_sandbox/data_attributes/<name>")
+    def sandbox_attribute(name: str) -> Any:
+        payload = body()
+        try:
+            changed = state.set_archived(
+                str(payload.get("model") or "contact"), name, bool(payload.get("archived"))
+            )
+        except KeyError:
+            return jsonify({"error": f"no attribute {name}"}), 404
+        return jsonify(changed)
 
     @app.route("/_sandbox/config", methods=["GET", "PUT"])
     def sandbox_config() -> Any:

@@ -12,7 +12,8 @@ Guarantees:
   a synthetic client can be changed like any other (``POST /_sandbox/clients``);
 - control routes under ``/_sandbox/`` (no auth): ``GET``/``PUT /_sandbox/config`` (``PUT``
   changes only the knobs it names: ``latency_ms``, ``outage`` = ``"503"`` | ``"timeout"`` | null,
-  ``rate_limit`` = ``{"per_second": N}`` | null), ``PUT /_sandbox/clients`` (replace the dataset),
+  ``rate_limit`` = ``{"per_second": N}`` | null, ``token_revoked``: the token answers 401 as a
+  revoked one does), ``PUT /_sandbox/clients`` (replace the dataset),
   ``POST /_sandbox/clients`` (add or replace records by id), ``GET /_sandbox/stats``,
   ``POST /_sandbox/reset`` (initial dataset, default config, zero stats); records are validated
   against the contract (400 with the problems), except with ``POST /_sandbox/clients?check=false``,
@@ -119,17 +120,23 @@ class PlatformState:
         self.latency_ms = 0
         self.outage: str | None = None
         self.per_second: float | None = None
+        self.token_revoked = False
         self._tokens = 0.0
         self._refilled_at = time.monotonic()
 
     def config(self) -> dict[str, Any]:
         with self._changed:
             limit = {"per_second": self.per_second} if self.per_second is not None else None
-            return {"latency_ms": self.latency_ms, "outage": self.outage, "rate_limit": limit}
+            return {
+                "latency_ms": self.latency_ms,
+                "outage": self.outage,
+                "rate_limit": limit,
+                "token_revoked": self.token_revoked,
+            }
 
     def configure(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply the knobs named in ``changes`` (ValueError naming a bad one)."""
-        unknown = set(changes) - {"latency_ms", "outage", "rate_limit"}
+        unknown = set(changes) - {"latency_ms", "outage", "rate_limit", "token_revoked"}
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         latency = changes.get("latency_ms", self.latency_ms)
@@ -139,6 +146,9 @@ class PlatformState:
         outage = str(outage) if isinstance(outage, int) and not isinstance(outage, bool) else outage
         if outage is not None and outage not in OUTAGES:
             raise ValueError('outage must be "503", "timeout" or null')
+        revoked = changes.get("token_revoked", self.token_revoked)
+        if not isinstance(revoked, bool):
+            raise ValueError("token_revoked must be true or false")
         per_second = self.per_second
         if "rate_limit" in changes:
             limit = changes["rate_limit"]
@@ -149,7 +159,7 @@ class PlatformState:
             else:
                 raise ValueError('rate_limit must be {"per_second": N > 0} or null')
         with self._changed:
-            self.latency_ms, self.outage = latency, outage
+            self.latency_ms, self.outage, self.token_revoked = latency, outage, revoked
             if per_second != self.per_second:
                 self.per_second, self._tokens, self._refilled_at = (
                     per_second,
@@ -300,7 +310,7 @@ def create_app(
         if wait > 0:
             state.answered("429")
             return _error(429, "rate limit exceeded", {"Retry-After": str(max(1, math.ceil(wait)))})
-        if request.headers.get("Authorization", "") != expected_auth:
+        if request.headers.get("Authorization", "") != expected_auth or state.token_revoked:
             state.answered("401")
             return _error(401, "missing or invalid bearer token")
         return None

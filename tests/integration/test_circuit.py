@@ -142,15 +142,42 @@ def test_admit_says_which_call_is_the_probe_and_a_released_probe_lets_the_next_o
     assert breaker.admit() == Admission(probe=None)
 
 
-def test_success_while_closed_forgets_the_failures(redis_client):
-    breaker = CircuitBreaker(redis_client, "platform", failure_threshold=2)
+def test_failures_within_the_window_open_it_whatever_successes_come_between(redis_client):
+    """The README's rule: this many failed reads within the window (not in a row): a platform
+    failing four reads in five opens the circuit (issue 12 item 10; the old code cleared the
+    count on every success and never opened)."""
+    breaker = CircuitBreaker(redis_client, "platform", failure_threshold=4, window_seconds=60)
+    for _ in range(3):
+        breaker.record_failure()
+        breaker.record_success()
+        assert breaker.state().state == CLOSED
+    breaker.record_success()
+    assert breaker.record_failure() == 4
+    state = breaker.state()
+    assert (state.state, state.failures) == (OPEN, 4)
+    assert not breaker.allow()
+
+
+def test_success_while_closed_ends_the_outage_but_keeps_the_windows_failures(redis_client):
+    breaker = CircuitBreaker(redis_client, "platform", failure_threshold=3)
     breaker.record_failure()
     assert breaker.state().unavailable_since is not None
     breaker.record_success()
-    assert breaker.state().unavailable_since is None
+    state = breaker.state()
+    assert (state.state, state.failures, state.unavailable_since) == (CLOSED, 1, None)
+    before = redis_now(redis_client)
+    assert breaker.record_failure() == 2
+    assert breaker.allow()  # below the threshold
+    assert breaker.state().unavailable_since >= before  # a new outage, since the failure after the success
+
+
+def test_a_late_success_while_open_changes_nothing(redis_client):
+    breaker = CircuitBreaker(redis_client, "platform", failure_threshold=1, open_seconds=60)
     breaker.record_failure()
-    assert breaker.allow()  # one failure since the success: below the threshold
-    assert breaker.state().failures == 1
+    opened = breaker.state()
+    breaker.record_success()  # a call admitted before the circuit opened, answered now
+    assert breaker.state() == opened
+    assert not breaker.allow()
 
 
 def test_failures_older_than_the_window_do_not_count(redis_client):

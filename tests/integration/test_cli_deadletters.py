@@ -14,6 +14,7 @@ import redis as redis_lib
 from sync_worker.celery_app import REALTIME_QUEUE
 from sync_worker.deadletter import DeadLetterStore
 from tests.fixtures.web import decode_message
+from tests.fixtures.workers import bulk_worker
 
 pytestmark = pytest.mark.integration
 
@@ -93,14 +94,34 @@ def test_retry_one_queues_a_replay_and_removes_the_entry(redis_url, store):
     assert run(redis_url, "retry", "id:gone").returncode == 1
 
 
-def test_retry_all_replays_every_entry(redis_url, store):
+def test_retry_all_starts_a_replay_run_that_replays_shows_and_a_worker_carries_out(
+    redis_url, store, tmp_path
+):
     for n in range(3):
         park(store, f"c-{n}", f"person{n}@example.com")
-    retried = run(redis_url, "retry", "--all")
-    assert retried.returncode == 0, retried.stderr
-    assert "replayed 3 of 3" in retried.stdout
-    assert sorted(m["kwargs"]["contact_id"] for m in queued(redis_url)) == ["c-0", "c-1", "c-2"]
+    started = run(redis_url, "retry", "--all")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("replay run ") and started.stdout.endswith(" queued: 3 parked\n")
+    run_id = started.stdout.split()[2]
+    assert queued(redis_url) == [] and store.count() == 3  # nothing replayed by the command itself
+    status = run(redis_url, "replays", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert (report["id"], report["status"], report["total"], report["done"]) == (run_id, "queued", 3, 0)
+    assert run(redis_url, "replays", "nope").returncode == 1
+
+    worker = bulk_worker(redis_url, tmp_path / "bulk.log")
+    try:
+        park(store, "c-3", "person3@example.com")
+        waited = run(redis_url, "retry", "--all", "--wait")  # the first run's step runs first
+    finally:
+        worker.stop()
+    assert waited.returncode == 0, waited.stderr
+    assert "finished: replayed 1 of 1, 0 failed" in waited.stdout
+    assert sorted(m["kwargs"]["contact_id"] for m in queued(redis_url)) == ["c-0", "c-1", "c-2", "c-3"]
     assert store.count() == 0
+    shown = run(redis_url, "replays", run_id)
+    assert f"replay run {run_id} finished: replayed 3 of 3, 0 failed" in shown.stdout
 
 
 def test_purge_asks_first(redis_url, store):

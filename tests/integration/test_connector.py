@@ -9,6 +9,7 @@ are written out by hand from the sample dataset and ``docs/integrations/clients.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import select
@@ -26,8 +27,17 @@ from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CLOSED, HALF_OPEN, CircuitBreaker
 from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
+from sync_worker.sandbox.dataset import load_sample
 from sync_worker.sandbox.server import ServedApp
-from tests.fixtures.web import EXCLUDED_EMAIL, TRIGGER_TOKEN, WebServer, serve, stop_web, web_settings
+from tests.fixtures.web import (
+    CONNECTOR_TOKEN,
+    EXCLUDED_EMAIL,
+    TRIGGER_TOKEN,
+    WebServer,
+    serve,
+    stop_web,
+    web_settings,
+)
 from web.context import EXTENSION, WebContext
 
 pytestmark = pytest.mark.integration
@@ -103,7 +113,7 @@ def connector(served: tuple[ServedApp, WebServer]) -> WebServer:
 
 
 def ask(
-    server: WebServer, body: Any, *, token: str | None = TRIGGER_TOKEN
+    server: WebServer, body: Any, *, token: str | None = CONNECTOR_TOKEN
 ) -> tuple[requests.Response, float]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     started = time.monotonic()
@@ -339,6 +349,36 @@ def test_exhausted_platform_budget_answers_stale_without_calling_the_platform(
     assert len(connector.queued()) == 1
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda r: r.update(created_at=1717430400), id="numeric created_at"),
+        pytest.param(lambda r: r["invoices"][0].update(balance="1e30"), id="balance 1e30"),
+        pytest.param(lambda r: r.update(organization="Ruh Care Inc."), id="organization a string"),
+    ],
+)
+def test_malformed_platform_values_answer_the_last_known_ones_stale_never_a_5xx(
+    connector: WebServer, platform_sandbox, change: Callable[[dict], object]
+) -> None:
+    """Issue 12 item 5: these answered 500 (AttributeError, InvalidOperation) on the old code."""
+    [olivia] = [dict(r) for r in load_sample() if r["email"] == OLIVIA_EMAIL]
+    olivia["invoices"] = [dict(invoice) for invoice in olivia["invoices"]]
+    change(olivia)
+    platform_sandbox.add_clients(olivia, check=False)
+    remember(connector, CONTACT_ID)
+    response, elapsed = ask(connector, {"email": OLIVIA_EMAIL, "contact_id": CONTACT_ID})
+    assert response.status_code == 200, response.text
+    assert elapsed < DEADLINE + MARGIN
+    answer = response.json()
+    assert answer["stale"] is True
+    assert answer["sessions"] == "1"  # the last known values
+    assert STALE.match(answer["data_status"])
+    assert connector_answers(connector) == {("stale", "platform_data_invalid"): 1}
+    assert len(connector.queued()) == 1  # the worker still syncs (and parks) the contact
+    # The platform answered: no failure counts against the circuit.
+    assert CircuitBreaker(binary(connector), "platform").state().failures == 0
+
+
 def test_excluded_email_is_skipped_and_nothing_is_read_or_queued(
     connector: WebServer, platform_sandbox
 ) -> None:
@@ -361,7 +401,16 @@ def test_invalid_email_is_skipped(connector: WebServer) -> None:
     assert connector.queued() == []
 
 
-@pytest.mark.parametrize(("token", "code"), [(None, "missing_token"), (TRIGGER_TOKEN + "x", "invalid_token")])
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (None, "missing_token"),
+        (CONNECTOR_TOKEN + "x", "invalid_token"),
+        # The token pasted into every workflow action reads no client data (issue 12 item 8: on the
+        # old code it was the connector's token).
+        (TRIGGER_TOKEN, "invalid_token"),
+    ],
+)
 def test_missing_or_wrong_token_is_401_and_nothing_is_queued(
     connector: WebServer, platform_sandbox, token: str | None, code: str
 ) -> None:
@@ -381,3 +430,33 @@ def test_a_body_without_an_email_or_with_unknown_fields_is_400(connector: WebSer
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_body"
     assert connector.queued() == []
+
+
+def test_the_connector_token_does_not_trigger_syncs(connector: WebServer) -> None:
+    response = connector.trigger({"email": OLIVIA_EMAIL}, token=CONNECTOR_TOKEN)
+    assert response.status_code == 401
+    assert connector.queued() == []
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [(None, "is not set"), ("", "is not set"), (TRIGGER_TOKEN, "the same as SYNC_TRIGGER_TOKEN")],
+)
+def test_without_a_token_of_its_own_the_route_is_disabled_and_the_start_says_so(
+    serve_connector: Serve,
+    platform_sandbox,
+    caplog: pytest.LogCaptureFixture,
+    token: str | None,
+    why: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="web.connector")
+    _, server = serve_connector(SYNC_CONNECTOR_TOKEN=token)
+    [line] = [r for r in caplog.records if r.getMessage() == "connector_disabled"]
+    assert line.setting == "SYNC_CONNECTOR_TOKEN" and why in line.reason
+    for presented in (TRIGGER_TOKEN, CONNECTOR_TOKEN, token):
+        response, _ = ask(server, {"email": OLIVIA_EMAIL}, token=presented)
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "not_configured"
+        assert why in response.json()["error"]["message"]
+    assert server.trigger({"email": OLIVIA_EMAIL}).status_code == 202  # the other routes are served
+    assert platform_sandbox.stats()["total_calls"] == 0

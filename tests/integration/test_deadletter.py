@@ -9,6 +9,7 @@ import pytest
 import redis as redis_lib
 
 from sync_worker.deadletter import MAX_MESSAGE_CHARS, DeadLetterStore
+from sync_worker.replayruns import FINISHED, ReplayRuns, run_step
 
 pytestmark = pytest.mark.integration
 
@@ -165,19 +166,33 @@ def test_a_contact_parked_again_during_its_replay_stays_parked(store):
     assert (entry.attempts, entry.error_code) == (2, "still_failing")
 
 
-def test_replay_all_enqueues_each_and_keeps_the_ones_that_fail(store):
-    for n in range(4):
+def test_a_replay_run_goes_in_steps_oldest_first_keeps_the_failures_and_ends(store):
+    for n in range(5):
         park(store, contact_id=f"c{n}")
+    runs = ReplayRuns(store._redis)
+    run = runs.create(store, "test")
+    park(store, contact_id="later")  # parked after the run began: not the run's
     enqueued: list[str] = []
 
     def enqueue(kwargs: dict) -> None:
-        if kwargs["contact_id"] == "c2":
+        if kwargs["contact_id"] == "c1":
             raise ConnectionError("queue unavailable")
         enqueued.append(kwargs["contact_id"])
+        if kwargs["contact_id"] == "c3":
+            park(store, contact_id="c3")  # its replay failed at once: parked again, after the cutoff
 
-    assert store.replay_all(enqueue) == 3
-    assert enqueued == ["c3", "c1", "c0"]
-    assert [e.contact_id for e in store.list()] == ["c2"]
+    steps = []
+    while True:
+        after = run_step(runs, store, enqueue, run.id, len(steps), batch=2)
+        assert after is not None
+        steps.append((after.replayed, after.failed, after.status))
+        if after.status == FINISHED:
+            break
+    assert steps == [(1, 1, "running"), (3, 1, "running"), (4, 1, "finished")]
+    assert enqueued == ["c0", "c2", "c3", "c4"]
+    assert sorted(e.contact_id for e in store.list()) == ["c1", "c3", "later"]
+    assert run_step(runs, store, enqueue, run.id, 1, batch=2) is None  # a step delivered twice: no-op
+    assert runs.load(run.id).total == 5 and runs.latest().id == run.id
 
 
 def test_prefix_separates_stores(redis_client):

@@ -372,10 +372,25 @@ def test_sandbox_refuses_records_that_break_the_contract(platform_sandbox: Platf
 
 
 def test_bad_config_is_refused(platform_sandbox: PlatformSandbox):
-    for knobs in ({"outage": "500"}, {"latency_ms": -1}, {"rate_limit": {"per_second": 0}}, {"speed": 1}):
+    refused = ({"outage": "500"}, {"latency_ms": -1}, {"rate_limit": {"per_second": 0}}, {"speed": 1})
+    for knobs in (*refused, {"token_revoked": "yes"}):
         answer = requests.put(f"{platform_sandbox.url}/_sandbox/config", json=knobs, timeout=5)
         assert answer.status_code == 400, knobs
-    assert platform_sandbox.config() == {"latency_ms": 0, "outage": None, "rate_limit": None}
+    assert platform_sandbox.config() == {
+        "latency_ms": 0,
+        "outage": None,
+        "rate_limit": None,
+        "token_revoked": False,
+    }
+
+
+def test_a_revoked_token_is_refused_until_restored(platform_sandbox: PlatformSandbox):
+    client = platform_sandbox.client()
+    platform_sandbox.config(token_revoked=True)
+    with pytest.raises(PlatformAuthError):
+        client.clients_by_email("olivia.brandt@example.com")
+    platform_sandbox.config(token_revoked=False)
+    assert client.clients_by_email("olivia.brandt@example.com")
 
 
 def test_synthetic_clients_are_served_on_demand():
@@ -460,24 +475,21 @@ def misbehaving() -> Iterator[tuple[Misbehaving, PlatformClient]]:
         yield stand_in, PlatformClient(served.url, "t", backoff_base=0.01, backoff_max=0.05)
 
 
-def test_record_missing_a_required_field_is_a_contract_error(misbehaving):
+def test_records_are_returned_as_sent_for_the_sync_to_check_one_by_one(misbehaving):
+    """A malformed record is its own contact's ``platform_data_invalid`` (``sync_worker.compute``),
+    not a failed call: in a bulk lookup it would fail every email of the batch."""
     stand_in, client = misbehaving
     record = synthetic_record(1)
     del record["organization"]["currency"]
-    stand_in.body = {"data": [synthetic_record(0), record]}
-
-    with pytest.raises(PlatformContractError) as raised:
-        client.clients_by_email("client1@example.com")
-
-    assert isinstance(raised.value, PermanentError)
-    assert "data[1]" in raised.value.message and "organization is missing currency" in raised.value.message
-    assert "client1@example.com" not in raised.value.message
+    stand_in.body = {"data": {"client0@example.com": [synthetic_record(0)], "client1@example.com": [record]}}
+    found = client.lookup(["client0@example.com", "client1@example.com"])
+    assert found == {"client0@example.com": [synthetic_record(0)], "client1@example.com": [record]}
     assert stand_in.calls == 1
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"records": []}, {"data": {"a@example.com": []}}, {"data": [[]]}],
+    [{"records": []}, {"data": {"a@example.com": []}}, {"data": "x"}],
 )
 def test_wrong_shapes_are_contract_errors(misbehaving, body):
     stand_in, client = misbehaving

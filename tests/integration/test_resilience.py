@@ -84,6 +84,9 @@ def test_a_whole_worker_killed_mid_sync_is_redelivered_to_a_new_worker(
     assert attributes(intercom_sandbox, olivia["id"]) == {}
     client = redis_lib.Redis.from_url(redis_url)
     assert client.hlen("unacked") == 1  # the message is still the dead worker's
+    [raw] = client.hvals("unacked")
+    task_id = json.loads(raw)[0]["headers"]["id"]  # kombu's entry: [message, exchange, routing key]
+    assert client.scard(keys.delivery_runs(task_id, 0)) == 1  # the death counts (MAX_DELIVERIES)
     platform_sandbox.config(latency_ms=0)
 
     workers.start(1, **env)
@@ -95,6 +98,8 @@ def test_a_whole_worker_killed_mid_sync_is_redelivered_to_a_new_worker(
     assert client.hlen("unacked") == 0
     assert len(intercom_sandbox.writes(olivia["id"])) == 1
     assert dead_letters(redis_url).count() == 0
+    # Acknowledged: its delivery tokens are deleted with it, not left for a day (issue 12 item 12).
+    assert delivery_keys(client) == []
 
 
 # --- Redis restarted --------------------------------------------------------------------------
@@ -191,6 +196,14 @@ def test_platform_down_shows_last_known_values_flagged_stale_then_fresh_ones_wit
     last = json.loads(client.get(keys.last_result(f"id:{olivia['id']}")))
     assert [outcome["trigger"] for outcome in last["outcomes"]] == ["stale_refresh"]
     assert dead_letters(redis_url).count() == 0
+    # Every message (triggers, stale refreshes, their retries) acknowledged leaves no delivery tokens.
+    wait_broker_drained(client)
+    assert delivery_keys(client) == []
+
+
+def delivery_keys(client: redis_lib.Redis) -> list:
+    """The ``keys.delivery_runs`` keys left in Redis."""
+    return list(client.scan_iter(f"{keys.PREFIX}:delivery-runs:*"))
 
 
 def start_synced(workers, web_app, intercom_sandbox, contact: dict, *, backoff_base: int, **env: str) -> None:
@@ -276,6 +289,9 @@ def test_triggers_during_an_outage_share_one_stale_refresh_and_the_platform_is_r
     last = json.loads(client.get(keys.last_result(f"id:{olivia['id']}")))
     assert [outcome["trigger"] for outcome in last["outcomes"]] == ["stale_refresh"]
     assert dead_letters(redis_url).count() == 0
+    # Every message (triggers, stale refreshes, their retries) acknowledged leaves no delivery tokens.
+    wait_broker_drained(client)
+    assert delivery_keys(client) == []
 
 
 @pytest.mark.parametrize("claim_expires", [False, True], ids=["claim-held", "claim-expired"])

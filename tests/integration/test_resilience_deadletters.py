@@ -75,7 +75,7 @@ def test_a_platform_record_breaking_the_contract_is_dead_lettered_then_replayed_
     entry_id = f"id:{olivia['id']}"
     wait_until(lambda: store.get(entry_id) is not None, 60, message="the contact to be dead-lettered")
     entry = store.get(entry_id)
-    assert (entry.error_code, entry.attempts) == ("platform_contract", 1)  # permanent: not retried
+    assert (entry.error_code, entry.attempts) == ("platform_data_invalid", 1)  # permanent: not retried
     assert "organization" in entry.error_message
     assert attributes(intercom_sandbox, olivia["id"]) == {}
 

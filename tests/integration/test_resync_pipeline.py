@@ -19,6 +19,7 @@ import requests
 from sync_worker import keys as service_keys
 from sync_worker.celery_app import BULK_QUEUE, create_celery
 from sync_worker.config import Settings
+from sync_worker.deadletter import DeadLetterStore
 from sync_worker.dispatch import SyncRequest, enqueue_sync
 from sync_worker.localredis import wait_until
 from sync_worker.processes import Child, worker_argv
@@ -39,9 +40,9 @@ from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
 from sync_worker.resync.starter import StartResult, resume_if_stalled, start
 from sync_worker.resync.walk import plan_page
 from sync_worker.runtime import Runtime
-from sync_worker.sandbox.platform import EXTENSION, create_app
 from sync_worker.sandbox.server import ServedApp
-from tests.fixtures.platform_sandbox import SANDBOX_TOKEN, PlatformSandbox
+from tests.fixtures.platform_sandbox import served_platform
+from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
 from tests.fixtures.workers import ADMIN_TOKEN
 
@@ -60,26 +61,13 @@ SHORT_LOCK = {"SYNC_RESYNC_LOCK_TTL_SECONDS": str(LOCK_TTL), "SYNC_MAX_RESCHEDUL
 @pytest.fixture
 def platform_sandbox():
     """The platform sandbox serving the sample dataset and ``CONTACTS`` synthetic clients."""
-    app = create_app(token=SANDBOX_TOKEN, synthetic_count=CONTACTS)
-    served = ServedApp(app).start()
-    sandbox = PlatformSandbox(served.url, SANDBOX_TOKEN)
-    yield sandbox
-    app.extensions[EXTENSION].close()
-    served.stop()
-    sandbox.close()
+    with served_platform(synthetic_count=CONTACTS) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
-def env(service_env, intercom_sandbox) -> dict[str, str]:
-    intercom_sandbox.config(rate_limit=1_000_000)
-    return {
-        **service_env,
-        "INTERCOM_CALLS_PER_WINDOW": "1000000",
-        "PLATFORM_CALLS_PER_SECOND": "10000",
-        "SYNC_RESYNC_MAX_IN_FLIGHT": "4",
-        "SYNC_RESYNC_CHUNK_TIME_BUDGET_SECONDS": "1",
-        "SYNC_RESYNC_MIN_INTERVAL_SECONDS": "0",
-    }
+def env(bulk_env) -> dict[str, str]:
+    return bulk_env
 
 
 @pytest.fixture
@@ -243,6 +231,52 @@ def _record(i: int) -> dict:
     return synthetic_record(i)
 
 
+def test_a_malformed_record_is_its_contacts_platform_data_invalid_and_the_chunk_goes_on(
+    env, pool, store, intercom_sandbox, platform_sandbox
+):
+    """Issue 12 item 5: one bad record neither fails its chunk nor spends the chunk's retries (the
+    old code retried the whole chunk on its AttributeError / InvalidOperation, then parked the
+    contacts under the exception's name)."""
+    created = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(10)))
+    ids = {c["email"]: c["id"] for c in created}
+    numeric_date = {**_record(3), "created_at": 1717430400}
+    huge_balance = _record(5)
+    huge_balance["invoices"] = [{"id": 1, "status": "unpaid", "balance": "1e30", "currency": "CAD"}]
+    platform_sandbox.add_clients(numeric_date, huge_balance, check=False)
+    pool.start(concurrency=1)
+    record = finished(store, start_run(env).run_id)
+    assert (record.counts["synced"], record.counts["failed"], record.counts["queued"]) == (8, 2, 10)
+    assert platform_sandbox.stats()["lookup_emails"] == 10  # one read of the chunk: no retry
+    letters = DeadLetterStore(redis_lib.Redis.from_url(env["REDIS_URL"], decode_responses=True))
+    for email in ("client3@example.com", "client5@example.com"):
+        letter = letters.get(f"id:{ids[email]}")
+        assert letter is not None, email
+        assert (letter.error_code, letter.attempts) == ("platform_data_invalid", 1)
+        assert email not in letter.error_message
+        assert intercom_sandbox.contact(ids[email])["custom_attributes"] == {}
+    assert letters.count() == 2
+    live = intercom_sandbox.contact(ids["client4@example.com"])["custom_attributes"]
+    assert live["Data Status"] == "Live"
+
+
+def test_an_only_changed_run_writes_every_contact_again_after_its_attributes_are_renamed(
+    env, pool, store, intercom_sandbox
+):
+    """Issue 12 item 9: on the old code the renamed run counted every contact unchanged."""
+    created = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(5)))
+    first = pool.start(concurrency=1)
+    assert finished(store, start_run(env).run_id).counts["written"] == 5
+    assert finished(store, start_run(env).run_id).counts["unchanged"] == 5
+    first.stop()
+
+    renamed = {"SYNC_ATTRIBUTE_NAMES": json.dumps({"sessions": "Sessions Count"})}
+    pool.start(concurrency=1, **renamed)
+    record = finished(store, start_run(env).run_id)  # the worker holds the names
+    assert (record.counts["written"], record.counts["unchanged"]) == (5, 0)
+    for contact in created:
+        assert "Sessions Count" in intercom_sandbox.contact(contact["id"])["custom_attributes"]
+
+
 def test_a_run_killed_halfway_resumes_from_its_checkpoint(env, seeded, pool, store, intercom_sandbox):
     settings = {
         **SHORT_LOCK,
@@ -399,6 +433,85 @@ def test_a_chunk_waits_for_the_intercom_budget_before_reading_the_platform(
     assert platform_sandbox.stats()["calls"] == {"POST /v1/clients/lookup": 1}
     assert puts(intercom_sandbox) == 3
     runtime.redis.close()
+
+
+#: A platform circuit that opens after 5 failed reads and lets a probe through after 1 s.
+SHORT_CIRCUIT = {"SYNC_CIRCUIT_OPEN_SECONDS": "1"}
+
+
+def shown_statuses(intercom_sandbox, seeded) -> dict[str, str | None]:
+    """Each synced contact's ``Data Status``, by email."""
+    shown = {c["email"]: c["custom_attributes"] for c in intercom_sandbox._call("GET", "/contacts")}
+    return {email: shown[email].get("Data Status") for email in seeded if email.startswith("client")}
+
+
+def test_a_run_during_a_platform_outage_holds_its_chunks_and_ends_with_every_contact_live(
+    env, seeded, pool, store, intercom_sandbox, platform_sandbox, redis_url
+):
+    """Issue 12 item 3: the platform answers 503 from the run's start for longer than a chunk's
+    retries last (the old code then wrote every chunk's contacts stale and walked on). The chunks
+    are held, the walk pauses behind them, and once the platform is back the run writes every
+    contact Live, with no PUT spent on a stale value."""
+    pool.start(concurrency=2, **SHORT_CIRCUIT)
+    platform_sandbox.config(outage="503")
+    run = start_run(env)
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(
+        lambda: client.hget(f"{service_keys.PREFIX}:circuit:platform", "state") == "open",
+        30,
+        message="the platform circuit to open",
+    )
+    # Longer than the retries of every chunk in flight (3, a few hundred ms each): each held many times.
+    wait_until(  # (or, as the old code did, stale values written)
+        lambda: len(log_events(pool, "resync_chunk_held")) >= 4 * 6 or store.load(run.run_id).counts["stale"],
+        60,
+        message="the chunks in flight to be held again and again",
+    )
+    during = store.load(run.run_id)
+    assert during.status == RUNNING and during.counts["queued"] < CONTACTS  # the walk waits
+    assert (during.counts["written"], during.counts["stale"], during.counts["failed"]) == (0, 0, 0)
+    assert puts(intercom_sandbox) == 0
+
+    platform_sandbox.config(outage=None)
+    record = finished(store, run.run_id)
+    assert (record.counts["synced"], record.counts["written"]) == (CONTACTS, CONTACTS)
+    assert (record.counts["stale"], record.counts["deferred"], record.counts["failed"]) == (0, 0, 0)
+    assert set(shown_statuses(intercom_sandbox, seeded).values()) == {"Live"}
+    assert puts(intercom_sandbox) == CONTACTS  # one PUT a contact, none of stale values
+    assert DeadLetterStore(client).count() == 0
+    client.close()
+
+
+def test_a_run_held_past_the_bound_hands_each_contact_a_refresh_that_makes_it_live(
+    env, seeded, pool, store, intercom_sandbox, platform_sandbox, redis_url
+):
+    """Issue 12 item 3: a platform unreadable longer than the hold's bound (2 s here, the rate-limit
+    max wait): the run writes nothing, hands every contact a scheduled stale refresh and finishes;
+    once the platform is back those refreshes show every contact Live, with no trigger."""
+    # Refreshes that find the platform down back off to 10 s (not 2): realtime work, they come
+    # first, and at 600 contacts every 2 s they would keep the workers from the run's chunks.
+    pool.start(
+        concurrency=2,
+        SYNC_RATE_LIMIT_MAX_WAIT_SECONDS="2",
+        SYNC_RETRY_BACKOFF_MAX_SECONDS="10",
+        **SHORT_CIRCUIT,
+    )
+    platform_sandbox.config(outage="503")
+    run = start_run(env)
+    record = finished(store, run.run_id)
+    assert (record.counts["written"], record.counts["stale"], record.counts["failed"]) == (0, 0, 0)
+    assert (record.counts["deferred"], record.counts["queued"]) == (CONTACTS, CONTACTS)
+    assert len(log_events(pool, "resync_chunk_held")) > 0
+
+    platform_sandbox.config(outage=None)  # back; no trigger and no run from here on
+    wait_until(
+        lambda: set(shown_statuses(intercom_sandbox, seeded).values()) == {"Live"},
+        90,
+        message="the refreshes to show every contact Live",
+    )
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    assert DeadLetterStore(client).count() == 0
+    client.close()
 
 
 def test_concurrent_beat_like_starters_start_one_run(env, store):

@@ -8,6 +8,8 @@ fresh sync that finds the platform still down), and "write only what changed".
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sync_worker.circuit import HALF_OPEN, CircuitBreaker
@@ -72,12 +74,28 @@ def test_an_attribute_of_another_type_is_a_clear_permanent_error(
     assert _calls(intercom_sandbox, "UpdateContact") == 0
 
 
-def test_a_merged_contact_is_written_on_the_survivor(runtime, intercom_sandbox, platform_sandbox):
+@pytest.mark.parametrize("version", ["2.14", "Preview"])  # a 404 and a search; a 410 and its Link
+def test_a_merged_contact_is_written_on_the_survivor(
+    service_env, intercom_sandbox, platform_sandbox, version
+):
+    runtime = Runtime(Settings(**{**service_env, "INTERCOM_API_VERSION": version}))
     old, survivor = intercom_sandbox.seed({"email": OLIVIA}, {"email": OLIVIA.upper()})
     intercom_sandbox.merge(old["id"], into=survivor["id"])
     [outcome] = runtime.contact_sync.run(SyncRequest(contact_id=old["id"], email=OLIVIA))
-    assert outcome.contact_id == survivor["id"]
+    runtime.redis.close()
+    assert (outcome.status, outcome.contact_id) == ("synced", survivor["id"])
     assert intercom_sandbox.contact(survivor["id"])["custom_attributes"]["Client ID"] == "131451"
+    searched = _calls(intercom_sandbox, "SearchContacts")
+    assert searched == (1 if version == "2.14" else 0)
+    assert intercom_sandbox.stats()["validation_failures"] == 0
+
+
+def test_a_contact_merged_into_one_with_another_email_is_gone(runtime, intercom_sandbox, platform_sandbox):
+    old, survivor = intercom_sandbox.seed({"email": OLIVIA}, {"email": "someone.else@example.com"})
+    intercom_sandbox.merge(old["id"], into=survivor["id"])
+    [outcome] = runtime.contact_sync.run(SyncRequest(contact_id=old["id"], email=OLIVIA))
+    assert (outcome.status, outcome.contact_id) == ("gone", old["id"])
+    assert intercom_sandbox.contact(survivor["id"])["custom_attributes"] == {}
 
 
 def test_platform_down_shows_last_known_values_flagged_stale(
@@ -158,3 +176,34 @@ def test_a_probe_that_got_no_platform_token_frees_the_probe_at_once(
     probe = circuit.admit()
     assert probe is not None and probe.probe is not None  # released: the next probe goes now
     assert circuit.state().failures == 1  # and nothing else changed: the same outage
+
+
+def test_only_changed_writes_a_contact_again_when_its_attributes_are_renamed_or_its_profile_changes(
+    runtime, intercom_sandbox, platform_sandbox, olivia
+):
+    """Issue 12 item 9: the fingerprint covers what is written (Intercom names, the profile's
+    version), not the values by key: on the old code the renamed run found the contact unchanged."""
+    only_changed = SyncRequest(contact_id=olivia, email=OLIVIA, force_write=False)
+    runtime.contact_sync.run(SyncRequest(contact_id=olivia, email=OLIVIA))
+    [same] = runtime.contact_sync.run(only_changed)
+    assert same.status == "unchanged"
+
+    renamed = Runtime(runtime.settings.model_copy(update={"attribute_names": {"sessions": "Sessions Count"}}))
+    try:
+        [moved] = renamed.contact_sync.run(only_changed)
+        assert (moved.status, moved.written) == ("synced", True)
+        shown = intercom_sandbox.contact(olivia)["custom_attributes"]
+        assert shown["Sessions Count"] == shown["Number of Sessions"] == "2"
+        [again] = renamed.contact_sync.run(only_changed)
+        assert again.status == "unchanged"  # the new names are what the contact shows now
+    finally:
+        renamed.redis.close()
+
+    class NextVersion(type(runtime.contact_sync.profile)):
+        version = "next"
+
+    bumped = replace(runtime.contact_sync, profile=NextVersion(runtime.settings.display_timezone))
+    writes = _calls(intercom_sandbox, "UpdateContact")
+    [rewritten] = bumped.run(only_changed)
+    assert rewritten.status == "synced"
+    assert _calls(intercom_sandbox, "UpdateContact") == writes + 1

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.dispatch import SyncRequest
+from sync_worker.localredis import wait_until
+from sync_worker.replayruns import BATCH
 from tests.fixtures.web import (
     ADMIN_TOKEN,
     TRIGGER_TOKEN,
@@ -16,8 +21,12 @@ from tests.fixtures.web import (
     stop_web,
     web_settings,
 )
+from tests.fixtures.workers import bulk_worker
 
 pytestmark = pytest.mark.integration
+
+#: A store large enough that replaying it inside the request took seconds.
+THOUSANDS = 5_000
 
 
 def park(
@@ -118,18 +127,68 @@ def test_retry_one_queues_a_replay_and_removes_the_entry(web_server: WebServer) 
     assert again.status_code == 404
 
 
-def test_retry_all_replays_every_entry(web_server: WebServer) -> None:
+def test_retry_all_answers_with_a_queued_run_whose_progress_it_reports(web_server: WebServer) -> None:
     for n in range(3):
         park(web_server, f"contact{n}")
     response = web_server.admin("POST", "/retry-all")
     assert response.status_code == 202, response.text
-    assert response.json() == {"replayed": 3, "failed": 0}
-    assert sorted(m["kwargs"]["contact_id"] for m in web_server.queued()) == [
-        "contact0",
-        "contact1",
-        "contact2",
-    ]
-    assert DeadLetterStore(web_server.redis).count() == 0
+    run = response.json()
+    assert (run["status"], run["total"], run["replayed"], run["failed"]) == ("queued", 3, 0, 0)
+    assert run["links"]["self"] == f"/v1/admin/dead-letters/retry-all/{run['id']}"
+    [step] = web_server.queued(BULK_QUEUE)  # the run's first step; no worker runs it here
+    assert step["kwargs"] == {"run_id": run["id"], "step": 0}
+    assert web_server.queued() == []  # nothing replayed in the request
+    assert DeadLetterStore(web_server.redis).count() == 3
+
+    status = web_server.admin("GET", f"/retry-all/{run['id']}")
+    assert status.status_code == 200 and status.json() == {k: v for k, v in run.items() if k != "links"}
+    assert web_server.admin("GET", "/retry-all").json()["id"] == run["id"]  # the latest run
+    missing = web_server.admin("GET", "/retry-all/nope")
+    assert missing.status_code == 404 and error_code(missing) == "replay_run_not_found"
+
+
+def test_retry_all_of_thousands_answers_at_once_and_a_worker_replays_them_all(
+    web_server: WebServer, tmp_path: Path
+) -> None:
+    """Issue 12 item 17: the old route replayed every entry inside the request (5,000 here took
+    seconds; a large store ran into gunicorn's 30 s timeout). Now the POST only stores a run and
+    its first step, and a worker replays them in steps, its progress readable meanwhile."""
+    store = DeadLetterStore(web_server.redis)
+    for n in range(THOUSANDS):
+        store.park(
+            contact_id=f"c{n}",
+            email=None,
+            error_code="intercom_error",
+            error_message="Intercom refused the update",
+            trigger="webhook",
+            kwargs={"contact_id": f"c{n}", "trigger": "webhook"},
+        )
+    began = time.monotonic()
+    response = web_server.admin("POST", "/retry-all")
+    answered_in = time.monotonic() - began
+    assert response.status_code == 202, response.text
+    assert answered_in < 0.5, answered_in
+    run_id = response.json()["id"]
+    assert response.json()["total"] == THOUSANDS
+
+    worker = bulk_worker(web_server.settings.redis_url, tmp_path / "bulk.log")
+    try:
+        seen: list[int] = []
+
+        def finished() -> bool:
+            run = web_server.admin("GET", f"/retry-all/{run_id}").json()
+            seen.append(run["done"])
+            return run["status"] == "finished"
+
+        wait_until(finished, 120, interval=0.02, message="the replay run to finish")
+    finally:
+        worker.stop()
+    run = web_server.admin("GET", f"/retry-all/{run_id}").json()
+    assert (run["replayed"], run["failed"], run["total"]) == (THOUSANDS, 0, THOUSANDS)
+    assert run["step"] == THOUSANDS // BATCH + 1  # in steps of BATCH: none ran past a task's time limit
+    assert store.count() == 0
+    assert web_server.redis.llen(REALTIME_QUEUE) == THOUSANDS  # one replayed sync per entry
+    assert seen == sorted(seen)  # progress only grows
 
 
 def test_delete_one_entry(web_server: WebServer) -> None:

@@ -37,6 +37,7 @@ from sync_worker import keys
 from tests.fixtures.web import (
     ADMIN_TOKEN,
     CLIENT_SECRET,
+    CONNECTOR_TOKEN,
     EXCLUDED_EMAIL,
     TRIGGER_TOKEN,
     WebServer,
@@ -61,6 +62,8 @@ class CredentialedSession(requests.Session):
         path = urlsplit(request.url or "").path
         if path.startswith("/v1/admin/"):
             request.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+        elif path == CONNECTOR:
+            request.headers["Authorization"] = f"Bearer {CONNECTOR_TOKEN}"
         elif path.startswith("/v1/"):
             request.headers["Authorization"] = f"Bearer {TRIGGER_TOKEN}"
         elif path == "/webhooks/intercom" and request.method == "POST":

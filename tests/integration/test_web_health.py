@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 import requests
 
 from sync_worker import keys
-from sync_worker.localredis import wait_until
+from sync_worker.heartbeat import beat
+from sync_worker.localredis import LocalRedis, wait_until
 from sync_worker.logs import JsonFormatter
 from tests.fixtures.prometheus import key
 from tests.fixtures.web import (
@@ -17,7 +17,11 @@ from tests.fixtures.web import (
     TRIGGER_TOKEN,
     WebServer,
     notification,
+    serve,
+    stop_web,
+    web_settings,
 )
+from web.keys import readiness_probe
 from web.metrics import FLUSH_INTERVAL_SECONDS
 from web.openapi import build_spec
 
@@ -30,21 +34,48 @@ def test_healthz_is_200(web_server: WebServer) -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_needs_a_fresh_worker_heartbeat(web_server: WebServer) -> None:
-    missing = web_server.get("/readyz")
-    assert missing.status_code == 503
-    assert missing.json()["error"]["code"] == "no_worker"
-    assert missing.json()["checks"]["redis"] == "ok"
-
-    web_server.redis.set(keys.worker_heartbeat(), str(time.time() - 120), ex=60)
-    stale = web_server.get("/readyz")
-    assert stale.status_code == 503
-    assert stale.json()["checks"]["worker_heartbeat_age_seconds"] >= 120
-
-    web_server.redis.set(keys.worker_heartbeat(), str(time.time()), ex=60)
+def test_readyz_is_200_with_no_worker_running(web_server: WebServer) -> None:
+    """The receiver stores triggers whether workers run or not: no worker must not pull it."""
     ready = web_server.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"] == {"redis": "ok"}
+    assert ready.json()["workers"]["healthy"] is False  # told, not failed
+    assert web_server.redis.pttl(readiness_probe()) > 0  # the write that shows Redis takes them
+
+
+def test_readyz_fails_when_redis_refuses_writes() -> None:
+    server = LocalRedis(persistent=False).start()
+    served, web = serve(web_settings(server.url))
+    try:
+        assert web.get("/readyz").status_code == 200
+        web.redis.config_set("min-replicas-to-write", "1")  # answers PING, stores nothing
+        refused = web.get("/readyz")
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "redis_refuses_writes"
+        assert "NOREPLICAS" in refused.json()["error"]["message"]
+        web.redis.config_set("min-replicas-to-write", "0")
+        assert web.get("/readyz").status_code == 200
+    finally:
+        stop_web(served)
+        web.redis.close()
+        server.cleanup()
+
+
+def test_workers_health_needs_a_fresh_heartbeat_on_redis_time(web_server: WebServer) -> None:
+    missing = web_server.get("/healthz/workers")
+    assert missing.status_code == 503
+    assert missing.json()["error"]["code"] == "no_worker"
+
+    redis_now = float(web_server.redis.time()[0])
+    web_server.redis.set(keys.worker_heartbeat(), str(redis_now - 120), ex=60)
+    stale = web_server.get("/healthz/workers")
+    assert stale.status_code == 503
+    assert stale.json()["workers"]["latest_heartbeat_age_seconds"] >= 120
+
+    beat(web_server.redis, "w@test")
+    fresh = web_server.get("/healthz/workers")
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.json()["workers"]["fresh_workers"] == 1
 
 
 def test_metrics_count_outcomes_rejections_and_latency(web_server: WebServer) -> None:
@@ -176,8 +207,20 @@ def test_openapi_document_describes_the_routes(web_server: WebServer) -> None:
         "/v1/admin/dead-letters/{entry_id}/retry",
         "/healthz",
         "/readyz",
+        "/healthz/workers",
         "/metrics",
     ):
         assert path in spec["paths"], path
-    assert set(spec["components"]["securitySchemes"]) == {"triggerToken", "adminToken", "intercomSignature"}
+    assert set(spec["components"]["securitySchemes"]) == {
+        "triggerToken",
+        "connectorToken",
+        "adminToken",
+        "intercomSignature",
+    }
+    # Which token each route takes: the connector its own, never the trigger token (issue 12 item 8).
+    operations = {path: next(iter(item.values())) for path, item in spec["paths"].items()}
+    assert operations["/v1/sync"]["security"] == [{"triggerToken": []}]
+    assert operations["/v1/connector/client-attributes"]["security"] == [{"connectorToken": []}]
+    assert spec["paths"]["/webhooks/intercom"]["post"]["security"] == [{"intercomSignature": []}]
+    assert spec["security"] == []  # an operation without its own takes none (health, metrics)
     assert spec == build_spec(web_server.settings)  # what the fuzz test generates from

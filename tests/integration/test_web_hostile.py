@@ -1,4 +1,4 @@
-"""Hostile traffic against the receiver as deployed (gunicorn, ``processes.web_argv``), then proof it is fine.
+"""Hostile traffic against the receiver as deployed (``web.serve``, ``processes.web_argv``), then proof it is fine.
 
 One battery of bad requests, each answered with its documented status and a JSON
 error whose code and message say what was wrong; none leaves anything on the
@@ -21,8 +21,8 @@ import pytest
 import redis as redis_lib
 import requests
 
-from sync_worker.localredis import free_port, wait_until
-from sync_worker.processes import Child, web_argv
+from sync_worker.localredis import wait_until
+from tests.fixtures.deployed import deployed_web
 from tests.fixtures.web import (
     CLIENT_SECRET,
     TRIGGER_TOKEN,
@@ -34,13 +34,12 @@ from web.auth import sign
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 MAX_BODY_BYTES = 8 * 1024
 
 
 @pytest.fixture
 def deployed(redis_url: str, tmp_path: Path) -> Iterator[str]:
-    """gunicorn serving ``web:create_app()`` from the environment, as the README runs it."""
+    """The receiver's server serving ``web:create_app()`` from the environment, as the README runs it."""
     settings = web_settings(redis_url)
     env = {
         "REDIS_URL": redis_url,
@@ -48,18 +47,8 @@ def deployed(redis_url: str, tmp_path: Path) -> Iterator[str]:
         "SYNC_TRIGGER_TOKEN": TRIGGER_TOKEN,
         "SYNC_WEBHOOK_MAX_BODY_BYTES": str(settings.webhook_max_body_bytes),
     }
-    port = free_port()
-    child = Child("web", web_argv(port=port), env=env, log_path=tmp_path / "web.log", cwd=ROOT).start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: requests.get(f"{url}/healthz", timeout=1).status_code == 200,
-            60,
-            message=f"gunicorn on {port} (log: {tmp_path / 'web.log'})",
-        )
+    with deployed_web(env, tmp_path) as url:
         yield url
-    finally:
-        child.stop()
 
 
 def _post(url: str, path: str, body: bytes, headers: dict[str, str]) -> requests.Response:
@@ -166,7 +155,7 @@ def test_hostile_requests_are_refused_with_reasons_and_the_server_stays_healthy(
     seen: dict[str, object] = {}
 
     def every_refusal_counted() -> bool:
-        # Each gunicorn worker writes its counts within its flush interval: wait for both.
+        # The server writes its counts within its flush interval: wait for them.
         metrics = requests.get(f"{deployed}/metrics", timeout=5)
         assert metrics.status_code == 200
         rejected = Counter(

@@ -89,7 +89,13 @@ def test_metrics_show_what_real_workers_did(
     assert types["intercom_sync_queue_depth"] == "gauge"
     assert types["intercom_sync_web_request_duration_seconds"] == "histogram"
 
-    workers.start(1, concurrency=2, SYNC_CIRCUIT_FAILURE_THRESHOLD="1", SYNC_CIRCUIT_OPEN_SECONDS="60")
+    workers.start(
+        1,
+        concurrency=2,
+        SYNC_CIRCUIT_FAILURE_THRESHOLD="1",
+        SYNC_CIRCUIT_OPEN_SECONDS="60",
+        SYNC_CONTACT_SEARCH_WAIT_SECONDS="2",
+    )
     samples = wait_for(
         url,
         lambda s: (
@@ -104,17 +110,29 @@ def test_metrics_show_what_real_workers_did(
     assert samples[key("intercom_sync_upstream_requests_total", upstream="platform")] == 2
     assert samples[key("intercom_sync_dead_letters")] == 0
 
-    # A contact Intercom does not know: retried (SYNC_TASK_MAX_RETRIES=3), then parked.
+    # An email Intercom's search never shows: it waits out SYNC_CONTACT_SEARCH_WAIT_SECONDS and
+    # ends not_found, no dead letter.
     trigger(url, {"email": UNKNOWN_EMAIL})
+    wait_for(
+        url,
+        lambda s: syncs(s, outcome="not_found") == 1,
+        "the unknown contact counted as not found",
+    )
+
+    # Intercom refusing a contact's writes past its retries (SYNC_TASK_MAX_RETRIES=3): parked.
+    intercom_sandbox.config(fail_next={"count": 10_000, "status": 503, "operation": "UpdateContact"})
+    trigger(url, {"contact_id": olivia["id"], "email": OLIVIA_EMAIL})
     samples = wait_for(
         url,
         lambda s: (
-            syncs(s, outcome="dead_lettered", error_code="contact_not_found") == 1
+            syncs(s, outcome="dead_lettered", error_code="intercom_unavailable") == 1
             and s[key("intercom_sync_dead_letters")] == 1
         ),
-        "the unknown contact parked and counted",
+        "the refused contact parked and counted",
     )
-    assert syncs(samples, outcome="retried", error_code="contact_not_found") == 3
+    assert syncs(samples, outcome="retried", error_code="intercom_unavailable") == 3
+    assert syncs(samples, outcome="dead_lettered") == 1
+    intercom_sandbox.config(fail_next=None)
 
     # Rate limits: a pause every worker obeys. A short one is slept inline; a long one reschedules.
     limiter = RateLimiter(

@@ -1,0 +1,54 @@
+"""The halt probe (beat, every ``SYNC_HALT_PROBE_SECONDS``): clears a halt once its upstream works.
+
+Guarantees: for each halted upstream (:mod:`sync_worker.halts`) one cheap authenticated call:
+- Intercom: the data attributes are listed afresh (the cached schema forgotten) and the names
+  the sync writes ensured, so a restored token, an unarchived or renamed attribute, or room
+  made under the cap all clear the halt, and a schema problem still there keeps it;
+- the platform: one read for an address no client has (``PROBE_EMAIL``);
+a probe that works clears the halt (the waiting work goes on at its next look); one that fails
+notes its error on the halt (``probes``, ``last_probe_error``) and keeps it. An upstream without
+a halt costs no call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sync_worker.attributes import resolve_names
+from sync_worker.celery_app import HALT_PROBE_TASK, app
+from sync_worker.halts import INTERCOM, PLATFORM
+from sync_worker.runtime import Runtime, get_runtime
+
+#: The platform probe's address: a reserved domain (RFC 2606), so it is nobody's.
+PROBE_EMAIL = "halt-probe@example.invalid"
+
+
+def probe_intercom(runtime: Runtime) -> None:
+    profile = runtime.contact_sync.profile
+    targets = resolve_names(profile.attributes, runtime.settings.attribute_names)
+    runtime.schema.forget()
+    runtime.schema.ensure(name for name, custom in targets.values() if custom)
+
+
+def probe_platform(runtime: Runtime) -> None:
+    runtime.platform.clients_by_email(PROBE_EMAIL)
+
+
+PROBES: dict[str, Callable[[Runtime], None]] = {INTERCOM: probe_intercom, PLATFORM: probe_platform}
+
+
+@app.task(name=HALT_PROBE_TASK)
+def probe_halts() -> dict[str, str]:
+    """Probe every halted upstream; upstream -> ``cleared`` or ``halted``."""
+    runtime = get_runtime()
+    results: dict[str, str] = {}
+    for halt in runtime.halts.all():
+        try:
+            PROBES[halt.upstream](runtime)
+        except Exception as error:  # whatever stops the call, the halt stays and the next probe tries
+            runtime.halts.probe_failed(halt.upstream, error)
+            results[halt.upstream] = "halted"
+            continue
+        runtime.halts.clear(halt.upstream)
+        results[halt.upstream] = "cleared"
+    return results
