@@ -5,7 +5,10 @@ Guarantees of :func:`sync_contact`:
   the run queues one more sync (:mod:`sync_worker.dispatch`);
 - waiting for a rate-limit token longer than a moment, or an upstream's 429,
   reschedules the task (same task id, ``countdown`` = the wait) without
-  spending an error retry, however many times it takes; only a contact that has
+  spending an error retry, however many times it takes; a run takes its Intercom
+  calls' tokens together (:func:`sync_worker.ratelimit.reserving`), and a wait for
+  a token reserved for it carries the reservation (``reservation``) to the
+  rescheduled run, which redeems it when its window starts; only a contact that has
   waited longer than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` in all (an upstream that
   keeps refusing, not a long backlog) is parked; that clock starts at the first
   wait and goes on through error retries (``waiting_since`` travels with the
@@ -121,7 +124,8 @@ from sync_worker.halts import UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
-from sync_worker.ratelimit import RateLimitWait
+from sync_worker.ratelimit import RateLimitWait, Reservation, reserving
+from sync_worker.ratelimit.hooks import INTERCOM
 from sync_worker.runtime import get_runtime
 from sync_worker.schema import names_may_be_stale
 from sync_worker.searchwait import SearchWait, carried, next_search
@@ -345,6 +349,7 @@ def sync_contact(
     attempt: int = 0,
     refreshes: int = 0,
     waiting_since: float | None = None,
+    reservation: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]] | dict[str, Any]:
     """Sync the contact of ``kwargs`` (a :class:`SyncRequest`'s fields); see the module's guarantees.
@@ -354,7 +359,9 @@ def sync_contact(
     """
     run = uuid.uuid4().hex
     try:
-        result = _sync(self, run, attempt, refreshes, waiting_since, kwargs)
+        result = _sync(
+            self, run, attempt, refreshes, waiting_since, kwargs, Reservation.from_kwargs(reservation)
+        )
     except (redis_lib.RedisError, OperationalError, Reject) as error:
         cause = redis_unavailable(error)
         if cause is None:
@@ -414,6 +421,7 @@ def _sync(
     refreshes: int,
     waiting_since: float | None,
     kwargs: dict[str, Any],
+    reserved: Reservation | None = None,
 ) -> list[dict[str, Any]] | dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
@@ -434,7 +442,9 @@ def _sync(
     request = claim(runtime.redis, request)
     started = time.monotonic()
     try:
-        outcomes = _run_unless_halted(request)
+        # The run's Intercom calls are taken together; a reservation it carries is redeemed first.
+        with reserving(INTERCOM, runtime.contact_sync.intercom_calls(request), reserved):
+            outcomes = _run_unless_halted(request)
     except UpstreamHalted as halted:
         _wait_out_halt(self, request, halted, attempt, refreshes, waiting_since, kwargs)
     except RATE_LIMIT_SIGNALS as wait:
@@ -447,6 +457,7 @@ def _sync(
             logger,
             "sync_rescheduled_rate_limit",
             contact_id=request.contact_id,
+            task_id=self.request.id,
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
@@ -456,6 +467,8 @@ def _sync(
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
+        if isinstance(wait, RateLimitWait) and wait.reservation is not None:
+            carry["reservation"] = wait.reservation.to_kwargs()  # the token(s) promised for the countdown
         raise _run_again(self, request, countdown, carry) from None
     except ContactNotFoundYet:
         outcomes = [_search_again_or_give_up(self, request, attempt, refreshes, waiting_since, kwargs)]
