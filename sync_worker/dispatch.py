@@ -4,7 +4,8 @@ Guarantees:
 - :func:`enqueue_sync` either stores the trigger and returns, or raises
   :class:`QueueUnavailable`: a caller that acknowledges only after it returns
   never acknowledges a trigger that was not stored;
-- storing is one Lua script call (one round trip, atomic): it writes the
+- storing is one Lua script call (``EVALSHA``: one round trip, atomic; the script's text is sent
+  only when Redis does not have it yet): it writes the
   contact's pending payload and, when no sync is waiting, the pending marker
   *and* the Celery message on the queue's list together, so there is never a
   marker without its message (or a message without its marker) whatever
@@ -184,7 +185,7 @@ def enqueue_sync(
         if idempotency_key is not None:
             keys_.append(idempotency_key)
             args.append(idempotency_ttl)
-        status, owner = client.eval(_ENQUEUE, len(keys_), *keys_, *args)
+        status, owner = client.register_script(_ENQUEUE)(keys=keys_, args=args)  # EVALSHA, loaded once
     except (redis_lib.RedisError, KombuError, OSError) as exc:  # nothing was stored
         raise QueueUnavailable(f"queue unreachable: {exc.__class__.__name__}") from exc
     status = status.decode() if isinstance(status, bytes) else status
