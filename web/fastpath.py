@@ -15,8 +15,9 @@ Guarantees:
   before the answer; every other request (any refusal, skip, ping, topic not subscribed, other routes)
   goes to the Flask app with the body it sent, untouched, so it is answered exactly as before;
 - what it answers is what the view answers (``queued`` / ``folded`` with the task id,
-  ``duplicate``, or the 503 ``queue_unavailable`` with ``Retry-After`` when Redis cannot be
-  reached), with the bookkeeping of :mod:`web.access`: ``X-Request-Id``, one access log line
+  ``duplicate``, the 503 ``queue_unavailable`` with ``Retry-After`` when Redis cannot be
+  reached, or the view's 500 ``internal_error``, logged with its scrubbed traceback, should the
+  store fail unexpectedly), with the bookkeeping of :mod:`web.access`: ``X-Request-Id``, one access log line
   (:func:`web.access.log_request`), the metrics counts and latency (``RedisMetrics.record``).
 """
 
@@ -34,7 +35,7 @@ from web import keys
 from web.access import log_request
 from web.auth import plain_secret, signature_matches
 from web.context import WebContext
-from web.errors import error_body
+from web.errors import error_body, unexpected
 from web.intake import enqueue_failed
 from web.jsonbody import parse_json
 from web.notifications import Notification, Subject
@@ -45,7 +46,7 @@ from web.webhooks import SOURCE, sync_request, triage
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _JSON_TYPES = ("application/json",)
-_REASONS = {200: "200 OK", 503: "503 SERVICE UNAVAILABLE"}
+_REASONS = {200: "200 OK", 500: "500 INTERNAL SERVER ERROR", 503: "503 SERVICE UNAVAILABLE"}
 
 
 def _json(payload: dict[str, Any]) -> bytes:
@@ -100,6 +101,11 @@ class WebhookFastPath:
             payload = error_body(refusal.code, refusal.message, request_id)
             extra_headers = list(refusal.headers.items())
             counts.append(("rejected", label_field({"reason": refusal.code})))
+        except Exception as exc:  # a bug: it may have stored, so the view must not run it again
+            status, outcome = 500, None
+            error_code, message = unexpected(exc, request_id)
+            payload = error_body(error_code, message, request_id)
+            counts.append(("rejected", label_field({"reason": error_code})))
         else:
             status, outcome = 200, result.status
             counts.append((result.status, label_field({"source": SOURCE})))
