@@ -4,7 +4,8 @@ Guarantees:
 - :func:`enqueue_sync` either stores the trigger and returns, or raises
   :class:`QueueUnavailable`: a caller that acknowledges only after it returns
   never acknowledges a trigger that was not stored;
-- storing is one Lua script call (one round trip, atomic): it writes the
+- storing is one Lua script call (``EVALSHA``: one round trip, atomic; the script's text is sent
+  only when Redis does not have it yet): it writes the
   contact's pending payload and, when no sync is waiting, the pending marker
   *and* the Celery message on the queue's list together, so there is never a
   marker without its message (or a message without its marker) whatever
@@ -45,6 +46,7 @@ from typing import Any, Literal
 import redis as redis_lib
 from celery import Celery
 from kombu.exceptions import KombuError
+from redis.commands.core import Script
 
 from sync_worker import keys
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE, SYNC_TASK
@@ -143,6 +145,10 @@ end
 return {status, owner}
 """
 
+#: redis-py's script object: ``EVALSHA`` with the digest computed once, the text loaded on ``NOSCRIPT``
+#: (bytes, so it needs no client's encoder; every call names its client).
+_ENQUEUE_SCRIPT = Script(None, _ENQUEUE.encode())
+
 # KEYS[1] marker, KEYS[2] payload: take the latest payload and clear both (the sync is now running).
 _CLAIM = """
 local payload = redis.call('GET', KEYS[2])
@@ -184,7 +190,7 @@ def enqueue_sync(
         if idempotency_key is not None:
             keys_.append(idempotency_key)
             args.append(idempotency_ttl)
-        status, owner = client.eval(_ENQUEUE, len(keys_), *keys_, *args)
+        status, owner = _ENQUEUE_SCRIPT(keys=keys_, args=args, client=client)
     except (redis_lib.RedisError, KombuError, OSError) as exc:  # nothing was stored
         raise QueueUnavailable(f"queue unreachable: {exc.__class__.__name__}") from exc
     status = status.decode() if isinstance(status, bytes) else status
