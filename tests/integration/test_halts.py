@@ -27,7 +27,7 @@ from sync_worker.localredis import wait_until
 from sync_worker.processes import Child, beat_argv
 from sync_worker.resync.runs import FINISHED, RUNNING, RunOptions, RunStore
 from sync_worker.resync.settings import ResyncSettings
-from sync_worker.resync.starter import start
+from sync_worker.resync.starter import resume_if_stalled, start
 from tests.fixtures.platform_sandbox import served_platform
 from tests.fixtures.resilience import log_events
 from tests.fixtures.workers import ADMIN_TOKEN, TRIGGER_TOKEN
@@ -80,14 +80,17 @@ def halts(web_url: str) -> dict:
     return answer.json()
 
 
-def trigger(web_url: str, contact_id: str, email: str) -> None:
+def trigger(web_url: str, contact_id: str, email: str | None) -> str:
+    """Trigger a sync: the receiver's answer (``queued`` or ``folded``). Without an email the
+    run's first call is Intercom's (it reads the contact), else the platform's."""
     answer = requests.post(
         f"{web_url}/v1/sync",
-        json={"contact_id": contact_id, "email": email},
+        json={"contact_id": contact_id, **({"email": email} if email else {})},
         headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"},
         timeout=10,
     )
     assert answer.status_code == 202, answer.text
+    return answer.json()["status"]
 
 
 def operator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -284,3 +287,77 @@ def test_the_halts_route_is_for_operators_only(web_app):
     wrong = {"Authorization": "Bearer wrong"}
     assert requests.get(f"{web_app.url}/v1/admin/halts", headers=wrong, timeout=10).status_code == 401
     assert halts(web_app.url) == {"halts": [], "alerts": {}}
+
+
+def waits_of(workers, contact_id: str) -> list[dict]:
+    """The contact's ``sync_waiting_halt`` lines."""
+    return [e for e in log_events(workers, "sync_waiting_halt") if e.get("contact_id") == contact_id]
+
+
+def rate_limit_waits(workers, contact_id: str) -> int:
+    events = log_events(workers, "sync_rescheduled_rate_limit")
+    return sum(1 for e in events if e.get("contact_id") == contact_id)
+
+
+def test_triggers_during_a_halt_fold_into_the_contact_s_one_waiting_message(
+    env, workers, web_app, intercom_sandbox, client
+):
+    """A halt may last hours. On the old code each waiting run claimed (deleted) the contact's
+    pending marker before it found the halt, so every later trigger queued a new chain waking every
+    ``SYNC_HALT_PROBE_SECONDS``: here 8 chains for one contact."""
+    first, contact = intercom_sandbox.seed({"email": "client0@example.com"}, {"email": "client1@example.com"})
+    intercom_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    trigger(web_app.url, first["id"], first["email"])
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+
+    assert trigger(web_app.url, contact["id"], contact["email"]) == "queued"
+    answers = []
+    for round_ in range(8):  # each after one more wait of the contact's message: across its reschedules
+        wait_until(lambda r=round_: len(waits_of(workers, contact["id"])) > r, 60, message="a wait")
+        answers.append(trigger(web_app.url, contact["id"], contact["email"]))
+    assert answers == ["folded"] * 8
+    assert len({e["task_id"] for e in waits_of(workers, contact["id"])}) == 1
+
+
+def test_the_time_halted_does_not_count_on_the_rate_limit_clock(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+):
+    """A contact rescheduled once for Intercom's 429, then halted (its retry meets the platform's
+    revoked token) longer than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``, meets a 429 again after the
+    halt clears: on the old code its clock, started before the halt, had run out and it was parked."""
+    env = {**env, "SYNC_RATE_LIMIT_MAX_WAIT_SECONDS": "6"}
+    (contact,) = intercom_sandbox.seed({"email": "client1@example.com"})
+    platform_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    intercom_sandbox.config(fail_next={"count": 1, "status": 429})  # the contact's first call
+    trigger(web_app.url, contact["id"], None)
+    wait_until(lambda: waits_of(workers, contact["id"]), 60, message="the contact waiting on the halt")
+    assert rate_limit_waits(workers, contact["id"]) == 1
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 7, 60, message="a halt longer than 6 s")
+    assert last_status(client, contact["id"]) is None and DeadLetterStore(client).count() == 0
+
+    intercom_sandbox.config(fail_next={"count": 1, "status": 429})  # its first call after the halt
+    platform_sandbox.config(token_revoked=False)
+    wait_until(lambda: last_status(client, contact["id"]) is not None, 90, message="the contact's sync")
+    assert rate_limit_waits(workers, contact["id"]) == 2
+    assert last_status(client, contact["id"]) in ("synced", "no_account")
+    assert DeadLetterStore(client).count() == 0
+
+
+def test_a_walk_held_longer_than_the_lock_ttl_keeps_its_run_s_lock(env, workers, intercom_sandbox, client):
+    """The walk's first page meets a revoked token: the walk holds for longer than the run's lock
+    ttl. On the old code a held walk never refreshed the lock: the watchdog then resumed the run and
+    stacked a second walk chain beside the first (one more per watchdog round)."""
+    env = {**env, "SYNC_RESYNC_LOCK_TTL_SECONDS": "4", "SYNC_MAX_RESCHEDULE_SECONDS": "2"}
+    intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(50)))
+    intercom_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    celery, resync = create_celery(Settings(**env)), ResyncSettings(**env)
+    run_id = start(client, celery, RunOptions(trigger="manual"), resync).run_id
+    held = lambda: len([e for e in log_events(workers, "resync_walk_held") if e["run_id"] == run_id])  # noqa: E731
+    wait_until(lambda: held() >= 8, 60, message="a walk held for twice the lock's ttl")
+
+    assert resume_if_stalled(client, celery, resync) is None  # the watchdog's check: alive
+    record = RunStore(client, lock_ttl_seconds=4, keep_seconds=3600).load(run_id)
+    assert (record.status, record.gen) == (RUNNING, 0)
