@@ -117,7 +117,7 @@ from kombu.exceptions import OperationalError
 
 from sync_worker import heartbeat, keys, replayruns
 from sync_worker.attributes import InvalidAttributeName
-from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
+from sync_worker.celery_app import BULK_QUEUE, REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import PENDING_TTL_SECONDS, SyncRequest, claim, enqueue_replay, hold_pending
 from sync_worker.errors import SyncError, TransientError
@@ -146,6 +146,9 @@ HAND_BACK_PAUSE_SECONDS = (0.5, 2.0)
 #: How long a contact's stale-refresh claim outlives the refresh's countdown plus the hard time
 #: limit: time for a worker to take the message and start it.
 STALE_REFRESH_MARGIN_SECONDS = 60.0
+#: A bulk chunk's deferred refreshes (:func:`defer_to_refresh`) are spread over up to this many
+#: seconds more than their backoff, so a run's hundreds are not all due at one moment.
+DEFERRED_SPREAD_SECONDS = 60.0
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
 #: Redis (the broker and the shared state) cannot be used: redis-py's connection errors (loading
 #: after a restart included), kombu's for a publish (a retry, a fresh sync), and the replies of a
@@ -728,7 +731,9 @@ def _note_stale_run(
     return pending.decode() if isinstance(pending, bytes) else pending
 
 
-def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refreshes: int) -> None:
+def _schedule_fresh_sync(
+    task_id: str, request: SyncRequest, attempt: int, refreshes: int, *, deferred: bool = False
+) -> None:
     """After a stale write: sync again once the platform may answer; park when it stays unreadable.
 
     Schedules nothing when another refresh of the contact is pending (it will read the platform for
@@ -753,7 +758,10 @@ def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refre
         refreshes, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
     )
     # Not before the open circuit lets a probe through; never past what the visibility timeout allows.
-    countdown = min(backoff + runtime.circuit.opens_in(), longest_countdown(settings))
+    countdown = backoff + runtime.circuit.opens_in()
+    if deferred:  # a bulk chunk's contacts, all due at once otherwise: spread them
+        countdown += random.uniform(0.0, DEFERRED_SPREAD_SECONDS)
+    countdown = min(countdown, longest_countdown(settings))
     fresh = {
         **request.to_kwargs(),
         "trigger": "stale_refresh",
@@ -766,7 +774,7 @@ def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refre
         SYNC_TASK,
         kwargs=fresh,
         task_id=refresh_id,
-        queue=app.conf.task_default_queue,
+        queue=BULK_QUEUE if deferred else app.conf.task_default_queue,  # never ahead of webhooks
         kwargsrepr=request.describe(),
         eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
@@ -788,8 +796,10 @@ def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refre
 def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
     """Hand a contact whose platform records could not be read (a bulk chunk held past its bound,
     ``by`` naming it) a stale refresh, as a run that ended stale would, without writing stale values:
-    a fresh sync once the platform may answer, unless one is pending for the contact already."""
-    _schedule_fresh_sync(by, request, 0, 0)
+    a fresh sync once the platform may answer, unless one is pending for the contact already. It goes
+    on ``sync.bulk`` (a chunk defers up to a hundred contacts at once: they must not queue ahead of
+    webhooks), its countdown spread over up to :data:`DEFERRED_SPREAD_SECONDS` more."""
+    _schedule_fresh_sync(by, request, 0, 0, deferred=True)
 
 
 @app.task(
