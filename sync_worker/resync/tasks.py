@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 #: A chunk's counts that are a contact's sync outcome (the others: ``written`` sums some of them,
 #: ``failed`` ones were counted as dead letters when parked).
-SYNC_OUTCOMES = ("synced", "no_account", "unchanged", "stale", "skipped")
+SYNC_OUTCOMES = ("synced", "no_account", "unchanged", "stale", "skipped", "gone", "deferred")
 #: The trigger of a bulk run's syncs (``ChunkRunner``'s requests).
 BULK_TRIGGER = "schedule"
 

@@ -255,24 +255,32 @@ def test_an_attribute_archived_after_it_was_cached_halts_instead_of_parking(
     assert DeadLetterStore(client).count() == 0
 
 
-def test_a_bulk_run_holds_while_the_platform_token_is_refused(
-    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+@pytest.mark.parametrize(
+    ("knob", "reason", "code"),
+    [("token_revoked", "auth", "platform_auth"), ("lookup_refused", "contract", "platform_bad_request")],
+    ids=["token-refused", "batch-contract-changed"],
+)
+def test_a_bulk_run_holds_while_the_platform_refuses_its_batched_read(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client, knob, reason, code
 ):
-    """A chunk's batched platform read answered 401: on the old code the run ends with all 300 parked."""
+    """A chunk's batched platform read answered 401, or 400 to every batch (the platform's batch
+    contract changed): on the old code the run ends with all 300 parked, one per contact, for one
+    platform-wide problem."""
     seeded = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(300)))
-    platform_sandbox.config(token_revoked=True)
+    platform_sandbox.config(**{knob: True})
     workers.start(concurrency=2, **env)
     run_id = start(
         client, create_celery(Settings(**env)), RunOptions(trigger="manual"), ResyncSettings(**env)
     ).run_id
     store = RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
     wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
-    assert halts(web_app.url)["halts"][0]["upstream"] == "platform"
+    (halt,) = halts(web_app.url)["halts"]
+    assert (halt["upstream"], halt["reason"], halt["code"]) == ("platform", reason, code)
     wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 2, 60, message="two failed probes")
     assert store.load(run_id).status == RUNNING
     assert DeadLetterStore(client).count() == 0
 
-    platform_sandbox.config(token_revoked=False)
+    platform_sandbox.config(**{knob: False})
     wait_until(lambda: store.load(run_id).status != RUNNING, RUN_TIMEOUT, message="the run to end")
     record = store.load(run_id)
     assert (record.status, record.counts["written"], record.counts.get("failed", 0)) == (FINISHED, 300, 0)
@@ -361,33 +369,3 @@ def test_a_walk_held_longer_than_the_lock_ttl_keeps_its_run_s_lock(env, workers,
     assert resume_if_stalled(client, celery, resync) is None  # the watchdog's check: alive
     record = RunStore(client, lock_ttl_seconds=4, keep_seconds=3600).load(run_id)
     assert (record.status, record.gen) == (RUNNING, 0)
-
-
-def test_a_bulk_run_holds_with_one_alert_while_the_platform_refuses_its_batched_read(
-    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
-):
-    """Every chunk's lookup answered 400 (the platform's batch contract changed): on the old code
-    each chunk parked its contacts, all 300 of them, for one platform-wide problem."""
-    seeded = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(300)))
-    platform_sandbox.config(lookup_refused=True)
-    workers.start(concurrency=2, **env)
-    run_id = start(
-        client, create_celery(Settings(**env)), RunOptions(trigger="manual"), ResyncSettings(**env)
-    ).run_id
-    store = RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
-    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
-    (halt,) = halts(web_app.url)["halts"]
-    assert (halt["upstream"], halt["reason"], halt["code"]) == (
-        "platform",
-        "contract",
-        "platform_bad_request",
-    )
-    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 2, 60, message="two failed probes")
-    assert store.load(run_id).status == RUNNING and DeadLetterStore(client).count() == 0
-
-    platform_sandbox.config(lookup_refused=False)
-    wait_until(lambda: store.load(run_id).status != RUNNING, RUN_TIMEOUT, message="the run to end")
-    record = store.load(run_id)
-    assert (record.status, record.counts["written"], record.counts.get("failed", 0)) == (FINISHED, 300, 0)
-    assert len(seeded) == 300 and DeadLetterStore(client).count() == 0
-    assert len(log_events(workers, "upstream_halted")) == 1
