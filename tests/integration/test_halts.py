@@ -80,12 +80,12 @@ def halts(web_url: str) -> dict:
     return answer.json()
 
 
-def trigger(web_url: str, contact_id: str, email: str | None) -> str:
+def trigger(web_url: str, contact_id: str | None, email: str | None) -> str:
     """Trigger a sync: the receiver's answer (``queued`` or ``folded``). Without an email the
     run's first call is Intercom's (it reads the contact), else the platform's."""
     answer = requests.post(
         f"{web_url}/v1/sync",
-        json={"contact_id": contact_id, **({"email": email} if email else {})},
+        json={**({"contact_id": contact_id} if contact_id else {}), **({"email": email} if email else {})},
         headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"},
         timeout=10,
     )
@@ -369,3 +369,29 @@ def test_a_walk_held_longer_than_the_lock_ttl_keeps_its_run_s_lock(env, workers,
     assert resume_if_stalled(client, celery, resync) is None  # the watchdog's check: alive
     record = RunStore(client, lock_ttl_seconds=4, keep_seconds=3600).load(run_id)
     assert (record.status, record.gen) == (RUNNING, 0)
+
+
+def test_the_time_halted_does_not_count_on_an_email_only_trigger_s_search_wait(
+    env, workers, beat, web_app, intercom_sandbox, client
+):
+    """An email-only trigger whose contact search does not show yet searched once, then Intercom
+    was halted longer than ``SYNC_CONTACT_SEARCH_WAIT_SECONDS``: on the old code its first miss after
+    the halt ended it ``not_found`` (dropped) although the contact was about to show."""
+    env = {**env, "SYNC_CONTACT_SEARCH_WAIT_SECONDS": "6"}
+    intercom_sandbox.config(search_lag_seconds=3600)
+    (contact,) = intercom_sandbox.seed({"email": "client1@example.com"})
+    workers.start(concurrency=2, **env)
+    trigger(web_app.url, None, contact["email"])
+    wait_until(lambda: log_events(workers, "sync_search_again"), 60, message="a first miss")
+    intercom_sandbox.config(token_revoked=True)
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 7, 60, message="a halt longer than 6 s")
+
+    misses = len(log_events(workers, "sync_search_again"))
+    intercom_sandbox.config(token_revoked=False)
+    wait_until(lambda: len(log_events(workers, "sync_search_again")) > misses, 60, message="a miss after it")
+    intercom_sandbox.config(search_lag_seconds=0)  # the contact shows now
+    key = keys.last_result(keys.contact_key(None, contact["email"]))
+    wait_until(lambda: client.get(key), 60, message="the sync's end")
+    assert json.loads(client.get(key))["status"] == "synced"
+    assert log_events(workers, "contact_not_found") == []
