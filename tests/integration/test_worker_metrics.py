@@ -9,12 +9,14 @@ state and a bulk re-sync's progress.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 import redis as redis_lib
 import requests
 
+from sync_worker.celery_app import SYNC_TASK
 from sync_worker.config import Settings
 from sync_worker.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
 from sync_worker.localredis import wait_until
@@ -244,6 +246,13 @@ def test_metrics_count_a_bulk_run_s_deferred_contacts_and_syncs_waiting_on_a_hal
         lambda s: syncs(s, outcome="deferred", trigger="schedule") == 5,
         "the 5 deferred contacts counted",
     )
+    # Their refreshes wait on sync.bulk (the old code put them on sync.realtime, ahead of webhooks),
+    # reserved by the worker until due (kombu's unacked entry: [message, exchange, routing key]).
+    client = redis_lib.Redis.from_url(bulk_env["REDIS_URL"])
+    waiting = [json.loads(raw) for raw in client.hvals("unacked")]
+    refreshes = [entry for entry in waiting if entry[0]["headers"]["task"] == SYNC_TASK]
+    assert refreshes and {entry[2] for entry in refreshes} == {"sync.bulk"}, waiting
+    client.close()
 
     # A sync that finds Intercom halted counts each reschedule it waits (once per look).
     intercom_sandbox.config(token_revoked=True)
