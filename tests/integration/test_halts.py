@@ -395,3 +395,38 @@ def test_the_time_halted_does_not_count_on_an_email_only_trigger_s_search_wait(
     wait_until(lambda: client.get(key), 60, message="the sync's end")
     assert json.loads(client.get(key))["status"] == "synced"
     assert log_events(workers, "contact_not_found") == []
+
+
+def test_the_time_halted_does_not_count_on_a_bulk_chunk_s_outage_hold(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+):
+    """Chunks held for a platform outage, then Intercom halted longer than the hold's bound
+    (``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``), the platform still down when the halt clears: on the old
+    code the hold's clock had run through the halt and the chunks deferred every contact at once."""
+    env = {**env, "SYNC_RATE_LIMIT_MAX_WAIT_SECONDS": "8", "SYNC_CIRCUIT_OPEN_SECONDS": "1"}
+    seeded = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(50)))
+    platform_sandbox.config(outage="503")
+    workers.start(concurrency=2, **env)
+    run_id = start(
+        client, create_celery(Settings(**env)), RunOptions(trigger="manual"), ResyncSettings(**env)
+    ).run_id
+    held = lambda: len(log_events(workers, "resync_chunk_held"))  # noqa: E731
+    wait_until(lambda: held() >= 1, 60, message="a chunk held for the outage")
+    intercom_sandbox.config(token_revoked=True)
+    trigger(web_app.url, seeded[0]["id"], None)  # its first call, Intercom's, halts Intercom
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 10, 60, message="a halt longer than 8 s")
+
+    intercom_sandbox.config(token_revoked=False)
+    wait_until(lambda: log_events(workers, "upstream_halt_cleared"), 60, message="the halt cleared")
+    after = held()
+    deferred = lambda: log_events(workers, "resync_chunk_deferred")  # noqa: E731
+    wait_until(lambda: held() >= after + 2 or deferred(), 60, message="the chunks held for the outage again")
+    assert deferred() == []
+    platform_sandbox.config(outage=None)
+    store = RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
+    wait_until(lambda: store.load(run_id).status != RUNNING, RUN_TIMEOUT, message="the run to end")
+    record = store.load(run_id)
+    counts = record.counts  # the realtime sync may have written its contact first: then unchanged
+    assert (record.status, counts["written"] + counts.get("unchanged", 0)) == (FINISHED, 50)
+    assert counts.get("deferred", 0) == 0
