@@ -16,7 +16,7 @@ the dead-letter store with thousands of copies of one problem and say nothing cl
   :class:`UpstreamHalted`, and the caller waits (a sync task reschedules itself, a re-sync chunk
   or walk step holds) for :attr:`HaltStore.wait_seconds`, never parking a contact for it;
 - the probe (:mod:`sync_worker.haltprobe`, on beat every ``SYNC_HALT_PROBE_SECONDS``) tries
-  one cheap authenticated call per halted upstream and clears the halt when it works
+  cheap authenticated calls per halted upstream and clears the halt when they work
   (``upstream_halt_cleared``); ``GET /v1/admin/halts`` and ``sync-worker halts`` show the halts.
 
 Why our own and not Celery's: Celery can cancel a queue's consumption per worker, by a
