@@ -119,6 +119,7 @@ def _walk_held(
     held walk refreshes the run's lock (it is alive: the watchdog must not resume the run beside
     it), and a walk that is not the run's current one (older ``gen``) ends here instead."""
     if not store.hold_walk(run_id, gen, page):
+        log_event(logger, "resync_walk_superseded", run_id=run_id, gen=gen, page=page)
         return {"status": "noop", "page": page}
     log_event(logger, "resync_walk_held", run_id=run_id, page=page, error_code=halted.halt.code)
     messages.publish_walk(app, run_id, gen, page, countdown=halted.retry_after, attempt=attempt)

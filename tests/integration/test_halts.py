@@ -367,8 +367,15 @@ def test_a_walk_held_longer_than_the_lock_ttl_keeps_its_run_s_lock(env, workers,
     wait_until(lambda: held() >= 8, 60, message="a walk held for twice the lock's ttl")
 
     assert resume_if_stalled(client, celery, resync) is None  # the watchdog's check: alive
-    record = RunStore(client, lock_ttl_seconds=4, keep_seconds=3600).load(run_id)
+    store = RunStore(client, lock_ttl_seconds=4, keep_seconds=3600)
+    record = store.load(run_id)
     assert (record.status, record.gen) == (RUNNING, 0)
+    # Resumed all the same (a new generation, as the watchdog's resume makes): the held walk of the
+    # old one ends at its next look instead of going on beside the new one's.
+    assert store.resume(run_id) is not None
+    wait_until(lambda: log_events(workers, "resync_walk_superseded"), 30, message="the old walk to end")
+    (superseded,) = log_events(workers, "resync_walk_superseded")
+    assert (superseded["run_id"], superseded["gen"]) == (run_id, 0)
 
 
 def test_the_time_halted_does_not_count_on_an_email_only_trigger_s_search_wait(
