@@ -15,7 +15,9 @@ Guarantees:
   queue, a newer trigger is folded into it (its details replace the pending
   ones, which the task reads when it starts) instead of queueing another;
 - a trigger that arrives while the contact's sync is running queues one more,
-  because the task clears the pending marker as it starts (:func:`claim`);
+  because the task clears the pending marker as it starts (:func:`claim`); a sync that then
+  waits to run again (a halt, a rate-limit wait) marks the contact pending again under its own
+  id (:func:`hold_pending`), so triggers during the wait fold into it;
 - with an ``idempotency_key`` (a webhook's notification id), a key already set
   answers ``duplicate`` and stores nothing; otherwise the key is set in the same
   script, so it exists exactly when the trigger was stored;
@@ -31,7 +33,7 @@ Guarantees:
   ``FOLD_CLOCK_TOLERANCE_SECONDS`` (receivers' clocks may differ by less): a payload left by a
   lost message never takes a later retry or refresh back to older details.
 
-The receiver calls :func:`enqueue_sync`; the task calls :func:`claim`.
+The receiver calls :func:`enqueue_sync`; the task calls :func:`claim` and :func:`hold_pending`.
 """
 
 from __future__ import annotations
@@ -157,6 +159,17 @@ return payload
 """
 
 
+# KEYS[1] marker; ARGV[1] task id, ARGV[2] ttl: the marker names the task unless another's is set.
+_HOLD = """
+local owner = redis.call('GET', KEYS[1])
+if not owner or owner == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+  return ARGV[1]
+end
+return owner
+"""
+
+
 def _queue_for(request: SyncRequest) -> str:
     return BULK_QUEUE if request.trigger == "schedule" else REALTIME_QUEUE
 
@@ -202,6 +215,13 @@ def enqueue_replay(kwargs: Mapping[str, Any], client: redis_lib.Redis, celery_ap
     """Queue a dead letter's sync again (realtime queue); the worker re-reads the platform."""
     request = SyncRequest.from_kwargs({**kwargs, "trigger": "replay", "requested_at": time.time()})
     return enqueue_sync(request, client, celery_app, queue=REALTIME_QUEUE)
+
+
+def hold_pending(client: redis_lib.Redis, contact_key: str, task_id: str, *, ttl: int) -> None:
+    """A claimed sync that waits to run again (a halt, a rate-limit wait) marks the contact as
+    pending under its own task id for ``ttl`` seconds, so triggers meanwhile fold into it instead of
+    queueing more messages; a marker another message holds is left (that one runs the contact too)."""
+    client.eval(_HOLD, 1, keys.pending(contact_key), task_id, ttl)
 
 
 def claim(client: redis_lib.Redis, request: SyncRequest) -> SyncRequest:

@@ -29,7 +29,8 @@ RATE_LIMIT_WAITED = "rate_limit_waited_seconds"
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     SYNCS: (
         "Contact syncs ended by a worker, by trigger, outcome (synced, no_account, unchanged, stale, "
-        "skipped; retried, rescheduled, requeued, dead_lettered) and error code (none for success).",
+        "skipped, gone, not_found; a bulk run's deferred; retried, rescheduled, requeued, "
+        "dead_lettered; waiting_halt once per look at a halt) and error code (none for success).",
         ("trigger", "outcome", "error_code"),
     ),
     UPSTREAM_REQUESTS: (

@@ -1,8 +1,8 @@
 """Celery tasks: thin wrappers that decide what happens after a run.
 
 Guarantees of :func:`sync_contact`:
-- it claims the contact's pending marker first, so a trigger arriving during
-  the run queues one more sync (:mod:`sync_worker.dispatch`);
+- it claims the contact's pending marker first (after the halt check), so a trigger arriving
+  during the run queues one more sync (:mod:`sync_worker.dispatch`);
 - waiting for a rate-limit token longer than a moment, or an upstream's 429,
   reschedules the task (same task id, ``countdown`` = the wait) without
   spending an error retry, however many times it takes; a run takes its Intercom
@@ -89,7 +89,12 @@ Guarantees of :func:`sync_contact`:
 - a run that finds an upstream halted (:mod:`sync_worker.halts`), or meets an error that concerns
   the whole workspace (a revoked token, a schema problem) and halts it, is rescheduled for
   ``SYNC_HALT_PROBE_SECONDS`` (at most ``SYNC_MAX_RESCHEDULE_SECONDS``) and looks again: it spends
-  no retry, starts no rate-limit clock, is never parked for the halt, and syncs once it clears;
+  no retry, is never parked for the halt, and syncs once it clears. It looks before claiming the
+  contact's pending marker and, while it waits, the marker names it (a rate-limit reschedule's
+  too): every trigger for the contact during the halt folds into it, one waiting message per
+  contact. The halt's time counts on no clock: the rate-limit and search waits start afresh;
+- a message redelivered after too many worker deaths is parked (``worker_lost``) with the
+  contact's pending trigger folded in and consumed, so it cannot outlive the park;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
   trigger and contact id (``kwargsrepr``), never an email.
 """
@@ -115,9 +120,9 @@ from kombu.exceptions import OperationalError
 
 from sync_worker import heartbeat, keys, replayruns
 from sync_worker.attributes import InvalidAttributeName
-from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
+from sync_worker.celery_app import BULK_QUEUE, REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
-from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
+from sync_worker.dispatch import PENDING_TTL_SECONDS, SyncRequest, claim, enqueue_replay, hold_pending
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.formatting import UnknownTimezone
 from sync_worker.halts import UpstreamHalted
@@ -128,6 +133,7 @@ from sync_worker.ratelimit import RateLimitWait, Reservation, reserving
 from sync_worker.ratelimit.hooks import INTERCOM
 from sync_worker.runtime import get_runtime
 from sync_worker.schema import names_may_be_stale
+from sync_worker.searchwait import SINCE as SEARCH_SINCE
 from sync_worker.searchwait import SearchWait, carried, next_search
 from sync_worker.sync import ContactNotFoundYet, SyncOutcome
 from sync_worker.taskmessage import BuiltMessage, task_messages
@@ -144,6 +150,9 @@ HAND_BACK_PAUSE_SECONDS = (0.5, 2.0)
 #: How long a contact's stale-refresh claim outlives the refresh's countdown plus the hard time
 #: limit: time for a worker to take the message and start it.
 STALE_REFRESH_MARGIN_SECONDS = 60.0
+#: A bulk chunk's deferred refreshes (:func:`defer_to_refresh`) are spread over up to this many
+#: seconds more than their backoff, so a run's hundreds are not all due at one moment.
+DEFERRED_SPREAD_SECONDS = 60.0
 RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
 #: Redis (the broker and the shared state) cannot be used: redis-py's connection errors (loading
 #: after a restart included), kombu's for a publish (a retry, a fresh sync), and the replies of a
@@ -433,12 +442,16 @@ def _sync(
     # stale runs that deferred to it (an email changed during the outage): the run, its retries and
     # its next refresh go on with those fields.
     request = _start_refresh(self, request, refreshes)
-    if _deliveries(self, run) > MAX_DELIVERIES:
+    if _deliveries(self, run) > MAX_DELIVERIES:  # its folded trigger goes with it, not to a later run
         return park_contact(
-            request,
+            claim(runtime.redis, request),
             SyncError("the worker process died while syncing this contact", code="worker_lost"),
             attempt + 1,
         )
+    try:  # before the claim: the pending marker stays, so triggers meanwhile fold into this message
+        runtime.halts.check()
+    except UpstreamHalted as halted:
+        _wait_out_halt(self, request, halted, attempt, refreshes, kwargs)
     request = claim(runtime.redis, request)
     started = time.monotonic()
     try:
@@ -446,13 +459,14 @@ def _sync(
         with reserving(INTERCOM, runtime.contact_sync.intercom_calls(request), reserved):
             outcomes = _run_unless_halted(request)
     except UpstreamHalted as halted:
-        _wait_out_halt(self, request, halted, attempt, refreshes, waiting_since, kwargs)
+        _wait_out_halt(self, request, halted, attempt, refreshes, kwargs)
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
             return park_contact(request, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
         runtime.metrics.sync("rescheduled", trigger=request.trigger, error_code=wait.code)
+        _hold_pending(self, request, countdown)  # triggers meanwhile fold into this message
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
@@ -520,10 +534,9 @@ def _sync(
 
 
 def _run_unless_halted(request: SyncRequest) -> list[SyncOutcome]:
-    """The run, unless an upstream it calls is halted (:class:`UpstreamHalted`); an error that
-    concerns the whole workspace halts its upstream and is raised as that halt (:mod:`sync_worker.halts`)."""
+    """The run (the caller checked the halts before its claim); an error that concerns the whole
+    workspace halts its upstream and is raised as that halt (:mod:`sync_worker.halts`)."""
     runtime = get_runtime()
-    runtime.halts.check()
     try:
         try:
             return runtime.contact_sync.run(request)
@@ -545,23 +558,36 @@ def _wait_out_halt(
     halted: UpstreamHalted,
     attempt: int,
     refreshes: int,
-    waiting_since: float | None,
     kwargs: dict[str, Any],
 ) -> NoReturn:
-    """Reschedule the run for when the halt may be cleared, spending no retry and starting no
-    rate-limit clock: a halt lasts until it is fixed, and the contact must not be parked for it."""
+    """Reschedule the run for when the halt may be cleared, spending no retry, parking nothing.
+
+    The contact's pending marker names this message while it waits (:func:`hold_pending`), so
+    every trigger for the contact during the halt folds into it: one waiting message per contact
+    however long the halt. The halt's time counts on no clock: the rate-limit wait and the
+    search wait start afresh after it (their tries are kept)."""
     countdown = max(0.1, halted.retry_after or 1.0)
     get_runtime().metrics.sync("waiting_halt", trigger=request.trigger, error_code=halted.halt.code)
     log_event(
         logger,
         "sync_waiting_halt",
         contact_id=request.contact_id,
+        task_id=task.request.id,
         upstream=halted.halt.upstream,
         error_code=halted.halt.code,
         countdown=round(countdown, 2),
     )
-    carry = {**carried(kwargs), "attempt": attempt, "refreshes": refreshes, "waiting_since": waiting_since}
+    _hold_pending(task, request, countdown)
+    search = {name: value for name, value in carried(kwargs).items() if name != SEARCH_SINCE}
+    carry = {**search, "attempt": attempt, "refreshes": refreshes, "waiting_since": None}
     raise _run_again(task, request, countdown, carry) from None
+
+
+def _hold_pending(task: Task, request: SyncRequest, countdown: float) -> None:
+    """The contact's pending marker names this message until it runs again in ``countdown``."""
+    runtime = get_runtime()
+    ttl = int(countdown + runtime.settings.task_time_limit_seconds) + PENDING_TTL_SECONDS
+    hold_pending(runtime.redis, request.contact_key, task.request.id, ttl=ttl)
 
 
 def _search_again_or_give_up(
@@ -718,7 +744,9 @@ def _note_stale_run(
     return pending.decode() if isinstance(pending, bytes) else pending
 
 
-def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refreshes: int) -> None:
+def _schedule_fresh_sync(
+    task_id: str, request: SyncRequest, attempt: int, refreshes: int, *, deferred: bool = False
+) -> None:
     """After a stale write: sync again once the platform may answer; park when it stays unreadable.
 
     Schedules nothing when another refresh of the contact is pending (it will read the platform for
@@ -743,7 +771,10 @@ def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refre
         refreshes, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
     )
     # Not before the open circuit lets a probe through; never past what the visibility timeout allows.
-    countdown = min(backoff + runtime.circuit.opens_in(), longest_countdown(settings))
+    countdown = backoff + runtime.circuit.opens_in()
+    if deferred:  # a bulk chunk's contacts, all due at once otherwise: spread them
+        countdown += random.uniform(0.0, DEFERRED_SPREAD_SECONDS)
+    countdown = min(countdown, longest_countdown(settings))
     fresh = {
         **request.to_kwargs(),
         "trigger": "stale_refresh",
@@ -756,7 +787,7 @@ def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refre
         SYNC_TASK,
         kwargs=fresh,
         task_id=refresh_id,
-        queue=app.conf.task_default_queue,
+        queue=BULK_QUEUE if deferred else app.conf.task_default_queue,  # never ahead of webhooks
         kwargsrepr=request.describe(),
         eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
@@ -778,8 +809,10 @@ def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refre
 def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
     """Hand a contact whose platform records could not be read (a bulk chunk held past its bound,
     ``by`` naming it) a stale refresh, as a run that ended stale would, without writing stale values:
-    a fresh sync once the platform may answer, unless one is pending for the contact already."""
-    _schedule_fresh_sync(by, request, 0, 0)
+    a fresh sync once the platform may answer, unless one is pending for the contact already. It goes
+    on ``sync.bulk`` (a chunk defers up to a hundred contacts at once: they must not queue ahead of
+    webhooks), its countdown spread over up to :data:`DEFERRED_SPREAD_SECONDS` more."""
+    _schedule_fresh_sync(by, request, 0, 0, deferred=True)
 
 
 @app.task(
