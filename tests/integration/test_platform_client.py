@@ -378,6 +378,7 @@ def test_bad_config_is_refused(platform_sandbox: PlatformSandbox):
         assert answer.status_code == 400, knobs
     assert platform_sandbox.config() == {
         "latency_ms": 0,
+        "lookup_refused": False,
         "outage": None,
         "rate_limit": None,
         "token_revoked": False,
