@@ -59,9 +59,9 @@ from bench._harness import (  # noqa: E402
     start_workers,
     stop,
 )
+from sync_worker import integrations  # noqa: E402
 from sync_worker.localredis import LocalRedis  # noqa: E402
 from sync_worker.processes import Child, beat_argv  # noqa: E402
-from sync_worker.profiles import get_profile  # noqa: E402
 from sync_worker.resync.settings import PAGE_SIZE  # noqa: E402
 from sync_worker.sandbox.dataset import synthetic_record  # noqa: E402
 from sync_worker.sandbox.intercom import Admission, IntercomState  # noqa: E402
@@ -295,7 +295,7 @@ def changed_record(i: int) -> dict[str, Any]:
 
 def _schema_calls() -> int:
     """Calls the data-attribute schema needs in a fresh workspace: one list, one create per custom attribute."""
-    profile = get_profile("clients")
+    profile = integrations.get("clients").profile()
     return 1 + sum(1 for spec in profile.attributes if spec.standard_field is None)
 
 

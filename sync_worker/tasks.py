@@ -115,9 +115,10 @@ from sync_worker.attributes import InvalidAttributeName
 from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app, longest_countdown
 from sync_worker.config import MissingSetting, require
 from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
-from sync_worker.errors import SyncError, TransientError
+from sync_worker.errors import PermanentError, SyncError, TransientError
 from sync_worker.formatting import UnknownTimezone
 from sync_worker.halts import UpstreamHalted
+from sync_worker.integrations import UnknownIntegration
 from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import configure_logging, log_event
 from sync_worker.platform import PlatformRateLimited
@@ -267,6 +268,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
     message = getattr(error, "message", str(error))
     runtime.dead_letters.park(
         contact_id=request.contact_id,
+        integration=request.integration,
         email=request.email,
         error_code=code,
         error_message=message,
@@ -274,7 +276,9 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         kwargs=request.to_kwargs(),
         attempts=attempts,
     )
-    runtime.metrics.sync("dead_lettered", trigger=request.trigger, error_code=code)
+    runtime.metrics.sync(
+        "dead_lettered", trigger=request.trigger, integration=request.integration, error_code=code
+    )
     result = {
         "status": "failed",
         "contact_id": request.contact_id,
@@ -287,6 +291,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
         "contact_dead_lettered",
         level=logging.ERROR,
         contact_id=request.contact_id,
+        integration=request.integration,
         error_code=code,
         attempts=attempts,
         trigger=request.trigger,
@@ -364,7 +369,10 @@ def sync_contact(
         # (now, or by the visibility timeout when Redis is still away) instead of acking it.
         _take_back_delivery(self, run)
         get_runtime().metrics.sync(
-            "requeued", trigger=kwargs.get("trigger", ""), error_code="redis_unavailable"
+            "requeued",
+            trigger=kwargs.get("trigger", ""),
+            error_code="redis_unavailable",
+            integration=kwargs.get("integration") or keys.LEGACY_INTEGRATION,
         )
         log_event(
             logger,
@@ -442,11 +450,14 @@ def _sync(
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
             return park_contact(request, wait, attempt + 1)
         countdown = min(settings.max_reschedule_seconds, max(0.1, wait.retry_after or 1.0))
-        runtime.metrics.sync("rescheduled", trigger=request.trigger, error_code=wait.code)
+        runtime.metrics.sync(
+            "rescheduled", trigger=request.trigger, integration=request.integration, error_code=wait.code
+        )
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
             contact_id=request.contact_id,
+            integration=request.integration,
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
@@ -468,12 +479,15 @@ def _sync(
             )
             if isinstance(error, TransientError) and error.retry_after:
                 countdown = max(countdown, min(error.retry_after, settings.max_reschedule_seconds))
-            runtime.metrics.sync("retried", trigger=request.trigger, error_code=error.code)
+            runtime.metrics.sync(
+                "retried", trigger=request.trigger, integration=request.integration, error_code=error.code
+            )
             log_event(
                 logger,
                 "sync_retry",
                 level=logging.WARNING,
                 contact_id=request.contact_id,
+                integration=request.integration,
                 error_code=error.code,
                 attempt=attempt + 1,
                 countdown=round(countdown, 2),
@@ -489,7 +503,7 @@ def _sync(
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
-        runtime.metrics.sync(outcome.status, trigger=outcome.trigger)
+        runtime.metrics.sync(outcome.status, trigger=outcome.trigger, integration=request.integration)
         log_event(
             logger,
             "sync_finished",
@@ -513,17 +527,26 @@ def _run_unless_halted(request: SyncRequest) -> list[SyncOutcome]:
     runtime.halts.check()
     try:
         try:
-            return runtime.contact_sync.run(request)
+            return _pipeline(request).run(request)
         except SyncError as refused:
             if not names_may_be_stale(refused):
                 raise
             runtime.schema.forget()  # archived or deleted since it was cached: list it again, once
-            return runtime.contact_sync.run(request)
+            return _pipeline(request).run(request)
     except SyncError as error:
         halted = runtime.halts.escalate(error, contact_id=request.contact_id, trigger=request.trigger)
         if halted is None:
             raise
         raise halted from error
+
+
+def _pipeline(request: SyncRequest) -> Any:
+    """The pipeline of the request's integration; a message for one that does not run here (not
+    in ``SYNC_INTEGRATIONS``) is a permanent error: parked, not lost, replayable once it runs."""
+    try:
+        return get_runtime().pipeline(request.integration)
+    except UnknownIntegration as unknown:
+        raise PermanentError(str(unknown), code="integration_not_running") from None
 
 
 def _wait_out_halt(
@@ -538,11 +561,14 @@ def _wait_out_halt(
     """Reschedule the run for when the halt may be cleared, spending no retry and starting no
     rate-limit clock: a halt lasts until it is fixed, and the contact must not be parked for it."""
     countdown = max(0.1, halted.retry_after or 1.0)
-    get_runtime().metrics.sync("waiting_halt", trigger=request.trigger, error_code=halted.halt.code)
+    get_runtime().metrics.sync(
+        "waiting_halt", trigger=request.trigger, integration=request.integration, error_code=halted.halt.code
+    )
     log_event(
         logger,
         "sync_waiting_halt",
         contact_id=request.contact_id,
+        integration=request.integration,
         upstream=halted.halt.upstream,
         error_code=halted.halt.code,
         countdown=round(countdown, 2),
@@ -652,6 +678,7 @@ def _start_refresh(task: Task, request: SyncRequest, refreshes: int) -> SyncRequ
         logger,
         "stale_refresh_took_newer_request",
         contact_id=request.contact_id,
+        integration=request.integration,
         refreshes=refreshes,
         # The names of the fields that changed (never their values: an email is client data).
         changed=[name for name in ("email", "contact_id") if getattr(taken, name) != getattr(request, name)],
@@ -757,6 +784,7 @@ def _schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refre
         logger,
         "fresh_sync_scheduled",
         contact_id=request.contact_id,
+        integration=request.integration,
         refreshes=refreshes + 1,
         countdown=round(countdown, 2),
     )
@@ -823,7 +851,10 @@ def _check_required_settings(**_: Any) -> None:
     runtime = get_runtime()
     try:
         require(runtime.settings, "intercom_access_token", "platform_api_url", "platform_api_token")
-        _ = runtime.contact_sync  # builds the profile (no call): its zone and attribute names are checked
+        for name in runtime.integrations:  # builds each profile (no call): zone and names are checked
+            runtime.pipeline(name)
+    except UnknownIntegration as unknown:
+        _refuse_to_start(f"SYNC_INTEGRATIONS: {unknown}")
     except MissingSetting as missing:
         _refuse_to_start(str(missing))
     except UnknownTimezone as zone:

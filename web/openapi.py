@@ -15,8 +15,8 @@ from typing import Any
 from flask import Blueprint
 from pydantic.json_schema import models_json_schema
 
+from sync_worker import integrations
 from sync_worker.config import Settings
-from sync_worker.profiles import get_profile
 from web.connector import DATA_STATUS, STALE_KEY
 from web.context import web_context
 from web.notifications import Conversation, Notification, NotificationData
@@ -84,7 +84,7 @@ def _address(description: str) -> dict[str, Any]:
 
 
 def _client_attributes() -> dict[str, Any]:
-    attributes = get_profile("clients").attributes
+    attributes = integrations.get("clients").profile().attributes
     properties: dict[str, Any] = {
         spec.key: {"type": ["string", "null"], "description": spec.default_name} for spec in attributes
     }

@@ -6,7 +6,8 @@ Guarantees:
 - a chunk that would write finds the Intercom budget first: when the next token is further
   away than a task may wait inline, the whole chunk is rescheduled for then before any
   platform call, so an exhausted window costs no platform lookups (they would be done again);
-- one ``POST /v1/clients/lookup`` for the whole chunk; each contact then goes through
+- one batched read for the whole chunk (the integration's ``read_batch``: for clients one
+  ``POST /v1/clients/lookup``); each contact then goes through
   :meth:`ContactSync.apply_records` (or, in a dry run, :func:`preview`, which computes
   and compares but never writes) with ``trigger="schedule"`` and
   ``force_write = not only_changed``;
@@ -51,7 +52,7 @@ from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.halts import HaltStore, UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
-from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUnavailable
+from sync_worker.platform import PlatformClient, PlatformRateLimited
 from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
@@ -230,10 +231,13 @@ class ChunkRunner:
             halted.retry_after or 1.0, attempt_used=False, held_since=chunk.held_since, hold=True
         )
 
-    @staticmethod
-    def _request(contact_id: str, email: str, only_changed: bool) -> SyncRequest:
+    def _request(self, contact_id: str, email: str, only_changed: bool) -> SyncRequest:
         return SyncRequest(
-            contact_id=contact_id, email=email, trigger="schedule", force_write=not only_changed
+            contact_id=contact_id,
+            email=email,
+            trigger="schedule",
+            force_write=not only_changed,
+            integration=self.contact_sync.integration.name,
         )
 
     def _lookup(self, chunk: Chunk) -> dict[str, list[dict]] | None:
@@ -244,15 +248,17 @@ class ChunkRunner:
         if admission is not None:
             try:
                 with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
-                    return self.platform.lookup(email for _, email in chunk.contacts)
+                    return self.contact_sync.integration.read_batch(
+                        self.platform, (email for _, email in chunk.contacts)
+                    )
             except RateLimitWait as wait:
                 raise _Reschedule(wait.retry_in, attempt_used=False, held_since=chunk.held_since) from None
             except PlatformRateLimited as limited:
                 raise _Reschedule(
                     limited.retry_after, attempt_used=False, held_since=chunk.held_since
                 ) from None
-            except PlatformUnavailable as error:
-                unreadable = error
+            except self.contact_sync.integration.unreadable as error:
+                unreadable = error if isinstance(error, SyncError) else TransientError(str(error))
         now = self.wall_clock()
         held_since = now if chunk.held_since is None else chunk.held_since
         if now - held_since >= self.max_hold_seconds:

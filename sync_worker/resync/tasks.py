@@ -32,6 +32,7 @@ from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
 from sync_worker.halts import INTERCOM, UpstreamHalted
+from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.logs import log_event
 from sync_worker.resync import keys as resync_keys
 from sync_worker.resync import messages
@@ -54,17 +55,28 @@ BULK_TRIGGER = "schedule"
 
 @app.task(name=messages.START_TASK)
 def start_resync(
-    dry_run: bool = False, only_changed: bool | None = None, trigger: str = "schedule"
+    dry_run: bool = False,
+    only_changed: bool | None = None,
+    trigger: str = "schedule",
+    integration: str = LEGACY_INTEGRATION,
 ) -> dict[str, Any]:
     settings = get_resync_settings()
+    get_runtime().pipeline(integration)  # one that does not run here refuses: UnknownIntegration
     options = RunOptions(
         dry_run=dry_run,
         only_changed=settings.only_changed if only_changed is None else only_changed,
         trigger=trigger,
+        integration=integration,
     )
     result = start(get_runtime().redis, app, options, settings)
     log_event(
-        logger, "resync_start", status=result.status, run_id=result.run_id, trigger=trigger, dry_run=dry_run
+        logger,
+        "resync_start",
+        status=result.status,
+        run_id=result.run_id,
+        trigger=trigger,
+        dry_run=dry_run,
+        integration=integration,
     )
     return result.to_dict()
 
@@ -148,11 +160,12 @@ def _walk_failed(
 def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
     runtime, settings = get_runtime(), get_resync_settings()
     config = runtime.settings
+    integration = _run_integration(runtime, run_id)
     runner = ChunkRunner(
         store=make_store(runtime.redis, settings),
         platform=runtime.platform,
         circuit=runtime.circuit,
-        contact_sync=runtime.contact_sync,
+        contact_sync=runtime.pipeline(integration),
         park=park_contact,
         backoff=lambda attempt: backoff_seconds(
             attempt, config.retry_backoff_base_seconds, config.retry_backoff_max_seconds
@@ -171,6 +184,7 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
             logger,
             "resync_chunk_held",
             run_id=run_id,
+            integration=integration,
             chunk_id=chunk_id,
             countdown=round(outcome.countdown, 2),
         )
@@ -180,18 +194,26 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
             "resync_chunk_deferred",
             level=logging.WARNING,
             run_id=run_id,
+            integration=integration,
             chunk_id=chunk_id,
             deferred=outcome.counts["deferred"],
         )
     if outcome.rest is not None:
         messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
-    _count_syncs(runtime, run_id, outcome.counts)
+    _count_syncs(runtime, run_id, outcome.counts, integration)
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "chunk_id": chunk_id, "counts": outcome.counts}
 
 
-def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int]) -> None:
+def _run_integration(runtime: Runtime, run_id: str) -> str:
+    """The integration a run re-syncs (a run recorded before runs had one, or gone: ``clients``)."""
+    raw = runtime.redis.hget(resync_keys.run(run_id), "integration")
+    name = raw.decode() if isinstance(raw, bytes) else raw
+    return name or LEGACY_INTEGRATION
+
+
+def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int], integration: str) -> None:
     """A chunk's contacts, by outcome, in ``/metrics``'s syncs (a dry run's are not syncs; its
     parks were counted as they happened). Best effort, after the chunk's work is recorded and
     its rest published: a Redis error here loses these counts, never the chunk."""
@@ -205,7 +227,7 @@ def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int]) -> None:
     if dry_run:
         return
     for status, n in outcomes.items():
-        runtime.metrics.sync(status, trigger=BULK_TRIGGER, times=n)
+        runtime.metrics.sync(status, trigger=BULK_TRIGGER, times=n, integration=integration)
 
 
 @worker_ready.connect

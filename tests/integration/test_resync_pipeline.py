@@ -405,7 +405,7 @@ def test_a_chunk_waits_for_the_intercom_budget_before_reading_the_platform(
         store=store,
         platform=runtime.platform,
         circuit=runtime.circuit,
-        contact_sync=runtime.contact_sync,
+        contact_sync=runtime.pipeline("clients"),
         park=lambda *_: None,
         backoff=lambda attempt: 1.0,
         max_retries=3,
