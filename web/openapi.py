@@ -172,9 +172,9 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
     dead_letter = {
         "type": "object",
         "required": ["id"],
-        "properties": {"id": {"type": "string"}},
+        "properties": {"id": {"type": "string"}, "integration": {"type": "string"}},
         "additionalProperties": True,
-        "description": "A contact whose sync failed for good: its ids, error and the trigger to replay.",
+        "description": "A contact whose sync failed for good: its integration, ids, error and the trigger to replay.",
     }
     return {
         "Error": error,
@@ -352,9 +352,16 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/v1/admin/dead-letters": {
             "get": {
                 "operationId": "listDeadLetters",
-                "summary": "List parked contacts.",
+                "summary": "List parked contacts (of one integration with ?integration=).",
                 "security": admin_auth,
-                "parameters": pagination,
+                "parameters": [
+                    *pagination,
+                    {
+                        "name": "integration",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": sorted(integrations.REGISTRY)},
+                    },
+                ],
                 "responses": {
                     "200": _response("A page of entries and the total count.", _ref("DeadLetterPage")),
                     **_errors(400, 401, 403, 503),
