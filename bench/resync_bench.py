@@ -60,15 +60,15 @@ from bench._harness import (  # noqa: E402
     stop,
 )
 from sync_worker import integrations  # noqa: E402
-from sync_worker.localredis import LocalRedis  # noqa: E402
-from sync_worker.processes import Child, beat_argv  # noqa: E402
+from sync_worker.devtools.localredis import LocalRedis  # noqa: E402
+from sync_worker.devtools.processes import Child, beat_argv  # noqa: E402
+from sync_worker.devtools.sandbox.dataset import synthetic_record  # noqa: E402
+from sync_worker.devtools.sandbox.intercom import Admission, IntercomState  # noqa: E402
+from sync_worker.devtools.sandbox.intercom import create_app as intercom_app  # noqa: E402
+from sync_worker.devtools.sandbox.platform import PlatformState  # noqa: E402
+from sync_worker.devtools.sandbox.platform import create_app as platform_app  # noqa: E402
+from sync_worker.devtools.sandbox.server import ServedApp  # noqa: E402
 from sync_worker.resync.settings import PAGE_SIZE  # noqa: E402
-from sync_worker.sandbox.dataset import synthetic_record  # noqa: E402
-from sync_worker.sandbox.intercom import Admission, IntercomState  # noqa: E402
-from sync_worker.sandbox.intercom import create_app as intercom_app  # noqa: E402
-from sync_worker.sandbox.platform import PlatformState  # noqa: E402
-from sync_worker.sandbox.platform import create_app as platform_app  # noqa: E402
-from sync_worker.sandbox.server import ServedApp  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024

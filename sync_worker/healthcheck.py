@@ -3,7 +3,7 @@
 ``python -m sync_worker.healthcheck web [--url URL]`` exits 0 only when the receiver answers
 ``GET /healthz`` with 200 within :data:`TIMEOUT_SECONDS`; ``python -m sync_worker.healthcheck
 worker [--hostname NAME]`` exits 0 only when that worker's own heartbeat (``keys.worker_heartbeats``,
-written every ``tasks.HEARTBEAT_SECONDS`` by the worker's main process) is at most
+written every ``workerprocess.HEARTBEAT_SECONDS`` by the worker's main process) is at most
 :data:`MAX_HEARTBEAT_AGE_SECONDS` old in ``REDIS_URL``'s Redis. Anything else exits 1 with one
 line saying why. The worker's name defaults to Celery's own default, ``celery@<this host>``.
 """
@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 
 TIMEOUT_SECONDS = 3.0
-#: Three missed heartbeats (``tasks.HEARTBEAT_SECONDS`` is 10).
+#: Three missed heartbeats (``workerprocess.HEARTBEAT_SECONDS`` is 10).
 MAX_HEARTBEAT_AGE_SECONDS = 30.0
 DEFAULT_URL = "http://127.0.0.1:8000/healthz"
 

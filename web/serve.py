@@ -1,7 +1,7 @@
 """The receiver's HTTP server as deployed: waitress serving ``web:create_app()``.
 
 ``python -m web.serve --bind HOST:PORT`` (``docker-compose.yml``, the README's recipe,
-``sync_worker.processes.web_argv``). Guarantees:
+``sync_worker.devtools.processes.web_argv``). Guarantees:
 
 - a request reaches one of the app's threads only once it has been read whole (waitress
   reads headers and body in its I/O loop and buffers them), so a slow, trickling or

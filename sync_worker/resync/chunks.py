@@ -22,7 +22,7 @@ Guarantees:
   backpressure pauses the run until the platform answers and the run then writes live values;
   no stale value is written and no PUT spent on one. The hold's clock (``held_since``) travels
   with the chunk; a chunk still held after ``max_hold_seconds`` (``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``)
-  hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.tasks.defer_to_refresh`:
+  hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.stalerefresh.defer_to_refresh`:
   it reads the platform again later, at most one waiting per contact) and counts them
   ``deferred``, writing nothing: no contact ends a run stale without a refresh to come;
 - a permanent error parks the contact (dead-letter store) and counts it ``failed``; a
@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.compute import compute_values
+from sync_worker.delivery.decision import retry_countdown
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.halts import HaltStore, UpstreamHalted
@@ -197,11 +198,10 @@ class ChunkRunner:
                     return self._record(
                         run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=True)
                     )
-                retryable = not isinstance(error, SyncError) or error.transient
-                if retryable and chunk.attempt < self.max_retries:
-                    countdown = self.backoff(chunk.attempt)
-                    if isinstance(error, TransientError) and error.retry_after:
-                        countdown = max(countdown, error.retry_after)
+                countdown = retry_countdown(
+                    error, chunk.attempt, max_retries=self.max_retries, backoff=self.backoff
+                )
+                if countdown is not None:  # the decision every task shares (a bug in one contact: retried)
                     return self._record(
                         run_id, chunk_id, chunk, counts, index, _Reschedule(countdown, attempt_used=True)
                     )

@@ -8,9 +8,10 @@ Guarantees:
   long loop, and a killed worker loses at most the page it was reading;
 - ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
   left of it after the countdown it asks for (a chunk held for an unreadable platform too:
-  its contacts go to :func:`sync_worker.tasks.defer_to_refresh` only once it has been held
+  its contacts go to :func:`sync_worker.stalerefresh.defer_to_refresh` only once it has been held
   ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``);
-- a walk step's transient Intercom errors retry that page with backoff, up to
+- a walk step's transient Intercom errors retry that page with backoff (the decision every task
+  shares, :func:`sync_worker.delivery.decision.retry_countdown`), up to
   ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
   error code; while Intercom is halted (:mod:`sync_worker.halts`), or when the step's error halts
@@ -31,9 +32,11 @@ import redis as redis_lib
 from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
+from sync_worker.delivery.decision import settings_backoff, task_retry_countdown
 from sync_worker.halts import INTERCOM, UpstreamHalted
 from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.logs import log_event
+from sync_worker.parking import park_contact
 from sync_worker.resync import keys as resync_keys
 from sync_worker.resync import messages
 from sync_worker.resync.chunks import ChunkRunner
@@ -42,7 +45,7 @@ from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
 from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime, get_runtime
-from sync_worker.tasks import backoff_seconds, defer_to_refresh, park_contact
+from sync_worker.stalerefresh import defer_to_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +139,8 @@ def _walk_failed(
     config = get_runtime().settings
     error, page = outcome.error, outcome.page
     assert error is not None
-    if error.transient and attempt < config.task_max_retries:
-        countdown = backoff_seconds(
-            attempt, config.retry_backoff_base_seconds, config.retry_backoff_max_seconds
-        )
+    countdown = task_retry_countdown(error, attempt, config)
+    if countdown is not None:
         log_event(
             logger,
             "resync_walk_retry",
@@ -167,9 +168,7 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         circuit=runtime.circuit,
         contact_sync=runtime.pipeline(integration),
         park=park_contact,
-        backoff=lambda attempt: backoff_seconds(
-            attempt, config.retry_backoff_base_seconds, config.retry_backoff_max_seconds
-        ),
+        backoff=settings_backoff(config),
         max_retries=config.task_max_retries,
         time_budget_seconds=settings.chunk_time_budget_seconds,
         intercom_wait=runtime.limiters["intercom"].peek,

@@ -14,9 +14,9 @@ from sync_worker.cache import LastKnownValues
 from sync_worker.celery_app import REALTIME_QUEUE, SYNC_TASK, create_celery
 from sync_worker.config import Settings
 from sync_worker.deadletter import DeadLetterStore
-from sync_worker.devstack import seed_intercom_contacts
+from sync_worker.devtools.devstack import seed_intercom_contacts
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.dispatch import SyncRequest, claim, enqueue_sync
-from sync_worker.localredis import wait_until
 from sync_worker.resync.progress import summarize
 from sync_worker.resync.runs import RunOptions, RunStore
 from sync_worker.taskmessage import task_messages

@@ -14,8 +14,8 @@ import pytest
 
 from sync_worker.circuit import HALF_OPEN, CircuitBreaker
 from sync_worker.config import Settings
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.dispatch import SyncRequest
-from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.runtime import Runtime
 from sync_worker.schema import AttributeTypeClash

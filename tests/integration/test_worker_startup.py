@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from sync_worker.processes import worker_argv
+from sync_worker.devtools.processes import worker_argv
 
 
 def test_worker_without_intercom_token_names_the_missing_setting(service_env):

@@ -4,7 +4,7 @@ Guarantees: what it writes is ``docs/integrations/clients.md`` (:mod:`.profile`,
 contact is read by its email (``GET /v1/clients?email=``), a bulk re-sync walks Intercom's
 contacts and reads them 100 at a time (``POST /v1/clients/lookup``); a failed read is stale
 (:class:`~sync_worker.platform.PlatformUnavailable`); it adds the data connector's route
-(``web/connector.py``); its sandbox data is :mod:`sync_worker.sandbox.dataset`. It is the
+(``web/connector.py``); its sandbox data is :mod:`sync_worker.devtools.sandbox.dataset`. It is the
 legacy integration: its per-contact Redis keys keep the names they had before integrations
 had names (:data:`sync_worker.keys.LEGACY_INTEGRATION`).
 """
@@ -22,7 +22,7 @@ from sync_worker.platform import PlatformClient
 class ClientsIntegration(ContactAttributes):
     name = "clients"
     routes = ("web.connector:bp",)
-    sandbox_dataset = "sync_worker.sandbox.dataset"
+    sandbox_dataset = "sync_worker.devtools.sandbox.dataset"
 
     def profile(self, **options: Any) -> ClientProfile:
         return ClientProfile(**options)
