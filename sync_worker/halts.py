@@ -157,7 +157,7 @@ class HaltStore:
         log_event(logger, "upstream_halt_probe_failed", level=logging.WARNING, upstream=upstream, error=text)
 
     def clear(self, upstream: str) -> Halt | None:
-        """Clear the halt (a probe worked, or an operator): the work waiting on it goes on."""
+        """Clear the halt (beat's probe found the upstream working): the work waiting on it goes on."""
         halt = self.current(upstream)
         if self._redis.delete(keys.halt(upstream)) and halt is not None:
             log_event(

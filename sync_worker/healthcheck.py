@@ -4,8 +4,10 @@
 ``GET /healthz`` with 200 within :data:`TIMEOUT_SECONDS`; ``python -m sync_worker.healthcheck
 worker [--hostname NAME]`` exits 0 only when that worker's own heartbeat (``keys.worker_heartbeats``,
 written every ``workerprocess.HEARTBEAT_SECONDS`` by the worker's main process) is at most
-:data:`MAX_HEARTBEAT_AGE_SECONDS` old in ``REDIS_URL``'s Redis. Anything else exits 1 with one
-line saying why. The worker's name defaults to Celery's own default, ``celery@<this host>``.
+:data:`MAX_HEARTBEAT_AGE_SECONDS` old in ``REDIS_URL``'s Redis, the age taken on Redis's clock
+(:func:`sync_worker.heartbeat.worker_health`), never this container's: a host clock that is off
+does not make a live worker look dead. Anything else exits 1 with one line saying why. The
+worker's name defaults to Celery's own default, ``celery@<this host>``.
 """
 
 from __future__ import annotations
@@ -13,24 +15,23 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import time
 import urllib.error
 import urllib.request
 
+from sync_worker.heartbeat import HEARTBEAT_MAX_AGE_SECONDS
+
 TIMEOUT_SECONDS = 3.0
-#: Three missed heartbeats (``workerprocess.HEARTBEAT_SECONDS`` is 10).
-MAX_HEARTBEAT_AGE_SECONDS = 30.0
+#: Three missed heartbeats (``workerprocess.HEARTBEAT_SECONDS`` is 10): the heartbeat module's own rule.
+MAX_HEARTBEAT_AGE_SECONDS = HEARTBEAT_MAX_AGE_SECONDS
 DEFAULT_URL = "http://127.0.0.1:8000/healthz"
 
 
-def heartbeat_problem(
-    beat: float | None, now: float, max_age: float = MAX_HEARTBEAT_AGE_SECONDS
-) -> str | None:
-    """Why a worker whose latest heartbeat is ``beat`` is not alive at ``now``, or ``None`` (pure)."""
-    if beat is None:
+def heartbeat_problem(age: float | None, max_age: float = MAX_HEARTBEAT_AGE_SECONDS) -> str | None:
+    """Why a worker whose latest heartbeat is ``age`` seconds old is not alive, or ``None`` (pure)."""
+    if age is None:
         return "no heartbeat"
-    if now - beat > max_age:
-        return f"heartbeat {now - beat:.0f}s old (more than {max_age:.0f}s)"
+    if age > max_age:
+        return f"heartbeat {age:.0f}s old (more than {max_age:.0f}s)"
     return None
 
 
@@ -45,19 +46,19 @@ def check_web(url: str) -> str | None:
 def check_worker(hostname: str) -> str | None:
     import redis as redis_lib
 
-    from sync_worker import keys
     from sync_worker.config import get_settings
+    from sync_worker.heartbeat import worker_health
 
     client = redis_lib.Redis.from_url(
         get_settings().redis_url, socket_connect_timeout=TIMEOUT_SECONDS, socket_timeout=TIMEOUT_SECONDS
     )
     try:
-        raw = client.hget(keys.worker_heartbeats(), hostname)
+        ages = worker_health(client).ages
     except redis_lib.RedisError as exc:
         return f"redis: {type(exc).__name__}"
     finally:
         client.close()
-    problem = heartbeat_problem(float(raw) if raw is not None else None, time.time())
+    problem = heartbeat_problem(ages.get(hostname))
     return f"{hostname}: {problem}" if problem else None
 
 

@@ -28,6 +28,7 @@ from sync_worker.integrations import Integration, UnknownIntegration, enabled
 from sync_worker.intercom import IntercomClient
 from sync_worker.platform import PlatformClient
 from sync_worker.ratelimit import RateLimiter, RateLimitHooks
+from sync_worker.ratelimit.limiter import DEFAULT_SKEW_MARGIN_SECONDS
 from sync_worker.schema import AttributeSchema, workspace_id
 from sync_worker.servicemetrics import ServiceMetrics
 
@@ -76,7 +77,19 @@ class Runtime:
 
     @cached_property
     def hooks(self) -> RateLimitHooks:
-        return RateLimitHooks(self.limiters, max_wait=MAX_INLINE_WAIT_SECONDS, metrics=self.metrics)
+        return RateLimitHooks(
+            self.limiters,
+            max_wait=MAX_INLINE_WAIT_SECONDS,
+            reserved_wait=self.reserved_wait,
+            metrics=self.metrics,
+        )
+
+    @property
+    def reserved_wait(self) -> float:
+        """How long a run waits inline for a token reserved for it: up to the next Intercom window's
+        (plus the skew margin), within half the soft time limit; longer waits reschedule the task."""
+        window = self.settings.intercom_window_seconds + DEFAULT_SKEW_MARGIN_SECONDS
+        return min(window, 0.5 * self.settings.soft_time_limit_seconds)
 
     @cached_property
     def intercom(self) -> IntercomClient:

@@ -150,6 +150,13 @@ class ContactSync:
             outcomes.append(skip or self._sync_contact(contact["id"], contact["email"], request))
         return outcomes
 
+    @staticmethod
+    def intercom_calls(request: SyncRequest) -> int:
+        """The Intercom calls a run of ``request`` plans: the lookup (a search by email, a GET of a
+        contact known by id alone; none when both are known), then one PUT. The shared limiter
+        takes their tokens together, so the PUT never waits after a lookup already made."""
+        return 1 if request.contact_id and request.email else 2
+
     # --- steps ------------------------------------------------------------------------
 
     def _screen(

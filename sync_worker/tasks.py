@@ -13,7 +13,10 @@ Guarantees of :func:`sync_contact`:
   the run queues one more sync (:mod:`sync_worker.dispatch`);
 - waiting for a rate-limit token longer than a moment, or an upstream's 429,
   reschedules the task (same task id, ``countdown`` = the wait) without
-  spending an error retry, however many times it takes; only a contact that has
+  spending an error retry, however many times it takes; a run takes its Intercom
+  calls' tokens together (:func:`sync_worker.ratelimit.reserving`), and a wait for
+  a token reserved for it carries the reservation (``reservation``) to the
+  rescheduled run, which redeems it when its window starts; only a contact that has
   waited longer than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS`` in all (an upstream that
   keeps refusing, not a long backlog) is parked; that clock starts at the first
   wait and goes on through error retries (``waiting_since`` travels with the
@@ -62,7 +65,8 @@ from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.logs import log_event
 from sync_worker.parking import park_contact, record_result
 from sync_worker.platform import PlatformRateLimited
-from sync_worker.ratelimit import RateLimitWait
+from sync_worker.ratelimit import RateLimitWait, Reservation, reserving
+from sync_worker.ratelimit.hooks import INTERCOM
 from sync_worker.runtime import get_runtime
 from sync_worker.schema import names_may_be_stale
 from sync_worker.searchwait import SearchWait, carried, next_search
@@ -111,6 +115,7 @@ def sync_contact(
     attempt: int = 0,
     refreshes: int = 0,
     waiting_since: float | None = None,
+    reservation: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]] | dict[str, Any]:
     """Sync the contact of ``kwargs`` (a :class:`SyncRequest`'s fields); see the module's guarantees.
@@ -118,7 +123,7 @@ def sync_contact(
     Messages queued by earlier versions may also carry ``waits`` (a count of rate-limit
     reschedules, unread since the wait cap is time-based): it lands in ``kwargs`` and is ignored.
     """
-    return _sync(self, attempt, refreshes, waiting_since, kwargs)
+    return _sync(self, attempt, refreshes, waiting_since, kwargs, Reservation.from_kwargs(reservation))
 
 
 def _sync(
@@ -127,6 +132,7 @@ def _sync(
     refreshes: int,
     waiting_since: float | None,
     kwargs: dict[str, Any],
+    reserved: Reservation | None = None,
 ) -> list[dict[str, Any]] | dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
@@ -141,7 +147,9 @@ def _sync(
     request = claim(runtime.redis, request)
     started = time.monotonic()
     try:
-        outcomes = _run_unless_halted(request)
+        # The run's Intercom calls are taken together; a reservation it carries is redeemed first.
+        with reserving(INTERCOM, _pipeline(request).intercom_calls(request), reserved):
+            outcomes = _run_unless_halted(request)
     except UpstreamHalted as halted:
         _wait_out_halt(self, request, halted, attempt, refreshes, waiting_since, kwargs)
     except RATE_LIMIT_SIGNALS as wait:
@@ -157,6 +165,7 @@ def _sync(
             "sync_rescheduled_rate_limit",
             contact_id=request.contact_id,
             integration=request.integration,
+            task_id=self.request.id,
             error_code=wait.code,
             countdown=round(countdown, 2),
         )
@@ -166,6 +175,8 @@ def _sync(
             "refreshes": refreshes,
             "waiting_since": waiting_since,
         }
+        if isinstance(wait, RateLimitWait) and wait.reservation is not None:
+            carry["reservation"] = wait.reservation.to_kwargs()  # the token(s) promised for the countdown
         raise _run_again(self, request, countdown, carry) from None
     except ContactNotFoundYet:
         outcomes = [_search_again_or_give_up(self, request, attempt, refreshes, waiting_since, kwargs)]

@@ -4,6 +4,13 @@ Guarantees (``RateLimitHooks`` implements :class:`sync_worker.http.RequestHooks`
 - ``before_request`` takes a token from the upstream's limiter, waiting at most
   ``max_wait`` seconds, else raises :class:`RateLimitWait` so the task
   reschedules itself; an upstream without a limiter is not throttled;
+- inside a run's session (:func:`~sync_worker.ratelimit.reservation.reserving`) it takes
+  the run's planned calls together at the first call, or redeems the reservation the run
+  carries (:meth:`RateLimiter.take`); a token it must wait for is reserved, never looked
+  for again at a window's start: a reserved token due within ``reserved_wait`` seconds
+  (and not held back by a pause) is waited for inline, the worker holding its one message
+  while the others stay queued; one due later raises :class:`RateLimitWait` carrying the
+  reservation, for the rescheduled run to redeem when its token is really there;
 - ``after_response`` makes every worker follow the upstream: Intercom's
   ``X-RateLimit-*`` headers lower the shared budget (:meth:`RateLimiter.observe`);
   a 429 pauses every worker (Intercom: until its reset, bounded by one window
@@ -22,6 +29,7 @@ import time
 from collections.abc import Mapping
 
 from sync_worker.logs import log_event
+from sync_worker.ratelimit import reservation
 from sync_worker.ratelimit.headers import parse_intercom_window, parse_retry_after
 from sync_worker.ratelimit.limiter import RateLimiter, RateLimitWait
 from sync_worker.servicemetrics import ServiceMetrics
@@ -29,20 +37,33 @@ from sync_worker.servicemetrics import ServiceMetrics
 logger = logging.getLogger(__name__)
 
 INTERCOM = "intercom"
+#: How far ahead a session may reserve (seconds); a task's countdown is bounded by
+#: ``SYNC_MAX_RESCHEDULE_SECONDS`` anyway (a run woken before its window waits again, reservation kept).
+RESERVE_AHEAD_SECONDS = 300.0
 
 
 class RateLimitHooks:
     def __init__(
-        self, limiters: Mapping[str, RateLimiter], max_wait: float, *, metrics: ServiceMetrics | None = None
+        self,
+        limiters: Mapping[str, RateLimiter],
+        max_wait: float,
+        reserved_wait: float | None = None,
+        *,
+        metrics: ServiceMetrics | None = None,
     ):
         self.limiters = dict(limiters)
         self.max_wait = max_wait
+        self.reserved_wait = max_wait if reserved_wait is None else max(max_wait, reserved_wait)
         self.metrics = metrics
 
     def before_request(self, upstream: str, operation: str) -> None:
         limiter = self.limiters.get(upstream)
         if limiter is not None:
-            self._take_token(upstream, limiter)
+            session = reservation.current(upstream)
+            if session is None:
+                self._take_token(upstream, limiter)
+            else:
+                self._take_in(upstream, session, limiter)
         if self.metrics is not None:
             self.metrics.upstream_request(upstream)
 
@@ -59,6 +80,28 @@ class RateLimitHooks:
             self.metrics.rate_limit_wait(upstream, how="rescheduled")
             raise
         self.metrics.rate_limit_wait(upstream, how="inline", seconds=time.monotonic() - started)
+
+    def _take_in(self, upstream: str, session: reservation.Session, limiter: RateLimiter) -> None:
+        """A token for this call of the session's run: see the module's guarantees."""
+        session.give_back = limiter.release
+        started = time.monotonic()
+        slept = False
+        while True:
+            took = limiter.take(session.wanted(), session.held, horizon_seconds=RESERVE_AHEAD_SECONDS)
+            session.held = took.held
+            if took.granted:
+                session.started = True
+                if slept and self.metrics is not None:
+                    self.metrics.rate_limit_wait(upstream, how="inline", seconds=time.monotonic() - started)
+                return
+            inline = self.reserved_wait if took.held is not None and not took.paused else self.max_wait
+            if took.wait > inline - (time.monotonic() - started):
+                if self.metrics is not None:
+                    self.metrics.rate_limit_wait(upstream, how="rescheduled")
+                raise RateLimitWait(took.wait, limiter.name, reservation=session.carry())
+            # Due at a time of its own (reservations are spread through their window): no jitter needed.
+            time.sleep(took.wait)
+            slept = True
 
     def after_response(self, upstream: str, status: int, headers: Mapping[str, str]) -> None:
         if self.metrics is not None:

@@ -16,6 +16,16 @@ Guarantees:
   lower our budget from what the upstream says, never raise it above our own count;
 - a refusal says how long to wait (end of the window, of the pause, or of the
   upstream's window), never 0, so a caller can sleep or reschedule exactly.
+- reservations (:meth:`RateLimiter.take`, used by a run's session,
+  :mod:`sync_worker.ratelimit.reservation`): a run's calls are counted in a window
+  together, and a caller that must wait is promised tokens in the first later window
+  with room (counted in that window's ``limit`` when promised, so a window's grants,
+  reserved ones included, never pass its limit). A reserved token is granted only
+  inside its own window on Redis's clock, never before it starts; a pause, the
+  upstream's cap or a lowered limit in force there refuses it like any token, and
+  its reservation moves past them; one whose window is over is asked for again
+  like any new request. Tokens a run did not use are given back to their window
+  (:meth:`RateLimiter.release`).
 - :meth:`RateLimiter.peek` (and :meth:`RateLimiter.inspect`) write nothing: they
   answer the wait a token request would get now (0.0: one is free) and the limit in force;
   :meth:`RateLimiter.inspect_with` answers the same look and the replies of other
@@ -40,6 +50,7 @@ from redis.exceptions import NoScriptError
 
 from sync_worker import keys
 from sync_worker.errors import TransientError
+from sync_worker.ratelimit.reservation import Reservation, Take
 
 #: How long a limit the upstream reported stays in force without being reported again.
 OBSERVED_LIMIT_LIFETIME_SECONDS = 24 * 3600
@@ -47,6 +58,10 @@ OBSERVED_LIMIT_LIFETIME_SECONDS = 24 * 3600
 KEEP_SECONDS = 24 * 3600
 #: Default allowance for the upstream's clock running behind Redis's (see ``observe``).
 DEFAULT_SKEW_MARGIN_SECONDS = 1.0
+#: Reserved tokens are spread over this share of their window (thousandths): the n-th token of a
+#: window is due ``n / limit`` of the way through it, so its holders do not all come at its start,
+#: and the last ones are due early enough that a holder a little late is still inside its window.
+RESERVATION_SPREAD_PERMILLE = 800
 
 # Shared by the scripts: now in milliseconds on Redis's clock; integers as exact decimal text.
 _LUA_PRELUDE = """
@@ -57,6 +72,25 @@ local function keep_at_least(key, ms)
   local ttl = redis.call('PTTL', key)
   if ttl < ms then redis.call('PEXPIRE', key, int(ms)) end
 end
+-- The current window's committed tokens (granted or promised) and granted ones: as stored when the
+-- stored window is this one, else the tokens reserved for it and none granted yet (rolled = true).
+local function window_counts(key, stored_win, stored_count, stored_used, win)
+  if tonumber(stored_win or -1) == win then
+    return tonumber(stored_count or 0), tonumber(stored_used or stored_count or 0), false
+  end
+  return tonumber(redis.call('HGET', key, 'r:' .. int(win)) or 0), 0, true
+end
+-- Stores the current window's counts; on a new window, drops the reservations of it and of the past.
+local function save_window(key, win, count, used, rolled)
+  redis.call('HSET', key, 'win', int(win), 'count', int(count), 'used', int(used))
+  if rolled then
+    for _, name in ipairs(redis.call('HKEYS', key)) do
+      if string.sub(name, 1, 2) == 'r:' and tonumber(string.sub(name, 3)) <= win then
+        redis.call('HDEL', key, name)
+      end
+    end
+  end
+end
 """
 
 # KEYS[1] limiter hash. ARGV: configured limit, window ms, observed-limit lifetime ms, keep ms.
@@ -66,20 +100,20 @@ _ACQUIRE = (
     + """
 local key = KEYS[1]
 local window = tonumber(ARGV[2])
-local f = redis.call('HMGET', key, 'win', 'count', 'seq', 'limit', 'limit_at', 'pause', 'cap', 'cap_until')
+local f = redis.call('HMGET', key, 'win', 'count', 'seq', 'limit', 'limit_at', 'pause', 'cap', 'cap_until', 'used')
 local limit = tonumber(ARGV[1])
 if f[4] and f[5] and now - tonumber(f[5]) < tonumber(ARGV[3]) then limit = tonumber(f[4]) end
 local seq = tonumber(f[3] or 0)
 local pause = tonumber(f[6] or 0)
 if pause > now then return {0, pause - now, seq, now} end
 local win = math.floor(now / window)
-local count = 0
-if tonumber(f[1] or -1) == win then count = tonumber(f[2] or 0) end
+local count, used, rolled = window_counts(key, f[1], f[2], f[9], win)
 if count >= limit then return {0, (win + 1) * window - now, seq, now} end
 local cap_until = tonumber(f[8] or 0)
 if cap_until > now and seq >= tonumber(f[7] or 0) then return {0, cap_until - now, seq, now} end
 seq = seq + 1
-redis.call('HSET', key, 'win', int(win), 'count', int(count + 1), 'seq', int(seq))
+redis.call('HSET', key, 'seq', int(seq))
+save_window(key, win, count + 1, used + 1, rolled)
 keep_at_least(key, tonumber(ARGV[4]))
 return {1, 0, seq, now}
 """
@@ -144,7 +178,8 @@ return math.max(0, current - now)
 
 
 # Read-only twin of _ACQUIRE (writes nothing). KEYS[1] limiter hash. ARGV: configured limit, window ms,
-# observed-limit lifetime ms. Returns {wait ms (0: a token is free now), effective limit, used in window}.
+# observed-limit lifetime ms. Returns {wait ms (0: a token is free now), effective limit, tokens granted or
+# reserved in the window}.
 _PEEK = (
     _LUA_PRELUDE
     + """
@@ -153,8 +188,7 @@ local f = redis.call('HMGET', KEYS[1], 'win', 'count', 'seq', 'limit', 'limit_at
 local limit = tonumber(ARGV[1])
 if f[4] and f[5] and now - tonumber(f[5]) < tonumber(ARGV[3]) then limit = tonumber(f[4]) end
 local win = math.floor(now / window)
-local count = 0
-if tonumber(f[1] or -1) == win then count = tonumber(f[2] or 0) end
+local count = window_counts(KEYS[1], f[1], f[2], f[2], win)
 local wait = 0
 local pause = tonumber(f[6] or 0)
 if pause > now then wait = pause - now
@@ -167,10 +201,121 @@ return {wait, limit, count}
 """
 )
 
+# KEYS[1] limiter hash. ARGV: configured limit, window ms, observed-limit lifetime ms, keep ms, tokens wanted,
+# held window id (-1: none), tokens held in it, spread (thousandths of a window), horizon ms.
+# A held reservation is redeemed in its own window only (before it: wait for it, kept; a pause or a cap
+# lifting before the window ends: wait for that, kept; one lasting past it, or a lowered limit: its tokens
+# are given back and asked for again; after it: asked for again). A reserved token is due no earlier than
+# the upstream's cap in force lifts (the skew margin after the upstream's reset).
+# Asking: the tokens wanted (at most the limit) all at once now when the window has room for them (the
+# first is granted), else reserved together in the first window with room for them, no earlier than a
+# pause or cap lifts.
+# Returns {granted 0/1, wait ms, seq, window of the tokens held now (-1: none), tokens held, paused now 0/1, now}.
+_TAKE = (
+    _LUA_PRELUDE
+    + """
+local key = KEYS[1]
+local window = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[5])
+local held = tonumber(ARGV[6])
+local held_tokens = tonumber(ARGV[7])
+local f = redis.call('HMGET', key, 'win', 'count', 'seq', 'limit', 'limit_at', 'pause', 'cap', 'cap_until', 'used')
+local limit = tonumber(ARGV[1])
+if f[4] and f[5] and now - tonumber(f[5]) < tonumber(ARGV[3]) then limit = tonumber(f[4]) end
+local seq = tonumber(f[3] or 0)
+local win = math.floor(now / window)
+local count, used, rolled = window_counts(key, f[1], f[2], f[9], win)
+local pause = tonumber(f[6] or 0)
+local cap_until = tonumber(f[8] or 0)
+local paused = pause > now
+local capped = cap_until > now and seq >= tonumber(f[7] or 0)
+local dirty = false
+local function save()
+  save_window(key, win, count, used, rolled)
+  keep_at_least(key, tonumber(ARGV[4]))
+end
+local function grant(left)
+  seq = seq + 1
+  used = used + 1
+  redis.call('HSET', key, 'seq', int(seq))
+  save()
+  return {1, 0, seq, win, left, 0, now}
+end
+local blocked = 0
+if paused then blocked = 1 end
+if held >= 0 then
+  if held > win then return {0, held * window - now, seq, held, held_tokens, blocked, now} end
+  if held == win then
+    if not paused and not capped and used < limit then return grant(held_tokens - 1) end
+    local lifts = 0
+    if paused then lifts = pause end
+    if capped and cap_until > lifts then lifts = cap_until end
+    if used < limit and lifts < (win + 1) * window then return {0, lifts - now, seq, held, held_tokens, blocked, now} end
+    count = math.max(used, count - held_tokens)
+    dirty = true
+  end
+  wanted = held_tokens
+end
+if wanted > limit then wanted = limit end
+if not paused and not capped and count + wanted <= limit then
+  count = count + wanted
+  return grant(wanted - 1)
+end
+local earliest = now
+if paused then earliest = pause end
+if capped and cap_until > earliest then earliest = cap_until end
+local spread = tonumber(ARGV[8])
+local last = math.floor((now + tonumber(ARGV[9])) / window)
+for w = math.floor(earliest / window), last do
+  local c = count
+  if w ~= win then c = tonumber(redis.call('HGET', key, 'r:' .. int(w)) or 0) end
+  if c + wanted <= limit then
+    local at = math.max(earliest, w * window + math.floor(c * window * spread / (limit * 1000)))
+    if cap_until > at then at = cap_until end
+    if w == win then
+      count = c + wanted
+      dirty = true
+    else
+      redis.call('HSET', key, 'r:' .. int(w), int(c + wanted))
+    end
+    if dirty then save() else keep_at_least(key, tonumber(ARGV[4])) end
+    return {0, math.max(1, at - now), seq, w, wanted, blocked, now}
+  end
+end
+if dirty then save() end
+return {0, math.max(1, (last + 1) * window - now), seq, -1, 0, blocked, now}
+"""
+)
+
+# KEYS[1] limiter hash. ARGV: window ms, window id, tokens, keep ms. Gives back tokens reserved in that window and
+# not used: in the current window they are free again at once; a past window's are gone anyway.
+_RELEASE = (
+    _LUA_PRELUDE
+    + """
+local key = KEYS[1]
+local window = tonumber(ARGV[1])
+local held = tonumber(ARGV[2])
+local tokens = tonumber(ARGV[3])
+local win = math.floor(now / window)
+if held > win then
+  local name = 'r:' .. int(held)
+  local left = tonumber(redis.call('HGET', key, name) or 0) - tokens
+  if left > 0 then redis.call('HSET', key, name, int(left)) else redis.call('HDEL', key, name) end
+elseif held == win then
+  local f = redis.call('HMGET', key, 'win', 'count', 'used')
+  local count, used, rolled = window_counts(key, f[1], f[2], f[3], win)
+  save_window(key, win, math.max(used, count - tokens), used, rolled)
+  keep_at_least(key, tonumber(ARGV[4]))
+end
+return 0
+"""
+)
+
 
 @dataclass(frozen=True)
 class Budget:
-    """A look at a limiter without taking anything: ``wait`` is 0.0 when a token is free now."""
+    """A look at a limiter without taking anything: ``wait`` is 0.0 when a token is free now;
+    ``used``: the tokens of the current window granted or promised (reserved) already."""
 
     wait: float
     limit: int
@@ -184,19 +329,23 @@ class Budget:
 
 
 class RateLimitWait(TransientError):
-    """No token within the caller's ``max_wait``: try again in ``retry_in`` seconds (reschedule, do not block)."""
+    """No token within the caller's ``max_wait``: try again in ``retry_in`` seconds (reschedule, do not block).
+
+    ``reservation``, when set, is the token(s) promised to the caller for then: the rescheduled run
+    carries it (:class:`~sync_worker.ratelimit.reservation.Reservation`) and redeems it."""
 
     code = "rate_limit_wait"
 
-    def __init__(self, retry_in: float, name: str = ""):
+    def __init__(self, retry_in: float, name: str = "", reservation: Reservation | None = None):
         upstream = f" for {name}" if name else ""
         super().__init__(f"no rate-limit token{upstream} for {retry_in:.2f}s", retry_after=retry_in)
         self.retry_in = retry_in
         self.name = name
+        self.reservation = reservation
 
-    def __reduce__(self) -> tuple[type[RateLimitWait], tuple[float, str]]:
+    def __reduce__(self) -> tuple[type[RateLimitWait], tuple[float, str, Reservation | None]]:
         # Survives pickling (Celery may serialise exceptions) with its own arguments, not the message.
-        return (type(self), (self.retry_in, self.name))
+        return (type(self), (self.retry_in, self.name, self.reservation))
 
 
 @dataclass(frozen=True)
@@ -243,6 +392,8 @@ class RateLimiter:
         self._observe = redis.register_script(_OBSERVE)
         self._pause = redis.register_script(_PAUSE)
         self._peek = redis.register_script(_PEEK)
+        self._take = redis.register_script(_TAKE)
+        self._release = redis.register_script(_RELEASE)
         self._local = threading.local()
 
     # --- taking tokens --------------------------------------------------------------
@@ -261,6 +412,57 @@ class RateLimiter:
         if granted:
             self._local.seq = int(seq)
         return Decision(bool(granted), int(wait_ms) / 1000.0, int(seq), int(now_ms) / 1000.0)
+
+    def take(self, tokens: int, held: Reservation | None = None, *, horizon_seconds: float) -> Take:
+        """A token for a call now, from ``held`` or from ``tokens`` taken together; else a reservation.
+
+        - ``held`` (a reservation of this limiter) is redeemed only inside its own window on Redis's
+          clock: before it, nothing is granted and the answer is the wait until the window starts
+          (the reservation is kept); inside it, its token is granted unless a pause, the upstream's
+          cap (:meth:`observe`) or a lowered limit says no: a pause or cap that lifts before the
+          window ends is waited for (kept, ``wait`` until it lifts), otherwise its tokens are given
+          back to the window and asked for again, as are those of a reservation whose window is
+          over (a holder late: its tokens were never used, and it gets no more than any caller);
+        - asking: when the current window has room for all ``tokens`` (no pause, no cap in force)
+          they are counted in it together and the first is granted (``held`` is then the rest);
+          otherwise they are reserved together in the first window with room for them, at most
+          ``horizon_seconds`` ahead and not before a pause or cap lifts; ``wait`` is when the first
+          is due (spread through the window, :data:`RESERVATION_SPREAD_PERMILLE`, and not before
+          the upstream's cap in force ends, however many tokens it has left), ``held`` the
+          reservation. None fits within the horizon: no reservation, ``wait`` is the horizon.
+
+        A window never grants more than its limit, reserved tokens included: reservations count in
+        its budget when made, and a redeemed token is granted only while fewer than the limit were.
+        """
+        if held is not None and held.upstream != self.name:
+            held = None
+        granted, wait_ms, seq, window, left, paused, now_ms = self._take(
+            keys=[self.key],
+            args=[
+                self.limit,
+                _ms(self.window_seconds),
+                _ms(OBSERVED_LIMIT_LIFETIME_SECONDS),
+                _ms(KEEP_SECONDS),
+                max(1, int(tokens)),
+                held.window if held is not None else -1,
+                held.tokens if held is not None else 0,
+                RESERVATION_SPREAD_PERMILLE,
+                _ms(horizon_seconds),
+            ],
+        )
+        if granted:
+            self._local.seq = int(seq)
+        kept = Reservation(self.name, int(window), int(left)) if int(window) >= 0 and int(left) > 0 else None
+        return Take(bool(granted), int(wait_ms) / 1000.0, int(seq), kept, bool(paused), int(now_ms) / 1000.0)
+
+    def release(self, held: Reservation) -> None:
+        """Give back the unused tokens of ``held``: free again at once when its window is the current or a
+        later one (a past window's are gone with it)."""
+        if held.upstream != self.name:
+            return
+        self._release(
+            keys=[self.key], args=[_ms(self.window_seconds), held.window, held.tokens, _ms(KEEP_SECONDS)]
+        )
 
     def try_acquire(self) -> float:
         """0.0 when a token was granted, else the seconds until one can be (always > 0)."""

@@ -32,8 +32,8 @@ REQUIRED = {
     "SYNC_TRIGGER_TOKEN",
     "SYNC_ADMIN_TOKEN",
 }
-#: Set by compose itself (its own Redis); a ``.env`` value is not used.
-FIXED = {"REDIS_URL": "redis://redis:6379/0"}
+#: What compose gives a process when ``.env`` leaves the setting out (its own Redis).
+COMPOSE_DEFAULTS = {"REDIS_URL": "redis://redis:6379/0"}
 PLACEHOLDER = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:\?|:-)(?P<arg>[^}]*))?\}")
 
 
@@ -97,7 +97,23 @@ def test_every_setting_set_in_dot_env_reaches_every_process() -> None:
     for process in PROCESSES:
         env = process_env(services[process], dotenv)
         for name in names:
-            assert env.get(name) == FIXED.get(name, dotenv[name]), (process, name, env.get(name))
+            assert env.get(name) == dotenv[name], (process, name, env.get(name))
+
+
+def test_without_redis_url_in_dot_env_the_processes_use_compose_own_redis() -> None:
+    services = compose()["services"]
+    dotenv = {name: "set" for name in REQUIRED}
+    for process in PROCESSES:
+        env = process_env(services[process], dotenv)
+        for name, default in COMPOSE_DEFAULTS.items():
+            assert env[name] == default, (process, name)
+
+
+def test_the_processes_start_once_redis_answers() -> None:
+    services = compose()["services"]
+    assert "redis-cli" in services["redis"]["healthcheck"]["test"]
+    for process in PROCESSES:
+        assert services[process]["depends_on"] == {"redis": {"condition": "service_healthy"}}, process
 
 
 def test_compose_refuses_to_start_without_each_required_setting() -> None:
