@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import cputime  # noqa: E402
 import loadgen  # noqa: E402
+import reference_receiver  # noqa: E402
 
 from sync_worker.celery_app import REALTIME_QUEUE  # noqa: E402
 from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until  # noqa: E402
@@ -175,29 +176,32 @@ def stored_check(
 # --- the run --------------------------------------------------------------------------------
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=TARGET_RATE)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--warmup-seconds", type=float, default=1.0)
-    parser.add_argument("--contacts", type=int, default=3000)
-    parser.add_argument("--generators", type=int, default=1, help="load generator processes")
-    parser.add_argument("--persistent", action="store_true", help="Redis append-only file, fsync every write")
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a setting of the web server (experiments; unset: as deployed)",
-    )
-    parser.add_argument(
-        "--quiet-wait", type=float, default=120.0, help="wait this long at most for an idle machine first"
-    )
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "webhook.json"))
-    args = parser.parse_args()
+REFERENCE_ARGV = [sys.executable, str(ROOT / "bench" / "reference_receiver.py")]
+TARGETS = ("receiver", "reference")
 
-    warmup = int(args.rate * args.warmup_seconds)
-    total = warmup + int(args.rate * args.seconds)
+
+def reference_messages(client: redis_lib.Redis) -> dict[str, str | None]:
+    """task id -> None for every message the reference stored (it names no contact)."""
+    return {raw.split(b" ", 1)[0].decode(): None for raw in client.lrange(reference_receiver.QUEUE, 0, -1)}
+
+
+def reference_stored_check(
+    answers: list[dict[str, Any]], accepted: int, on_queue: dict[str, Any]
+) -> dict[str, Any]:
+    queued = {a["task_id"] for a in answers if a.get("status") == "queued"}
+    return {
+        "accepted": accepted,
+        "queued_answers": len(queued),
+        "stored_messages": len(on_queue),
+        "stored_unanswered": len(set(on_queue) - queued),
+        "every_accepted_stored": len(queued) == accepted and queued <= set(on_queue),
+    }
+
+
+def run_one(args: argparse.Namespace, target: str, rate: float) -> dict[str, Any]:
+    """One run of ``target`` (the receiver as deployed, or the reference) at ``rate``: its report."""
+    warmup = int(rate * args.warmup_seconds)
+    total = warmup + int(rate * args.seconds)
     workdir = tempfile.mkdtemp(prefix="webhook-bench-")
     redis_server = LocalRedis(persistent=args.persistent).start()
     port = free_port()
@@ -208,7 +212,7 @@ def main() -> int:
         "PYTHONPATH": str(ROOT),
         **dict(item.split("=", 1) for item in args.env),
     }
-    argv = web_argv(port=port)
+    argv = web_argv(port=port) if target == "receiver" else [*REFERENCE_ARGV, "--bind", f"{HOST}:{port}"]
     web = Child("web", argv, env=env, log_path=Path(workdir) / "web.log", cwd=ROOT)
     web.start()
     client = redis_lib.Redis.from_url(env["REDIS_URL"])
@@ -224,7 +228,7 @@ def main() -> int:
         quiet_before, busy_before = cputime.wait_for_quiet(QUIET_SHARE, args.quiet_wait)
         queue: Any = context.Queue()
         start = time.perf_counter() + 1.0 + 0.2 * args.generators  # time for the generators to start
-        dues = [start + i / args.rate for i in range(total)]
+        dues = [start + i / rate for i in range(total)]
         generators = [
             context.Process(
                 target=loadgen.run_in_process,
@@ -266,7 +270,10 @@ def main() -> int:
     outcomes: dict[str, int] = {}
     for answer in answers:
         outcomes[answer.get("status", "none")] = outcomes.get(answer.get("status", "none"), 0) + 1
-    stored = stored_check(answers, statuses.get("200", 0), messages_on_queue(client))
+    if target == "receiver":
+        stored = stored_check(answers, statuses.get("200", 0), messages_on_queue(client))
+    else:
+        stored = reference_stored_check(answers, statuses.get("200", 0), reference_messages(client))
     redis_stalls = {
         event[0].decode(): {"latest_ms": event[2], "max_ms": event[3], "threshold_ms": LATENCY_MONITOR_MS}
         for event in client.execute_command("LATENCY", "LATEST")
@@ -280,12 +287,13 @@ def main() -> int:
     ok = [item for item in measured if item[3] == 200]
     from_due = latency_summary([done - due for due, _, done, _, _ in ok])
     achieved = round(len(ok) / (last_done - first_due), 1)
-    report = {
+    return {
         "benchmark": "webhook",
+        "target_server": target,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "config": {
-            "rate": args.rate,
+            "rate": rate,
             "seconds": args.seconds,
             "warmup_seconds": args.warmup_seconds,
             "contacts": args.contacts,
@@ -322,17 +330,111 @@ def main() -> int:
                 from_due
                 and from_due["p99"] < TARGET_P99_MS
                 and stored["every_accepted_stored"]
-                and args.rate >= TARGET_RATE
-                and achieved >= 0.99 * args.rate
+                and rate >= TARGET_RATE
+                and achieved >= 0.99 * rate
                 and statuses.get("200", 0) == len(results)
             ),
         },
+        "sustained": sustained(from_due, stored, achieved, rate, statuses.get("200", 0) == len(results)),
     }
+
+
+def sustained(
+    from_due: dict[str, float], stored: dict[str, Any], achieved: float, rate: float, all_answered: bool
+) -> bool:
+    """The run kept its rate (99%) with p99 under the target, every request answered 200 and stored."""
+    return bool(
+        from_due
+        and from_due["p99"] < TARGET_P99_MS
+        and stored["every_accepted_stored"]
+        and achieved >= 0.99 * rate
+        and all_answered
+    )
+
+
+def comparison(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per target: median web CPU per request, highest sustained rate; and the receiver/reference ratio."""
+    summary: dict[str, Any] = {}
+    for target in TARGETS:
+        mine = [run for run in runs if run["target_server"] == target]
+        if not mine:
+            continue
+        summary[target] = {
+            "runs": len(mine),
+            "web_cpu_ms_per_request_median": round(
+                statistics.median(run["cpu_ms_per_request"]["web"] for run in mine), 3
+            ),
+            "highest_sustained_rate": max(
+                (run["config"]["rate"] for run in mine if run["sustained"]), default=None
+            ),
+        }
+    if len(summary) == len(TARGETS):
+        summary["web_cpu_ratio_receiver_to_reference"] = round(
+            summary["receiver"]["web_cpu_ms_per_request_median"]
+            / summary["reference"]["web_cpu_ms_per_request_median"],
+            2,
+        )
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=TARGET_RATE)
+    parser.add_argument(
+        "--rates", default="", help="comma-separated rates, each run for every target (overrides --rate)"
+    )
+    parser.add_argument(
+        "--targets",
+        default="receiver",
+        help="comma-separated: receiver (as deployed), reference (bench/reference_receiver.py); interleaved",
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup-seconds", type=float, default=1.0)
+    parser.add_argument("--contacts", type=int, default=3000)
+    parser.add_argument("--generators", type=int, default=1, help="load generator processes")
+    parser.add_argument("--persistent", action="store_true", help="Redis append-only file, fsync every write")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the web server (experiments; unset: as deployed)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=120.0, help="wait this long at most for an idle machine first"
+    )
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "webhook.json"))
+    args = parser.parse_args()
+    targets = [name for name in args.targets.split(",") if name]
+    unknown = set(targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown targets {sorted(unknown)}")
+    rates = [float(value) for value in args.rates.split(",") if value] or [args.rate]
+    runs = []
+    for rate in rates:
+        for target in targets:
+            run = run_one(args, target, rate)
+            runs.append(run)
+            print(
+                json.dumps(
+                    {
+                        key: run[key]
+                        for key in ("target_server", "achieved_rps", "latency_ms_from_due", "sustained")
+                    }
+                    | {
+                        "rate": rate,
+                        "web_cpu_ms": run["cpu_ms_per_request"]["web"],
+                        "others": run["machine_quiet"]["other_share_during"],
+                    }
+                ),
+                flush=True,
+            )
+    report: dict[str, Any] = runs[0] if len(runs) == 1 else {"runs": runs, "comparison": comparison(runs)}
     print(json.dumps(report, indent=2))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if stored["every_accepted_stored"] else 1
+    return 0 if all(run["stored"]["every_accepted_stored"] for run in runs) else 1
 
 
 if __name__ == "__main__":

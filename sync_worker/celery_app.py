@@ -138,6 +138,17 @@ def _crontab(expression: str) -> crontab:
     )
 
 
+#: A halt probe expires after this many of its periods, at least :data:`HALT_PROBE_MIN_EXPIRES_SECONDS`.
+HALT_PROBE_EXPIRY_PERIODS = 10
+HALT_PROBE_MIN_EXPIRES_SECONDS = 600.0
+
+
+def halt_probe_expires(settings: Settings) -> float:
+    """How long a queued halt probe stays worth running (pure): far beyond a realtime backlog, yet
+    bounded so a stopped worker does not find a pile of probes."""
+    return max(HALT_PROBE_MIN_EXPIRES_SECONDS, HALT_PROBE_EXPIRY_PERIODS * settings.halt_probe_seconds)
+
+
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """What beat runs: the nightly re-sync, its watchdog, the halt probe (``SYNC_HALT_PROBE_SECONDS``),
     and the dead-letter replay when it has a cron."""
@@ -155,7 +166,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "halt-probe": {
             "task": HALT_PROBE_TASK,
             "schedule": settings.halt_probe_seconds,
-            "options": {"queue": REALTIME_QUEUE, "expires": settings.halt_probe_seconds},
+            # Expires only after a long backlog: a probe behind 30 s of realtime work must still run,
+            # or no halt ever clears (one more waits in the queue at most a few periods).
+            "options": {"queue": REALTIME_QUEUE, "expires": halt_probe_expires(settings)},
         },
     }
     if settings.dead_letter_replay_cron:

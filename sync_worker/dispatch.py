@@ -4,7 +4,8 @@ Guarantees:
 - :func:`enqueue_sync` either stores the trigger and returns, or raises
   :class:`QueueUnavailable`: a caller that acknowledges only after it returns
   never acknowledges a trigger that was not stored;
-- storing is one Lua script call (one round trip, atomic): it writes the
+- storing is one Lua script call (``EVALSHA``: one round trip, atomic; the script's text is sent
+  only when Redis does not have it yet): it writes the
   contact's pending payload and, when no sync is waiting, the pending marker
   *and* the Celery message on the queue's list together, so there is never a
   marker without its message (or a message without its marker) whatever
@@ -14,7 +15,9 @@ Guarantees:
   queue, a newer trigger is folded into it (its details replace the pending
   ones, which the task reads when it starts) instead of queueing another;
 - a trigger that arrives while the contact's sync is running queues one more,
-  because the task clears the pending marker as it starts (:func:`claim`);
+  because the task clears the pending marker as it starts (:func:`claim`); a sync that then
+  waits to run again (a halt, a rate-limit wait) marks the contact pending again under its own
+  id (:func:`hold_pending`), so triggers during the wait fold into it;
 - with an ``idempotency_key`` (a webhook's notification id), a key already set
   answers ``duplicate`` and stores nothing; otherwise the key is set in the same
   script, so it exists exactly when the trigger was stored;
@@ -30,7 +33,7 @@ Guarantees:
   ``FOLD_CLOCK_TOLERANCE_SECONDS`` (receivers' clocks may differ by less): a payload left by a
   lost message never takes a later retry or refresh back to older details.
 
-The receiver calls :func:`enqueue_sync`; the task calls :func:`claim`.
+The receiver calls :func:`enqueue_sync`; the task calls :func:`claim` and :func:`hold_pending`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from typing import Any, Literal
 import redis as redis_lib
 from celery import Celery
 from kombu.exceptions import KombuError
+from redis.commands.core import Script
 
 from sync_worker import keys
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE, SYNC_TASK
@@ -151,11 +155,26 @@ end
 return {status, owner}
 """
 
+#: redis-py's script object: ``EVALSHA`` with the digest computed once, the text loaded on ``NOSCRIPT``
+#: (bytes, so it needs no client's encoder; every call names its client).
+_ENQUEUE_SCRIPT = Script(None, _ENQUEUE.encode())
+
 # KEYS[1] marker, KEYS[2] payload: take the latest payload and clear both (the sync is now running).
 _CLAIM = """
 local payload = redis.call('GET', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2])
 return payload
+"""
+
+
+# KEYS[1] marker; ARGV[1] task id, ARGV[2] ttl: the marker names the task unless another's is set.
+_HOLD = """
+local owner = redis.call('GET', KEYS[1])
+if not owner or owner == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+  return ARGV[1]
+end
+return owner
 """
 
 
@@ -192,7 +211,7 @@ def enqueue_sync(
         if idempotency_key is not None:
             keys_.append(idempotency_key)
             args.append(idempotency_ttl)
-        status, owner = client.eval(_ENQUEUE, len(keys_), *keys_, *args)
+        status, owner = _ENQUEUE_SCRIPT(keys=keys_, args=args, client=client)
     except (redis_lib.RedisError, KombuError, OSError) as exc:  # nothing was stored
         raise QueueUnavailable(f"queue unreachable: {exc.__class__.__name__}") from exc
     status = status.decode() if isinstance(status, bytes) else status
@@ -204,6 +223,13 @@ def enqueue_replay(kwargs: Mapping[str, Any], client: redis_lib.Redis, celery_ap
     """Queue a dead letter's sync again (realtime queue); the worker re-reads the platform."""
     request = SyncRequest.from_kwargs({**kwargs, "trigger": "replay", "requested_at": time.time()})
     return enqueue_sync(request, client, celery_app, queue=REALTIME_QUEUE)
+
+
+def hold_pending(client: redis_lib.Redis, contact_key: str, task_id: str, *, ttl: int) -> None:
+    """A claimed sync that waits to run again (a halt, a rate-limit wait) marks the contact as
+    pending under its own task id for ``ttl`` seconds, so triggers meanwhile fold into it instead of
+    queueing more messages; a marker another message holds is left (that one runs the contact too)."""
+    client.eval(_HOLD, 1, keys.pending(contact_key), task_id, ttl)
 
 
 def claim(client: redis_lib.Redis, request: SyncRequest) -> SyncRequest:

@@ -4,7 +4,8 @@ Guarantees: for each halted upstream (:mod:`sync_worker.halts`) one cheap authen
 - Intercom: the data attributes are listed afresh (the cached schema forgotten) and the names
   the sync writes ensured, so a restored token, an unarchived or renamed attribute, or room
   made under the cap all clear the halt, and a schema problem still there keeps it;
-- the platform: one read for an address no client has (``PROBE_EMAIL``);
+- the platform: one read and one batched read (what a bulk chunk sends: a ``contract`` halt is
+  about it) for an address no client has (``PROBE_EMAIL``);
 a probe that works clears the halt (the waiting work goes on at its next look); one that fails
 notes its error on the halt (``probes``, ``last_probe_error``) and keeps it. An upstream without
 a halt costs no call.
@@ -34,6 +35,7 @@ def probe_intercom(runtime: Runtime) -> None:
 
 def probe_platform(runtime: Runtime) -> None:
     runtime.platform.clients_by_email(PROBE_EMAIL)
+    runtime.platform.lookup([PROBE_EMAIL])
 
 
 PROBES: dict[str, Callable[[Runtime], None]] = {INTERCOM: probe_intercom, PLATFORM: probe_platform}

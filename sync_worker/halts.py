@@ -5,7 +5,10 @@ Intercom's cap on data attributes) fails every contact the same way: parking eac
 the dead-letter store with thousands of copies of one problem and say nothing clear. Instead:
 
 - :func:`halt_reason` (pure) says whether an error is workspace-wide, and for which upstream:
-  ``auth`` (Intercom's or the platform's 401/403) or ``schema`` (Intercom's data attributes);
+  ``auth`` (Intercom's or the platform's 401/403), ``schema`` (Intercom's data attributes), or
+  ``contract`` (a bulk chunk's batched platform read refused as sent, or answered in a shape we
+  do not read: a batch of a hundred contacts cannot fail so for one of them, the platform's API
+  changed);
 - the first run that meets such an error sets the upstream's halt in Redis (``SET NX``, so
   however many workers meet it at once, one halt is raised), writes **one** structured alert
   line (``upstream_halted``, level ERROR) and counts it (``keys.halt_alerts``);
@@ -13,7 +16,7 @@ the dead-letter store with thousands of copies of one problem and say nothing cl
   :class:`UpstreamHalted`, and the caller waits (a sync task reschedules itself, a re-sync chunk
   or walk step holds) for :attr:`HaltStore.wait_seconds`, never parking a contact for it;
 - the probe (:mod:`sync_worker.haltprobe`, on beat every ``SYNC_HALT_PROBE_SECONDS``) tries
-  one cheap authenticated call per halted upstream and clears the halt when it works
+  cheap authenticated calls per halted upstream and clears the halt when they work
   (``upstream_halt_cleared``); ``GET /v1/admin/halts`` and ``sync-worker halts`` show the halts.
 
 Why our own and not Celery's: Celery can cancel a queue's consumption per worker, by a
@@ -35,7 +38,7 @@ from sync_worker import keys
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.intercom import IntercomAuthError
 from sync_worker.logs import log_event
-from sync_worker.platform import PlatformAuthError
+from sync_worker.platform import PlatformAuthError, PlatformContractError, PlatformRequestError
 from sync_worker.schema import SCHEMA_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -45,10 +48,16 @@ PLATFORM = "platform"
 UPSTREAMS = (INTERCOM, PLATFORM)
 AUTH = "auth"
 SCHEMA = "schema"
+CONTRACT = "contract"
 
 
-def halt_reason(error: BaseException) -> tuple[str, str] | None:
-    """``(upstream, reason)`` when ``error`` concerns the whole workspace, else None (pure)."""
+def halt_reason(error: BaseException, *, batch: bool = False) -> tuple[str, str] | None:
+    """``(upstream, reason)`` when ``error`` concerns the whole workspace, else None (pure).
+
+    ``batch``: the error answered a batched platform read (a bulk chunk's lookup), where a
+    refused request or an unreadable answer is the platform's contract, not one contact's data."""
+    if batch and isinstance(error, PlatformContractError | PlatformRequestError):
+        return PLATFORM, CONTRACT
     if isinstance(error, IntercomAuthError):
         return INTERCOM, AUTH
     if isinstance(error, PlatformAuthError):
@@ -115,11 +124,11 @@ class HaltStore:
             if halt is not None:
                 raise UpstreamHalted(halt, retry_after=self.wait_seconds)
 
-    def escalate(self, error: BaseException, **ids: object) -> UpstreamHalted | None:
-        """When ``error`` is workspace-wide: the halt (set now unless it was already), to raise
-        instead of the error; else None. The run that sets it writes the alert (``ids``: the
-        contact or run it met the error on, never client data)."""
-        reason = halt_reason(error)
+    def escalate(self, error: BaseException, *, batch: bool = False, **ids: object) -> UpstreamHalted | None:
+        """When ``error`` is workspace-wide (:func:`halt_reason`, ``batch`` passed on): the halt (set
+        now unless it was already), to raise instead of the error; else None. The run that sets it
+        writes the alert (``ids``: the contact or run it met the error on, never client data)."""
+        reason = halt_reason(error, batch=batch)
         if reason is None:
             return None
         upstream, kind = reason

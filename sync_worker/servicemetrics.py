@@ -28,8 +28,10 @@ RATE_LIMIT_WAITED = "rate_limit_waited_seconds"
 #: Counter name -> (help text, label names in the order ``/metrics`` shows them).
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     SYNCS: (
-        "Contact syncs ended by a worker, by integration, trigger, outcome (synced, no_account, unchanged, stale, "
-        "skipped; retried, rescheduled, requeued, dead_lettered) and error code (none for success).",
+        "Contact syncs ended by a worker, by integration, trigger, outcome (synced, no_account, "
+        "unchanged, stale, skipped, gone, not_found; a bulk run's deferred; retried, rescheduled, "
+        "requeued, dead_lettered; waiting_halt once per look at a halt) and error code (none for "
+        "success).",
         ("integration", "trigger", "outcome", "error_code"),
     ),
     UPSTREAM_REQUESTS: (

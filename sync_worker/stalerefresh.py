@@ -39,12 +39,15 @@ Guarantees:
   note older than its request with its own (it writes no note where there is
   none), so a refresh still pending from the outage runs with the newest
   request, live or stale, not with an older email than the live run read;
+- a bulk chunk's deferred refreshes (:func:`defer_to_refresh`) go on ``sync.bulk``, never ahead of
+  webhooks, their countdowns spread over up to ``DEFERRED_SPREAD_SECONDS`` more than the backoff.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -52,7 +55,7 @@ from datetime import UTC, datetime, timedelta
 from celery import Task
 
 from sync_worker import keys
-from sync_worker.celery_app import SYNC_TASK, app, longest_countdown
+from sync_worker.celery_app import BULK_QUEUE, SYNC_TASK, app, longest_countdown
 from sync_worker.delivery.decision import backoff_seconds
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import TransientError
@@ -69,6 +72,10 @@ MAX_STALE_REFRESHES = 100
 #: How long a contact's stale-refresh claim outlives the refresh's countdown plus the hard time
 #: limit: time for a worker to take the message and start it.
 STALE_REFRESH_MARGIN_SECONDS = 60.0
+
+#: A bulk chunk's deferred refreshes (:func:`defer_to_refresh`) are spread over up to this many
+#: seconds more than their backoff, so a run's hundreds are not all due at one moment.
+DEFERRED_SPREAD_SECONDS = 60.0
 
 # KEYS[1] the contact's stale-refresh claim, KEYS[2] the contact's newest stale request (a hash),
 # KEYS[3] the queue's list (only with a message); ARGV[1] the running task's id, ARGV[2] its request's
@@ -246,7 +253,9 @@ def _note_stale_run(
     return pending.decode() if isinstance(pending, bytes) else pending
 
 
-def schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refreshes: int) -> None:
+def schedule_fresh_sync(
+    task_id: str, request: SyncRequest, attempt: int, refreshes: int, *, deferred: bool = False
+) -> None:
     """After a stale write: sync again once the platform may answer; park when it stays unreadable.
 
     Schedules nothing when another refresh of the contact is pending (it will read the platform for
@@ -271,7 +280,10 @@ def schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refres
         refreshes, settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
     )
     # Not before the open circuit lets a probe through; never past what the visibility timeout allows.
-    countdown = min(backoff + runtime.circuit.opens_in(), longest_countdown(settings))
+    countdown = backoff + runtime.circuit.opens_in()
+    if deferred:  # a bulk chunk's contacts, all due at once otherwise: spread them
+        countdown += random.uniform(0.0, DEFERRED_SPREAD_SECONDS)
+    countdown = min(countdown, longest_countdown(settings))
     fresh = {
         **request.to_kwargs(),
         "trigger": "stale_refresh",
@@ -284,7 +296,7 @@ def schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refres
         SYNC_TASK,
         kwargs=fresh,
         task_id=refresh_id,
-        queue=app.conf.task_default_queue,
+        queue=BULK_QUEUE if deferred else app.conf.task_default_queue,  # never ahead of webhooks
         kwargsrepr=request.describe(),
         eta=datetime.now(UTC) + timedelta(seconds=countdown),
     )
@@ -307,5 +319,7 @@ def schedule_fresh_sync(task_id: str, request: SyncRequest, attempt: int, refres
 def defer_to_refresh(request: SyncRequest, *, by: str) -> None:
     """Hand a contact whose platform records could not be read (a bulk chunk held past its bound,
     ``by`` naming it) a stale refresh, as a run that ended stale would, without writing stale values:
-    a fresh sync once the platform may answer, unless one is pending for the contact already."""
-    schedule_fresh_sync(by, request, 0, 0)
+    a fresh sync once the platform may answer, unless one is pending for the contact already. It goes
+    on ``sync.bulk`` (a chunk defers up to a hundred contacts at once: they must not queue ahead of
+    webhooks), its countdown spread over up to :data:`DEFERRED_SPREAD_SECONDS` more."""
+    schedule_fresh_sync(by, request, 0, 0, deferred=True)

@@ -9,8 +9,8 @@ run's fresh sync is :mod:`sync_worker.stalerefresh`; parking is :mod:`sync_worke
 worker process's signals are :mod:`sync_worker.workerprocess`.
 
 Guarantees of :func:`sync_contact`:
-- it claims the contact's pending marker first, so a trigger arriving during
-  the run queues one more sync (:mod:`sync_worker.dispatch`);
+- it claims the contact's pending marker first (after the halt check), so a trigger arriving
+  during the run queues one more sync (:mod:`sync_worker.dispatch`);
 - waiting for a rate-limit token longer than a moment, or an upstream's 429,
   reschedules the task (same task id, ``countdown`` = the wait) without
   spending an error retry, however many times it takes; a run takes its Intercom
@@ -37,7 +37,12 @@ Guarantees of :func:`sync_contact`:
 - a run that finds an upstream halted (:mod:`sync_worker.halts`), or meets an error that concerns
   the whole workspace (a revoked token, a schema problem) and halts it, is rescheduled for
   ``SYNC_HALT_PROBE_SECONDS`` (at most ``SYNC_MAX_RESCHEDULE_SECONDS``) and looks again: it spends
-  no retry, starts no rate-limit clock, is never parked for the halt, and syncs once it clears;
+  no retry, is never parked for the halt, and syncs once it clears. It looks before claiming the
+  contact's pending marker and, while it waits, the marker names it (a rate-limit reschedule's
+  too): every trigger for the contact during the halt folds into it, one waiting message per
+  contact. The halt's time counts on no clock: the rate-limit and search waits start afresh;
+- a message redelivered after too many worker deaths is parked (``worker_lost``) with the
+  contact's pending trigger folded in and consumed, so it cannot outlive the park;
 - every message it publishes (retry, reschedule, fresh sync) shows Celery only the
   trigger and contact id (``kwargsrepr``), never an email.
 """
@@ -56,7 +61,7 @@ from sync_worker.celery_app import REPLAY_DEAD_LETTERS_TASK, SYNC_TASK, app
 from sync_worker.delivery.base import DeliveryTask
 from sync_worker.delivery.decision import settings_backoff, task_retry_countdown
 from sync_worker.delivery.redisloss import REDIS_UNAVAILABLE
-from sync_worker.dispatch import SyncRequest, claim, enqueue_replay
+from sync_worker.dispatch import PENDING_TTL_SECONDS, SyncRequest, claim, enqueue_replay, hold_pending
 from sync_worker.errors import PermanentError, SyncError, TransientError
 from sync_worker.halts import UpstreamHalted
 from sync_worker.integrations import UnknownIntegration
@@ -69,6 +74,7 @@ from sync_worker.ratelimit import RateLimitWait, Reservation, reserving
 from sync_worker.ratelimit.hooks import INTERCOM
 from sync_worker.runtime import get_runtime
 from sync_worker.schema import names_may_be_stale
+from sync_worker.searchwait import SINCE as SEARCH_SINCE
 from sync_worker.searchwait import SearchWait, carried, next_search
 from sync_worker.stalerefresh import keep_refresh_claim, note_live_run, schedule_fresh_sync, start_refresh
 from sync_worker.sync import ContactNotFoundYet, SyncOutcome
@@ -87,7 +93,7 @@ class SyncTask(DeliveryTask):
         # parks: a run that ends stale later schedules the next refresh itself).
         request = start_refresh(self, SyncRequest.from_kwargs(kwargs), int(kwargs.get("refreshes") or 0))
         return park_contact(
-            request,
+            claim(get_runtime().redis, request),  # its folded trigger goes with it, not to a later run
             SyncError("the worker process died while syncing this contact", code="worker_lost"),
             int(kwargs.get("attempt") or 0) + 1,
         )
@@ -144,6 +150,10 @@ def _sync(
     # stale runs that deferred to it (an email changed during the outage): the run, its retries and
     # its next refresh go on with those fields.
     request = start_refresh(self, request, refreshes)
+    try:  # before the claim: the pending marker stays, so triggers meanwhile fold into this message
+        runtime.halts.check()
+    except UpstreamHalted as halted:
+        _wait_out_halt(self, request, halted, attempt, refreshes, kwargs)
     request = claim(runtime.redis, request)
     started = time.monotonic()
     try:
@@ -151,7 +161,7 @@ def _sync(
         with reserving(INTERCOM, _pipeline(request).intercom_calls(request), reserved):
             outcomes = _run_unless_halted(request)
     except UpstreamHalted as halted:
-        _wait_out_halt(self, request, halted, attempt, refreshes, waiting_since, kwargs)
+        _wait_out_halt(self, request, halted, attempt, refreshes, kwargs)
     except RATE_LIMIT_SIGNALS as wait:
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
@@ -160,6 +170,7 @@ def _sync(
         runtime.metrics.sync(
             "rescheduled", trigger=request.trigger, integration=request.integration, error_code=wait.code
         )
+        _hold_pending(self, request, countdown)  # triggers meanwhile fold into this message
         log_event(
             logger,
             "sync_rescheduled_rate_limit",
@@ -227,10 +238,9 @@ def _sync(
 
 
 def _run_unless_halted(request: SyncRequest) -> list[SyncOutcome]:
-    """The run, unless an upstream it calls is halted (:class:`UpstreamHalted`); an error that
-    concerns the whole workspace halts its upstream and is raised as that halt (:mod:`sync_worker.halts`)."""
+    """The run (the caller checked the halts before its claim); an error that concerns the whole
+    workspace halts its upstream and is raised as that halt (:mod:`sync_worker.halts`)."""
     runtime = get_runtime()
-    runtime.halts.check()
     try:
         try:
             return _pipeline(request).run(request)
@@ -261,11 +271,14 @@ def _wait_out_halt(
     halted: UpstreamHalted,
     attempt: int,
     refreshes: int,
-    waiting_since: float | None,
     kwargs: dict[str, Any],
 ) -> NoReturn:
-    """Reschedule the run for when the halt may be cleared, spending no retry and starting no
-    rate-limit clock: a halt lasts until it is fixed, and the contact must not be parked for it."""
+    """Reschedule the run for when the halt may be cleared, spending no retry, parking nothing.
+
+    The contact's pending marker names this message while it waits (:func:`hold_pending`), so
+    every trigger for the contact during the halt folds into it: one waiting message per contact
+    however long the halt. The halt's time counts on no clock: the rate-limit wait and the
+    search wait start afresh after it (their tries are kept)."""
     countdown = max(0.1, halted.retry_after or 1.0)
     get_runtime().metrics.sync(
         "waiting_halt", trigger=request.trigger, integration=request.integration, error_code=halted.halt.code
@@ -275,12 +288,22 @@ def _wait_out_halt(
         "sync_waiting_halt",
         contact_id=request.contact_id,
         integration=request.integration,
+        task_id=task.request.id,
         upstream=halted.halt.upstream,
         error_code=halted.halt.code,
         countdown=round(countdown, 2),
     )
-    carry = {**carried(kwargs), "attempt": attempt, "refreshes": refreshes, "waiting_since": waiting_since}
+    _hold_pending(task, request, countdown)
+    search = {name: value for name, value in carried(kwargs).items() if name != SEARCH_SINCE}
+    carry = {**search, "attempt": attempt, "refreshes": refreshes, "waiting_since": None}
     raise _run_again(task, request, countdown, carry) from None
+
+
+def _hold_pending(task: Task, request: SyncRequest, countdown: float) -> None:
+    """The contact's pending marker names this message until it runs again in ``countdown``."""
+    runtime = get_runtime()
+    ttl = int(countdown + runtime.settings.task_time_limit_seconds) + PENDING_TTL_SECONDS
+    hold_pending(runtime.redis, request.contact_key, task.request.id, ttl=ttl)
 
 
 def _search_again_or_give_up(

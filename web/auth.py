@@ -24,7 +24,7 @@ SIGNATURE_HEADER = "X-Hub-Signature"
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="intercom-sync"'}
 
 
-def _plain(secret: SecretStr | None) -> bytes | None:
+def plain_secret(secret: SecretStr | None) -> bytes | None:
     if secret is None:
         return None
     value = secret.get_secret_value()
@@ -33,7 +33,7 @@ def _plain(secret: SecretStr | None) -> bytes | None:
 
 def require_bearer(authorization: str | None, expected: SecretStr | None, *, setting: str) -> None:
     """Raise :class:`ApiError` unless ``authorization`` is ``Bearer <expected>``."""
-    token = _plain(expected)
+    token = plain_secret(expected)
     if token is None:
         raise ApiError(403, "not_configured", f"{setting} is not set: this route is disabled.")
     scheme, _, presented = (authorization or "").partition(" ")
@@ -62,17 +62,22 @@ def sign(body: bytes, secret: str) -> str:
     return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
 
 
+def signature_matches(body: bytes, header: str, key: bytes) -> bool:
+    """``header`` is ``body``'s ``X-Hub-Signature`` with ``key`` (compared in constant time)."""
+    expected = ("sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()).encode()
+    return hmac.compare_digest(header.strip().lower().encode(), expected)
+
+
 def require_signature(body: bytes, header: str | None, secret: SecretStr | None) -> None:
     """Raise :class:`ApiError` unless ``header`` is the body's signature with ``secret``."""
-    key = _plain(secret)
+    key = plain_secret(secret)
     if key is None:
         raise ApiError(
             403, "not_configured", "INTERCOM_CLIENT_SECRET is not set: webhooks are refused until it is."
         )
     if not header:
         raise ApiError(401, "missing_signature", f"The {SIGNATURE_HEADER} header is required.")
-    expected = ("sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()).encode()
-    if not hmac.compare_digest(header.strip().lower().encode(), expected):
+    if not signature_matches(body, header, key):
         raise ApiError(
             401,
             "invalid_signature",

@@ -79,6 +79,18 @@ def error_response(
     return response
 
 
+def unexpected(exc: BaseException, request_id: str | None) -> tuple[str, str]:
+    """Log an exception no handler expected (traceback scrubbed); the 500's code and message."""
+    log_event(
+        logger,
+        "unhandled_error",
+        logging.ERROR,
+        request_id=request_id,
+        exc_info=exc,  # the traceback, its messages scrubbed (sync_worker.scrub)
+    )
+    return "internal_error", "Internal error; quote the request id when reporting it."
+
+
 def _http_message(exc: HTTPException, max_body: int | None) -> str:
     status = exc.code or 500
     if status == 404:
@@ -125,13 +137,5 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log_event(
-            logger,
-            "unhandled_error",
-            logging.ERROR,
-            request_id=g.get("request_id"),
-            exc_info=exc,  # the traceback, its messages scrubbed (sync_worker.scrub)
-        )
-        return error_response(
-            500, "internal_error", "Internal error; quote the request id when reporting it."
-        )
+        code, message = unexpected(exc, g.get("request_id"))
+        return error_response(500, code, message)

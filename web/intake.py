@@ -61,6 +61,22 @@ def queue_unavailable() -> ApiError:
     )
 
 
+def enqueue_failed(
+    source: str, contact_id: str | None, request_id: str | None, exc: QueueUnavailable
+) -> ApiError:
+    """Log a trigger that could not be stored; the 503 to answer it with."""
+    log_event(
+        logger,
+        "enqueue_failed",
+        logging.WARNING,
+        request_id=request_id,
+        source=source,
+        contact_id=contact_id,
+        cause=str(exc),
+    )
+    return queue_unavailable()
+
+
 def skipped(skip: Skip, source: str) -> None:
     metrics.count("skipped", source=source, reason=skip.reason_code)
     g.outcome = f"skipped:{skip.reason_code}"
@@ -89,16 +105,7 @@ def store(
             idempotency_ttl=idempotency_ttl,
         )
     except QueueUnavailable as exc:
-        log_event(
-            logger,
-            "enqueue_failed",
-            logging.WARNING,
-            request_id=g.get("request_id"),
-            source=source,
-            contact_id=sync.contact_id,
-            cause=str(exc),
-        )
-        raise queue_unavailable() from None
+        raise enqueue_failed(source, sync.contact_id, g.get("request_id"), exc) from None
     if result.status == "duplicate":
         return result
     metrics.count(result.status, source=source)

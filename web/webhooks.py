@@ -20,12 +20,14 @@ Guarantees (in the order they are checked):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import redis as redis_lib
 from flask import Blueprint, g, request
 from pydantic import ValidationError
 
+from sync_worker.config import Settings
 from sync_worker.dispatch import SyncRequest
 from sync_worker.screening import Skip
 from web import keys, metrics
@@ -34,10 +36,11 @@ from web.context import web_context
 from web.errors import ApiError
 from web.intake import queue_unavailable, screen_trigger, skipped, store
 from web.jsonbody import describe_errors, parse_json, read_body, require_json, validate
-from web.notifications import Conversation, Notification, subject_of
+from web.notifications import Conversation, Notification, Subject, subject_of
 
 bp = Blueprint("webhooks", __name__)
 
+ROUTE = "/webhooks/intercom"
 SOURCE = "webhook"
 PING = "ping"
 NO_CONTACT = Skip("no_contact", "The conversation names no contact to sync.")
@@ -66,7 +69,45 @@ def _duplicate(notification_id: str) -> dict[str, str]:
     return {"status": "duplicate", "notification_id": notification_id}
 
 
-@bp.route("/webhooks/intercom", methods=["HEAD", "POST"])
+@dataclass(frozen=True)
+class Triage:
+    """What a verified notification asks for (pure): an answer with nothing to store, a skip, or a sync."""
+
+    answer: dict[str, Any] | None = None  # ping / topic not subscribed: answered as is
+    skip_reason: str | None = None  # with ``answer``: the skip counted for it
+    subject: Subject | None = None
+    skip: Skip | None = None  # set when nothing is to be stored (a skip to remember once)
+
+
+def triage(notification: Notification, settings: Settings) -> Triage:
+    """Guarantees 4 and 6 for a notification whose signature and shape were checked (raises the 400
+    of a conversation that does not validate)."""
+    if notification.topic == PING:
+        return Triage(answer={"status": "ok", "topic": PING})
+    if notification.topic not in settings.webhook_topics:
+        return Triage(
+            answer={"status": "ignored", "topic": notification.topic}, skip_reason="topic_not_subscribed"
+        )
+    subject = subject_of(_conversation(notification.data.item))
+    if subject is None:
+        return Triage(skip=NO_CONTACT)
+    skip = screen_trigger(
+        email=subject.email,
+        contact_id=subject.contact_id,
+        author_email=subject.author_email,
+        excluded=settings.excluded_emails,
+    )
+    return Triage(subject=subject, skip=skip)
+
+
+def sync_request(subject: Subject) -> SyncRequest:
+    """The sync a webhook about ``subject`` stores."""
+    return SyncRequest(
+        contact_id=subject.contact_id, email=subject.email, trigger=SOURCE, author_email=subject.author_email
+    )
+
+
+@bp.route(ROUTE, methods=["HEAD", "POST"])
 def intercom_webhook() -> Any:
     if request.method == "HEAD":
         return "", 200
@@ -79,35 +120,21 @@ def intercom_webhook() -> Any:
     require_json()
     notification = validate(Notification, parse_json(body))
     g.notification_id = notification.id
-    if notification.topic == PING:
-        return {"status": "ok", "topic": PING}
-    if notification.topic not in settings.webhook_topics:
-        metrics.count("skipped", source=SOURCE, reason="topic_not_subscribed")
-        return {"status": "ignored", "topic": notification.topic}
-    conversation = _conversation(notification.data.item)
-    subject = subject_of(conversation)
-    skip: Skip | None = NO_CONTACT
-    if subject is not None:
-        g.contact_id = subject.contact_id
-        skip = screen_trigger(
-            email=subject.email,
-            contact_id=subject.contact_id,
-            author_email=subject.author_email,
-            excluded=settings.excluded_emails,
-        )
-    if subject is None or skip is not None:
+    verdict = triage(notification, settings)
+    if verdict.answer is not None:
+        if verdict.skip_reason:
+            metrics.count("skipped", source=SOURCE, reason=verdict.skip_reason)
+        return verdict.answer
+    if verdict.subject is not None:
+        g.contact_id = verdict.subject.contact_id
+    if verdict.skip is not None:
         if not _first_sight(context.redis, notification.id):
             return _duplicate(notification.id)
-        reason = skip or NO_CONTACT
-        skipped(reason, SOURCE)
-        return {"status": "skipped", "reason": reason.reason_code, "message": reason.message}
+        skipped(verdict.skip, SOURCE)
+        return {"status": "skipped", "reason": verdict.skip.reason_code, "message": verdict.skip.message}
+    assert verdict.subject is not None
     result = store(
-        SyncRequest(
-            contact_id=subject.contact_id,
-            email=subject.email,
-            trigger=SOURCE,
-            author_email=subject.author_email,
-        ),
+        sync_request(verdict.subject),
         SOURCE,
         idempotency_key=keys.webhook_seen(notification.id),
         idempotency_ttl=keys.WEBHOOK_SEEN_TTL_SECONDS,

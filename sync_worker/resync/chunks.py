@@ -25,13 +25,17 @@ Guarantees:
   hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.stalerefresh.defer_to_refresh`:
   it reads the platform again later, at most one waiting per contact) and counts them
   ``deferred``, writing nothing: no contact ends a run stale without a refresh to come;
+- a permanent error of the batched read (refused as sent, or an answer we cannot read) is the
+  platform's contract, not one contact's: it halts the platform (:func:`sync_worker.halts.halt_reason`,
+  reason ``contract``, one alert) and the chunk holds, parking no contact;
 - a permanent error parks the contact (dead-letter store) and counts it ``failed``; a
   malformed platform record is one (``platform_data_invalid``, :mod:`sync_worker.compute`),
   so it concerns its own contact only: the chunk goes on and spends no attempt; a transient
   one that ran out of attempts does the same;
 - while an upstream is halted (:mod:`sync_worker.halts`) the chunk holds: it is re-run after
   the halt's wait, whole or from the contact that met the workspace-wide error (which it halts),
-  spending no attempt and parking no contact for it (the outage's hold clock does not run);
+  spending no attempt and parking no contact for it; the outage's hold clock (``held_since``)
+  starts afresh after the halt, so the time halted never counts toward deferring;
 - a write refused for a named attribute (archived since the names were cached) forgets the
   cached names and re-runs the chunk from that contact (one attempt): the listing then finds
   it, and an archived name halts;
@@ -149,7 +153,7 @@ class ChunkRunner:
         except _Reschedule as wait:
             return self._record(run_id, chunk_id, chunk, counts, 0, wait)
         except SyncError as error:  # permanent: the batch cannot be read as sent
-            held = self._held(run_id, chunk, error)
+            held = self._held(run_id, chunk, error, batch=True)  # the platform's contract: a halt
             if held is not None:
                 return self._record(run_id, chunk_id, chunk, counts, 0, held)
             for contact_id, email in chunk.contacts:
@@ -214,22 +218,24 @@ class ChunkRunner:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _held(self, run_id: str, chunk: Chunk, error: BaseException | None = None) -> _Reschedule | None:
-        """The wait when an upstream is halted (or ``error`` halts one now), else None."""
+    def _held(
+        self, run_id: str, chunk: Chunk, error: BaseException | None = None, *, batch: bool = False
+    ) -> _Reschedule | None:
+        """The wait when an upstream is halted (or ``error`` halts one now; ``batch``: it answered
+        the chunk's batched read), else None. A halt restarts the chunk's outage hold clock: the
+        time halted never counts toward deferring its contacts."""
         if self.halts is None:
             return None
         try:
             if error is None:
                 self.halts.check()
                 return None
-            halted = self.halts.escalate(error, run_id=run_id)
+            halted = self.halts.escalate(error, batch=batch, run_id=run_id)
         except UpstreamHalted as found:
             halted = found
         if halted is None:
             return None
-        return _Reschedule(
-            halted.retry_after or 1.0, attempt_used=False, held_since=chunk.held_since, hold=True
-        )
+        return _Reschedule(halted.retry_after or 1.0, attempt_used=False, held_since=None, hold=True)
 
     def _request(self, contact_id: str, email: str, only_changed: bool) -> SyncRequest:
         return SyncRequest(

@@ -131,6 +131,22 @@ return {1, finish_if_done()}
 """
 )
 
+# KEYS: run, pending, lock, active. ARGV: run_id, now, keep, lock ttl ms, gen, page.  Returns 1 when the
+# walk at (gen, page) is the run's current one (its lock refreshed), else 0.
+_HOLD_WALK = (
+    """
+local run_key, pending_key, lock_key, active_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local run_id, now, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+"""
+    + _FINISH_IF_DONE
+    + """
+local f = redis.call('HMGET', run_key, 'status', 'gen', 'page')
+if f[1] ~= 'running' or f[2] ~= ARGV[5] or f[3] ~= ARGV[6] then return 0 end
+refresh_lock(tonumber(ARGV[4]))
+return 1
+"""
+)
+
 # KEYS: run, pending, lock, active. ARGV: run_id, now, keep, status, error.  Returns 1 if it ended the run.
 _END = """
 local run_key, pending_key, lock_key, active_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -306,6 +322,7 @@ class RunStore:
         self._commit_page = client.register_script(_COMMIT_PAGE)
         self._record_chunk = client.register_script(_RECORD_CHUNK)
         self._end = client.register_script(_END)
+        self._hold_walk = client.register_script(_HOLD_WALK)
         self._resume = client.register_script(_RESUME)
 
     @staticmethod
@@ -443,6 +460,13 @@ class RunStore:
                 args += [name, int(value)]
         recorded, finished = self._record_chunk(keys=self._keys(run_id), args=args)
         return bool(recorded), bool(finished)
+
+    def hold_walk(self, run_id: str, gen: int, page: int) -> bool:
+        """A walk step held at ``page`` (an upstream halted) is alive: refresh the run's lock, so the
+        watchdog does not resume the run beside it. False (nothing done) when the run is not running
+        or the walk is not its current one (an older ``gen``, another page): the caller drops it."""
+        args = [*self._head(run_id), self.lock_ttl_ms, gen, page]
+        return bool(self._hold_walk(keys=self._keys(run_id), args=args))
 
     def end(self, run_id: str, status: str, error: str = "") -> bool:
         """End a running run as ``failed`` or ``cancelled``; False when it was not running."""

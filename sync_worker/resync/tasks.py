@@ -15,7 +15,9 @@ Guarantees:
   ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
   error code; while Intercom is halted (:mod:`sync_worker.halts`), or when the step's error halts
-  it, the walk holds at its page instead, re-published after the halt's wait;
+  it, the walk holds at its page instead, re-published after the halt's wait; a held walk refreshes
+  the run's lock each time (so the watchdog never resumes a run whose walk is only held) and one
+  whose generation is stale ends;
 - ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
   it also runs when a worker starts, before the worker takes its first message, so
   restarting a crashed worker picks a stalled run up;
@@ -51,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 #: A chunk's counts that are a contact's sync outcome (the others: ``written`` sums some of them,
 #: ``failed`` ones were counted as dead letters when parked).
-SYNC_OUTCOMES = ("synced", "no_account", "unchanged", "stale", "skipped")
+SYNC_OUTCOMES = ("synced", "no_account", "unchanged", "stale", "skipped", "gone", "deferred")
 #: The trigger of a bulk run's syncs (``ChunkRunner``'s requests).
 BULK_TRIGGER = "schedule"
 
@@ -100,7 +102,7 @@ def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
     try:
         runtime.halts.check([INTERCOM])
     except UpstreamHalted as halted:
-        return _walk_held(run_id, gen, page, attempt, halted)
+        return _walk_held(store, run_id, gen, page, attempt, halted)
     outcome = walk_step(
         run_id,
         gen,
@@ -114,7 +116,7 @@ def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
     attempt = 0 if outcome.pages_read else attempt  # errors in a row at one page
     halted = runtime.halts.escalate(outcome.error, run_id=run_id) if outcome.error else None
     if halted is not None:
-        return _walk_held(run_id, gen, outcome.page, attempt, halted)
+        return _walk_held(store, run_id, gen, outcome.page, attempt, halted)
     if outcome.error is not None:
         return _walk_failed(store, run_id, gen, outcome, attempt)
     if outcome.countdown is not None:
@@ -125,8 +127,15 @@ def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
     return {"status": outcome.status, "page": outcome.page, "pages_read": outcome.pages_read}
 
 
-def _walk_held(run_id: str, gen: int, page: int, attempt: int, halted: UpstreamHalted) -> dict[str, Any]:
-    """Intercom is halted: read the page again after the halt's wait (the run does not fail)."""
+def _walk_held(
+    store: RunStore, run_id: str, gen: int, page: int, attempt: int, halted: UpstreamHalted
+) -> dict[str, Any]:
+    """Intercom is halted: read the page again after the halt's wait (the run does not fail). The
+    held walk refreshes the run's lock (it is alive: the watchdog must not resume the run beside
+    it), and a walk that is not the run's current one (older ``gen``) ends here instead."""
+    if not store.hold_walk(run_id, gen, page):
+        log_event(logger, "resync_walk_superseded", run_id=run_id, gen=gen, page=page)
+        return {"status": "noop", "page": page}
     log_event(logger, "resync_walk_held", run_id=run_id, page=page, error_code=halted.halt.code)
     messages.publish_walk(app, run_id, gen, page, countdown=halted.retry_after, attempt=attempt)
     return {"status": "held", "page": page}

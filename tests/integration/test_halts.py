@@ -27,7 +27,7 @@ from sync_worker.devtools.localredis import wait_until
 from sync_worker.devtools.processes import Child, beat_argv
 from sync_worker.resync.runs import FINISHED, RUNNING, RunOptions, RunStore
 from sync_worker.resync.settings import ResyncSettings
-from sync_worker.resync.starter import start
+from sync_worker.resync.starter import resume_if_stalled, start
 from tests.fixtures.platform_sandbox import served_platform
 from tests.fixtures.resilience import log_events
 from tests.fixtures.workers import ADMIN_TOKEN, TRIGGER_TOKEN
@@ -80,14 +80,17 @@ def halts(web_url: str) -> dict:
     return answer.json()
 
 
-def trigger(web_url: str, contact_id: str, email: str) -> None:
+def trigger(web_url: str, contact_id: str | None, email: str | None) -> str:
+    """Trigger a sync: the receiver's answer (``queued`` or ``folded``). Without an email the
+    run's first call is Intercom's (it reads the contact), else the platform's."""
     answer = requests.post(
         f"{web_url}/v1/sync",
-        json={"contact_id": contact_id, "email": email},
+        json={**({"contact_id": contact_id} if contact_id else {}), **({"email": email} if email else {})},
         headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"},
         timeout=10,
     )
     assert answer.status_code == 202, answer.text
+    return answer.json()["status"]
 
 
 def operator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -252,24 +255,32 @@ def test_an_attribute_archived_after_it_was_cached_halts_instead_of_parking(
     assert DeadLetterStore(client).count() == 0
 
 
-def test_a_bulk_run_holds_while_the_platform_token_is_refused(
-    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+@pytest.mark.parametrize(
+    ("knob", "reason", "code"),
+    [("token_revoked", "auth", "platform_auth"), ("lookup_refused", "contract", "platform_bad_request")],
+    ids=["token-refused", "batch-contract-changed"],
+)
+def test_a_bulk_run_holds_while_the_platform_refuses_its_batched_read(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client, knob, reason, code
 ):
-    """A chunk's batched platform read answered 401: on the old code the run ends with all 300 parked."""
+    """A chunk's batched platform read answered 401, or 400 to every batch (the platform's batch
+    contract changed): on the old code the run ends with all 300 parked, one per contact, for one
+    platform-wide problem."""
     seeded = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(300)))
-    platform_sandbox.config(token_revoked=True)
+    platform_sandbox.config(**{knob: True})
     workers.start(concurrency=2, **env)
     run_id = start(
         client, create_celery(Settings(**env)), RunOptions(trigger="manual"), ResyncSettings(**env)
     ).run_id
     store = RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
     wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
-    assert halts(web_app.url)["halts"][0]["upstream"] == "platform"
+    (halt,) = halts(web_app.url)["halts"]
+    assert (halt["upstream"], halt["reason"], halt["code"]) == ("platform", reason, code)
     wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 2, 60, message="two failed probes")
     assert store.load(run_id).status == RUNNING
     assert DeadLetterStore(client).count() == 0
 
-    platform_sandbox.config(token_revoked=False)
+    platform_sandbox.config(**{knob: False})
     wait_until(lambda: store.load(run_id).status != RUNNING, RUN_TIMEOUT, message="the run to end")
     record = store.load(run_id)
     assert (record.status, record.counts["written"], record.counts.get("failed", 0)) == (FINISHED, 300, 0)
@@ -284,3 +295,145 @@ def test_the_halts_route_is_for_operators_only(web_app):
     wrong = {"Authorization": "Bearer wrong"}
     assert requests.get(f"{web_app.url}/v1/admin/halts", headers=wrong, timeout=10).status_code == 401
     assert halts(web_app.url) == {"halts": [], "alerts": {}}
+
+
+def waits_of(workers, contact_id: str) -> list[dict]:
+    """The contact's ``sync_waiting_halt`` lines."""
+    return [e for e in log_events(workers, "sync_waiting_halt") if e.get("contact_id") == contact_id]
+
+
+def rate_limit_waits(workers, contact_id: str) -> int:
+    events = log_events(workers, "sync_rescheduled_rate_limit")
+    return sum(1 for e in events if e.get("contact_id") == contact_id)
+
+
+def test_triggers_during_a_halt_fold_into_the_contact_s_one_waiting_message(
+    env, workers, web_app, intercom_sandbox, client
+):
+    """A halt may last hours. On the old code each waiting run claimed (deleted) the contact's
+    pending marker before it found the halt, so every later trigger queued a new chain waking every
+    ``SYNC_HALT_PROBE_SECONDS``: here 8 chains for one contact."""
+    first, contact = intercom_sandbox.seed({"email": "client0@example.com"}, {"email": "client1@example.com"})
+    intercom_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    trigger(web_app.url, first["id"], first["email"])
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+
+    assert trigger(web_app.url, contact["id"], contact["email"]) == "queued"
+    answers = []
+    for round_ in range(8):  # each after one more wait of the contact's message: across its reschedules
+        wait_until(lambda r=round_: len(waits_of(workers, contact["id"])) > r, 60, message="a wait")
+        answers.append(trigger(web_app.url, contact["id"], contact["email"]))
+    assert answers == ["folded"] * 8
+    assert len({e["task_id"] for e in waits_of(workers, contact["id"])}) == 1
+
+
+def test_the_time_halted_does_not_count_on_the_rate_limit_clock(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+):
+    """A contact rescheduled once for Intercom's 429, then halted (its retry meets the platform's
+    revoked token) longer than ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``, meets a 429 again after the
+    halt clears: on the old code its clock, started before the halt, had run out and it was parked."""
+    env = {**env, "SYNC_RATE_LIMIT_MAX_WAIT_SECONDS": "6"}
+    (contact,) = intercom_sandbox.seed({"email": "client1@example.com"})
+    platform_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    intercom_sandbox.config(fail_next={"count": 1, "status": 429})  # the contact's first call
+    trigger(web_app.url, contact["id"], None)
+    wait_until(lambda: waits_of(workers, contact["id"]), 60, message="the contact waiting on the halt")
+    assert rate_limit_waits(workers, contact["id"]) == 1
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 7, 60, message="a halt longer than 6 s")
+    assert last_status(client, contact["id"]) is None and DeadLetterStore(client).count() == 0
+
+    intercom_sandbox.config(fail_next={"count": 1, "status": 429})  # its first call after the halt
+    platform_sandbox.config(token_revoked=False)
+    wait_until(lambda: last_status(client, contact["id"]) is not None, 90, message="the contact's sync")
+    assert rate_limit_waits(workers, contact["id"]) == 2
+    assert last_status(client, contact["id"]) in ("synced", "no_account")
+    assert DeadLetterStore(client).count() == 0
+
+
+def test_a_walk_held_longer_than_the_lock_ttl_keeps_its_run_s_lock(env, workers, intercom_sandbox, client):
+    """The walk's first page meets a revoked token: the walk holds for longer than the run's lock
+    ttl. On the old code a held walk never refreshed the lock: the watchdog then resumed the run and
+    stacked a second walk chain beside the first (one more per watchdog round)."""
+    env = {**env, "SYNC_RESYNC_LOCK_TTL_SECONDS": "4", "SYNC_MAX_RESCHEDULE_SECONDS": "2"}
+    intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(50)))
+    intercom_sandbox.config(token_revoked=True)
+    workers.start(concurrency=2, **env)
+    celery, resync = create_celery(Settings(**env)), ResyncSettings(**env)
+    run_id = start(client, celery, RunOptions(trigger="manual"), resync).run_id
+    held = lambda: len([e for e in log_events(workers, "resync_walk_held") if e["run_id"] == run_id])  # noqa: E731
+    wait_until(lambda: held() >= 8, 60, message="a walk held for twice the lock's ttl")
+
+    assert resume_if_stalled(client, celery, resync) is None  # the watchdog's check: alive
+    store = RunStore(client, lock_ttl_seconds=4, keep_seconds=3600)
+    record = store.load(run_id)
+    assert (record.status, record.gen) == (RUNNING, 0)
+    # Resumed all the same (a new generation, as the watchdog's resume makes): the held walk of the
+    # old one ends at its next look instead of going on beside the new one's.
+    assert store.resume(run_id) is not None
+    wait_until(lambda: log_events(workers, "resync_walk_superseded"), 30, message="the old walk to end")
+    (superseded,) = log_events(workers, "resync_walk_superseded")
+    assert (superseded["run_id"], superseded["gen"]) == (run_id, 0)
+
+
+def test_the_time_halted_does_not_count_on_an_email_only_trigger_s_search_wait(
+    env, workers, beat, web_app, intercom_sandbox, client
+):
+    """An email-only trigger whose contact search does not show yet searched once, then Intercom
+    was halted longer than ``SYNC_CONTACT_SEARCH_WAIT_SECONDS``: on the old code its first miss after
+    the halt ended it ``not_found`` (dropped) although the contact was about to show."""
+    env = {**env, "SYNC_CONTACT_SEARCH_WAIT_SECONDS": "6"}
+    intercom_sandbox.config(search_lag_seconds=3600)
+    (contact,) = intercom_sandbox.seed({"email": "client1@example.com"})
+    workers.start(concurrency=2, **env)
+    trigger(web_app.url, None, contact["email"])
+    wait_until(lambda: log_events(workers, "sync_search_again"), 60, message="a first miss")
+    intercom_sandbox.config(token_revoked=True)
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 7, 60, message="a halt longer than 6 s")
+
+    misses = len(log_events(workers, "sync_search_again"))
+    intercom_sandbox.config(token_revoked=False)
+    wait_until(lambda: len(log_events(workers, "sync_search_again")) > misses, 60, message="a miss after it")
+    intercom_sandbox.config(search_lag_seconds=0)  # the contact shows now
+    key = keys.last_result(keys.contact_key(None, contact["email"]))
+    wait_until(lambda: client.get(key), 60, message="the sync's end")
+    assert json.loads(client.get(key))["status"] == "synced"
+    assert log_events(workers, "contact_not_found") == []
+
+
+def test_the_time_halted_does_not_count_on_a_bulk_chunk_s_outage_hold(
+    env, workers, beat, web_app, intercom_sandbox, platform_sandbox, client
+):
+    """Chunks held for a platform outage, then Intercom halted longer than the hold's bound
+    (``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``), the platform still down when the halt clears: on the old
+    code the hold's clock had run through the halt and the chunks deferred every contact at once."""
+    env = {**env, "SYNC_RATE_LIMIT_MAX_WAIT_SECONDS": "8", "SYNC_CIRCUIT_OPEN_SECONDS": "1"}
+    seeded = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(50)))
+    platform_sandbox.config(outage="503")
+    workers.start(concurrency=2, **env)
+    run_id = start(
+        client, create_celery(Settings(**env)), RunOptions(trigger="manual"), ResyncSettings(**env)
+    ).run_id
+    held = lambda: len(log_events(workers, "resync_chunk_held"))  # noqa: E731
+    wait_until(lambda: held() >= 1, 60, message="a chunk held for the outage")
+    intercom_sandbox.config(token_revoked=True)
+    trigger(web_app.url, seeded[0]["id"], None)  # its first call, Intercom's, halts Intercom
+    wait_until(lambda: halts(web_app.url)["halts"], 60, message="the halt")
+    wait_until(lambda: halts(web_app.url)["halts"][0]["probes"] >= 10, 60, message="a halt longer than 8 s")
+
+    intercom_sandbox.config(token_revoked=False)
+    wait_until(lambda: log_events(workers, "upstream_halt_cleared"), 60, message="the halt cleared")
+    after = held()
+    deferred = lambda: log_events(workers, "resync_chunk_deferred")  # noqa: E731
+    wait_until(lambda: held() >= after + 2 or deferred(), 60, message="the chunks held for the outage again")
+    assert deferred() == []
+    platform_sandbox.config(outage=None)
+    store = RunStore(client, lock_ttl_seconds=300, keep_seconds=3600)
+    wait_until(lambda: store.load(run_id).status != RUNNING, RUN_TIMEOUT, message="the run to end")
+    record = store.load(run_id)
+    counts = record.counts  # the realtime sync may have written its contact first: then unchanged
+    assert (record.status, counts["written"] + counts.get("unchanged", 0)) == (FINISHED, 50)
+    assert counts.get("deferred", 0) == 0

@@ -9,12 +9,14 @@ state and a bulk re-sync's progress.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 import redis as redis_lib
 import requests
 
+from sync_worker.celery_app import SYNC_TASK
 from sync_worker.config import Settings
 from sync_worker.devtools.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
 from sync_worker.devtools.localredis import wait_until
@@ -220,3 +222,43 @@ def test_metrics_show_what_real_workers_did(
     )
     assert samples[key("intercom_sync_upstream_requests_total", upstream="platform")] == answered
     assert samples[key("intercom_sync_upstream_halted", upstream="intercom")] == 0
+
+
+def test_metrics_count_a_bulk_run_s_deferred_contacts_and_syncs_waiting_on_a_halt(
+    intercom_sandbox, platform_sandbox, workers, web_app, bulk_env
+) -> None:
+    """A chunk held past its bound (the platform down) defers its contacts: on the old code
+    ``/metrics`` never counted them (``deferred``, like ``gone``, was no bulk sync outcome)."""
+    url = web_app.url
+    seeded = intercom_sandbox.seed(*({"email": f"client{i}@example.com"} for i in range(5)))
+    platform_sandbox.config(outage="503")
+    workers.start(
+        1,
+        concurrency=2,
+        **{**bulk_env, "SYNC_RATE_LIMIT_MAX_WAIT_SECONDS": "2", "SYNC_CIRCUIT_OPEN_SECONDS": "1"},
+    )
+    started = requests.post(
+        f"{url}/v1/admin/resync", json={}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
+    )
+    assert started.status_code == 202, started.text
+    wait_for(
+        url,
+        lambda s: syncs(s, outcome="deferred", trigger="schedule") == 5,
+        "the 5 deferred contacts counted",
+    )
+    # Their refreshes wait on sync.bulk (the old code put them on sync.realtime, ahead of webhooks),
+    # reserved by the worker until due (kombu's unacked entry: [message, exchange, routing key]).
+    client = redis_lib.Redis.from_url(bulk_env["REDIS_URL"])
+    waiting = [json.loads(raw) for raw in client.hvals("unacked")]
+    refreshes = [entry for entry in waiting if entry[0]["headers"]["task"] == SYNC_TASK]
+    assert refreshes and {entry[2] for entry in refreshes} == {"sync.bulk"}, waiting
+    client.close()
+
+    # A sync that finds Intercom halted counts each reschedule it waits (once per look).
+    intercom_sandbox.config(token_revoked=True)
+    trigger(url, {"contact_id": seeded[0]["id"]})
+    wait_for(
+        url,
+        lambda s: syncs(s, outcome="waiting_halt", error_code="intercom_auth") >= 2,
+        "a sync waiting on the halt, counted at each look",
+    )

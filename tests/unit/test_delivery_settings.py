@@ -104,3 +104,11 @@ def test_beat_replays_dead_letters_only_when_a_cron_is_set():
     assert entry["task"] == REPLAY_DEAD_LETTERS_TASK
     assert entry["schedule"].minute == {30}
     assert {"nightly-resync", "resync-watchdog"} <= set(schedule)
+
+
+def test_the_halt_probe_outlives_a_realtime_backlog():
+    """It shares ``sync.realtime`` with webhooks: expiring after one period (30 s), no probe behind a
+    backlog ever ran and no halt cleared."""
+    for period in (1, 30, 300):
+        options = beat_schedule(settings(SYNC_HALT_PROBE_SECONDS=period))["halt-probe"]["options"]
+        assert options["expires"] >= max(600, 10 * period)

@@ -6,9 +6,14 @@ import pytest
 
 from sync_worker.compute import PlatformDataError
 from sync_worker.errors import TransientError
-from sync_worker.halts import AUTH, INTERCOM, PLATFORM, SCHEMA, halt_reason
+from sync_worker.halts import AUTH, CONTRACT, INTERCOM, PLATFORM, SCHEMA, halt_reason
 from sync_worker.intercom import IntercomAuthError, IntercomBadRequest, IntercomNotFound, InvalidAttribute
-from sync_worker.platform import PlatformAuthError, PlatformUnavailable
+from sync_worker.platform import (
+    PlatformAuthError,
+    PlatformContractError,
+    PlatformRequestError,
+    PlatformUnavailable,
+)
 from sync_worker.schema import (
     MAX_CUSTOM_ATTRIBUTES,
     ArchivedAttribute,
@@ -47,6 +52,14 @@ def test_workspace_wide_errors_halt_their_upstream(error, expected):
 )
 def test_errors_about_one_contact_or_a_moment_halt_nothing(error):
     assert halt_reason(error) is None
+
+
+@pytest.mark.parametrize("error", [PlatformContractError("no data"), PlatformRequestError("400", status=400)])
+def test_a_batched_platform_read_refused_as_sent_is_the_platform_s_contract(error):
+    """One contact's read refused so may be about that contact; a bulk chunk's batch cannot be."""
+    assert halt_reason(error) is None
+    assert halt_reason(error, batch=True) == (PLATFORM, CONTRACT)
+    assert halt_reason(PlatformUnavailable("down"), batch=True) is None
 
 
 def _attribute(name: str, *, archived: bool = False) -> dict:

@@ -13,7 +13,8 @@ Guarantees:
 - control routes under ``/_sandbox/`` (no auth): ``GET``/``PUT /_sandbox/config`` (``PUT``
   changes only the knobs it names: ``latency_ms``, ``outage`` = ``"503"`` | ``"timeout"`` | null,
   ``rate_limit`` = ``{"per_second": N}`` | null, ``token_revoked``: the token answers 401 as a
-  revoked one does), ``PUT /_sandbox/clients`` (replace the dataset),
+  revoked one does, ``lookup_refused``: ``POST /v1/clients/lookup`` answers 400 to every body, as
+  a platform whose batch contract changed would), ``PUT /_sandbox/clients`` (replace the dataset),
   ``POST /_sandbox/clients`` (add or replace records by id), ``GET /_sandbox/stats``,
   ``POST /_sandbox/reset`` (initial dataset, default config, zero stats); records are validated
   against the contract (400 with the problems), except with ``POST /_sandbox/clients?check=false``,
@@ -121,6 +122,7 @@ class PlatformState:
         self.outage: str | None = None
         self.per_second: float | None = None
         self.token_revoked = False
+        self.lookup_refused = False
         self._tokens = 0.0
         self._refilled_at = time.monotonic()
 
@@ -132,11 +134,12 @@ class PlatformState:
                 "outage": self.outage,
                 "rate_limit": limit,
                 "token_revoked": self.token_revoked,
+                "lookup_refused": self.lookup_refused,
             }
 
     def configure(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply the knobs named in ``changes`` (ValueError naming a bad one)."""
-        unknown = set(changes) - {"latency_ms", "outage", "rate_limit", "token_revoked"}
+        unknown = set(changes) - {"latency_ms", "outage", "rate_limit", "token_revoked", "lookup_refused"}
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
         latency = changes.get("latency_ms", self.latency_ms)
@@ -147,8 +150,9 @@ class PlatformState:
         if outage is not None and outage not in OUTAGES:
             raise ValueError('outage must be "503", "timeout" or null')
         revoked = changes.get("token_revoked", self.token_revoked)
-        if not isinstance(revoked, bool):
-            raise ValueError("token_revoked must be true or false")
+        refused = changes.get("lookup_refused", self.lookup_refused)
+        if not isinstance(revoked, bool) or not isinstance(refused, bool):
+            raise ValueError("token_revoked and lookup_refused must be true or false")
         per_second = self.per_second
         if "rate_limit" in changes:
             limit = changes["rate_limit"]
@@ -160,6 +164,7 @@ class PlatformState:
                 raise ValueError('rate_limit must be {"per_second": N > 0} or null')
         with self._changed:
             self.latency_ms, self.outage, self.token_revoked = latency, outage, revoked
+            self.lookup_refused = refused
             if per_second != self.per_second:
                 self.per_second, self._tokens, self._refilled_at = (
                     per_second,
@@ -338,6 +343,8 @@ def create_app(
             problem = f"at most {MAX_LOOKUP_EMAILS} emails a call ({len(emails)} given)"
         elif not all(isinstance(email, str) for email in emails):
             problem = "emails must be strings"
+        elif state.lookup_refused:
+            problem = "unknown field 'emails' (sandbox: lookup_refused)"
         if problem is not None:
             state.answered("400")
             return _error(400, problem)
