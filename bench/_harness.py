@@ -9,7 +9,7 @@ Guarantees:
   its heartbeat (so a benchmark's clock starts with every worker ready), and raises with
   the end of its log if one exits first; the caller stops them (:func:`stop`);
 - :func:`group_pids` and :func:`cpu_seconds` read a child's whole process group from
-  ``/proc`` (a :class:`~sync_worker.processes.Child` runs in its own group, pool included);
+  ``/proc`` (a :class:`~sync_worker.devtools.processes.Child` runs in its own group, pool included);
 - :func:`machine` describes where a figure was measured.
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 import redis as redis_lib
 
 from sync_worker import keys as service_keys
-from sync_worker.localredis import wait_until
-from sync_worker.processes import Child, process_table, worker_argv
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.processes import Child, process_table, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """CPU time of processes and of the whole machine, from ``/proc`` (bench helper, Linux only).
 
 Guarantees: :func:`snapshot` reads user+system CPU seconds of every live process
-in the given process groups (a :class:`~sync_worker.processes.Child` runs in its
+in the given process groups (a :class:`~sync_worker.devtools.processes.Child` runs in its
 own group, so this includes Celery's forked workers) and the
 machine's busy and total CPU seconds; :func:`usage` turns two snapshots into
 seconds per role and the CPU used by everything else on the machine, so a
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_worker.processes import process_table
+from sync_worker.devtools.processes import process_table
 
 _TICK = os.sysconf("SC_CLK_TCK")
 

@@ -66,13 +66,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench import _harness  # noqa: E402
 from sync_worker import keys as service_keys  # noqa: E402
-from sync_worker.localredis import LocalRedis  # noqa: E402
-from sync_worker.sandbox.dataset import synthetic_email  # noqa: E402
-from sync_worker.sandbox.intercom import IntercomState  # noqa: E402
-from sync_worker.sandbox.intercom import create_app as intercom_app  # noqa: E402
-from sync_worker.sandbox.platform import EXTENSION  # noqa: E402
-from sync_worker.sandbox.platform import create_app as platform_app  # noqa: E402
-from sync_worker.sandbox.server import ServedApp  # noqa: E402
+from sync_worker.devtools.localredis import LocalRedis  # noqa: E402
+from sync_worker.devtools.sandbox.dataset import synthetic_email  # noqa: E402
+from sync_worker.devtools.sandbox.intercom import IntercomState  # noqa: E402
+from sync_worker.devtools.sandbox.intercom import create_app as intercom_app  # noqa: E402
+from sync_worker.devtools.sandbox.platform import EXTENSION  # noqa: E402
+from sync_worker.devtools.sandbox.platform import create_app as platform_app  # noqa: E402
+from sync_worker.devtools.sandbox.server import ServedApp  # noqa: E402
 
 MODES = ("shared", "celery")
 CELERY_APP = {"shared": "sync_worker.celery_app", "celery": "bench.celery_task_rate"}

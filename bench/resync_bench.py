@@ -59,16 +59,16 @@ from bench._harness import (  # noqa: E402
     start_workers,
     stop,
 )
-from sync_worker.localredis import LocalRedis  # noqa: E402
-from sync_worker.processes import Child, beat_argv  # noqa: E402
-from sync_worker.profiles import get_profile  # noqa: E402
+from sync_worker import integrations  # noqa: E402
+from sync_worker.devtools.localredis import LocalRedis  # noqa: E402
+from sync_worker.devtools.processes import Child, beat_argv  # noqa: E402
+from sync_worker.devtools.sandbox.dataset import synthetic_record  # noqa: E402
+from sync_worker.devtools.sandbox.intercom import Admission, IntercomState  # noqa: E402
+from sync_worker.devtools.sandbox.intercom import create_app as intercom_app  # noqa: E402
+from sync_worker.devtools.sandbox.platform import PlatformState  # noqa: E402
+from sync_worker.devtools.sandbox.platform import create_app as platform_app  # noqa: E402
+from sync_worker.devtools.sandbox.server import ServedApp  # noqa: E402
 from sync_worker.resync.settings import PAGE_SIZE  # noqa: E402
-from sync_worker.sandbox.dataset import synthetic_record  # noqa: E402
-from sync_worker.sandbox.intercom import Admission, IntercomState  # noqa: E402
-from sync_worker.sandbox.intercom import create_app as intercom_app  # noqa: E402
-from sync_worker.sandbox.platform import PlatformState  # noqa: E402
-from sync_worker.sandbox.platform import create_app as platform_app  # noqa: E402
-from sync_worker.sandbox.server import ServedApp  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
@@ -295,7 +295,7 @@ def changed_record(i: int) -> dict[str, Any]:
 
 def _schema_calls() -> int:
     """Calls the data-attribute schema needs in a fresh workspace: one list, one create per custom attribute."""
-    profile = get_profile("clients")
+    profile = integrations.get("clients").profile()
     return 1 + sum(1 for spec in profile.attributes if spec.standard_field is None)
 
 

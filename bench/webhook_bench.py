@@ -2,7 +2,7 @@
 
 Starts a private Redis (``LocalRedis`` on loopback; ``--persistent``: append-only
 file with ``appendfsync always``, as deployed) and the receiver exactly as deployed
-(``sync_worker.processes.web_argv``, the command line of the README and
+(``sync_worker.devtools.processes.web_argv``, the command line of the README and
 ``docker-compose.yml``: ``python -m web.serve``, waitress; ``--env NAME=VALUE`` sets one of its
 settings, e.g. ``SYNC_WEB_THREADS``, for an experiment), then ``--generators`` load generator processes
 (``bench/loadgen.py``: one epoll loop each, requests built beforehand as raw
@@ -63,8 +63,8 @@ import loadgen  # noqa: E402
 import reference_receiver  # noqa: E402
 
 from sync_worker.celery_app import REALTIME_QUEUE  # noqa: E402
-from sync_worker.localredis import LocalRedis, free_port, wait_until  # noqa: E402
-from sync_worker.processes import Child, web_argv  # noqa: E402
+from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until  # noqa: E402
+from sync_worker.devtools.processes import Child, web_argv  # noqa: E402
 from web.auth import sign  # noqa: E402
 
 SECRET = "bench-client-secret"

@@ -12,7 +12,9 @@ Guarantees:
 - :meth:`LastKnownValues.mark_shown` keeps the fingerprint of what the contact
   shows now (live *or* stale; :mod:`sync_worker.fingerprint`: the names and values
   written and the profile's version), so "write only what changed" compares against
-  what Intercom really holds.
+  what Intercom really holds;
+- each integration keeps its own (``LastKnownValues(redis, integration=...)``, keyed by
+  :func:`sync_worker.keys.contact_key`): one integration's values never show as another's.
 """
 
 from __future__ import annotations
@@ -36,9 +38,22 @@ class CachedValues:
 
 
 class LastKnownValues:
-    def __init__(self, client: redis_lib.Redis, *, ttl_seconds: int = DEFAULT_TTL_SECONDS):
+    def __init__(
+        self,
+        client: redis_lib.Redis,
+        *,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        integration: str = keys.LEGACY_INTEGRATION,
+    ):
         self._redis = client
         self._ttl = ttl_seconds
+        self.integration = integration
+
+    def _by_id(self, contact_id: str) -> str:
+        return keys.contact_key(contact_id, None, self.integration)
+
+    def _by_email(self, email: str) -> str:
+        return keys.contact_key(None, email, self.integration)
 
     def store(
         self,
@@ -51,14 +66,14 @@ class LastKnownValues:
         """Keep ``values`` for the contact; with ``email``, also find them by that address later."""
         document = {"values": dict(values), "fetched_at": fetched_at.astimezone(UTC).isoformat()}
         pipe = self._redis.pipeline()
-        pipe.set(keys.last_known(f"id:{contact_id}"), json.dumps(document), ex=self._ttl)
+        pipe.set(keys.last_known(self._by_id(contact_id)), json.dumps(document), ex=self._ttl)
         if email:
-            pipe.set(keys.last_known(keys.contact_key(None, email)), contact_id, ex=self._ttl)
+            pipe.set(keys.last_known(self._by_email(email)), contact_id, ex=self._ttl)
         pipe.execute()
 
     def load_by_email(self, email: str) -> tuple[str, CachedValues] | None:
         """The contact id and last known values last stored for ``email`` (trimmed, case-insensitive)."""
-        contact_id = self._redis.get(keys.last_known(keys.contact_key(None, email)))
+        contact_id = self._redis.get(keys.last_known(self._by_email(email)))
         if not contact_id:
             return None
         contact_id = contact_id.decode() if isinstance(contact_id, bytes) else contact_id
@@ -74,15 +89,15 @@ class LastKnownValues:
         return cached
 
     def load(self, contact_id: str) -> CachedValues | None:
-        raw = self._redis.get(keys.last_known(f"id:{contact_id}"))
+        raw = self._redis.get(keys.last_known(self._by_id(contact_id)))
         if not raw:
             return None
         document = json.loads(raw)
         return CachedValues(document["values"], datetime.fromisoformat(document["fetched_at"]))
 
     def mark_shown(self, contact_id: str, fingerprint: str) -> None:
-        self._redis.set(keys.shown(f"id:{contact_id}"), fingerprint, ex=self._ttl)
+        self._redis.set(keys.shown(self._by_id(contact_id)), fingerprint, ex=self._ttl)
 
     def shown(self, contact_id: str) -> str | None:
-        raw = self._redis.get(keys.shown(f"id:{contact_id}"))
+        raw = self._redis.get(keys.shown(self._by_id(contact_id)))
         return raw.decode() if isinstance(raw, bytes) else raw

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="SYNC_EXCLUDED_EMAILS"
     )
     display_timezone: str = Field("America/Toronto", validation_alias="SYNC_DISPLAY_TIMEZONE")
+    #: Which integrations run (comma-separated registry names, :mod:`sync_worker.integrations`).
+    integrations: str = Field("clients", validation_alias="SYNC_INTEGRATIONS")
 
     # --- HTTP clients ---------------------------------------------------------------
     http_timeout_seconds: float = Field(10.0, validation_alias="SYNC_HTTP_TIMEOUT_SECONDS")

@@ -97,10 +97,16 @@ class DeadLetter:
     trigger: str
     kwargs: dict[str, Any]
 
+    @property
+    def integration(self) -> str:
+        """The integration whose sync was parked (an entry parked before requests named one: ``clients``)."""
+        return self.kwargs.get("integration") or keys.LEGACY_INTEGRATION
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: times as ISO 8601 UTC strings."""
         return {
             "id": self.id,
+            "integration": self.integration,
             "contact_id": self.contact_id,
             "email": self.email,
             "error_code": self.error_code,
@@ -145,9 +151,17 @@ class DeadLetterStore:
         self._remove = redis.register_script(_REMOVE)
 
     @staticmethod
-    def key_for(contact_id: str | None, email: str | None) -> str:
-        """The entry id of a contact: ``id:<contact id>``, else ``email:<normalised email>``."""
-        return keys.contact_key(contact_id, email)
+    def key_for(contact_id: str | None, email: str | None, integration: str = keys.LEGACY_INTEGRATION) -> str:
+        """The entry id of a contact for one integration (:func:`sync_worker.keys.contact_key`:
+        ``id:<contact id>``, else ``email:<normalised email>``, after the integration's name unless
+        it is ``clients``): one entry per contact and integration."""
+        return keys.contact_key(contact_id, email, integration)
+
+    @staticmethod
+    def integration_of(entry_id: str) -> str:
+        """The integration an entry id belongs to (the inverse of :meth:`key_for`'s prefix)."""
+        head = entry_id.split(":", 1)[0]
+        return keys.LEGACY_INTEGRATION if head in ("id", "email") else head
 
     def _key(self, entry_id: str) -> str:
         return self._entry_prefix + entry_id
@@ -164,12 +178,13 @@ class DeadLetterStore:
         trigger: str,
         kwargs: Mapping[str, Any],
         attempts: int = 1,
+        integration: str = keys.LEGACY_INTEGRATION,
     ) -> DeadLetter:
         """Add the contact, or update its entry if it is already parked; returns the entry as stored.
 
         ``attempts``: the failed sync attempts of the run that parks it (at least 1).
         """
-        entry_id = self.key_for(contact_id, email)
+        entry_id = self.key_for(contact_id, email, integration)
         raw = self._park(
             keys=[self._key(entry_id), self._index],
             args=[
@@ -212,11 +227,22 @@ class DeadLetterStore:
         found = self._read(entry_id)
         return found[0] if found else None
 
-    def list(self, offset: int = 0, limit: int = 50) -> builtins.list[DeadLetter]:
-        """A page of entries, the most recent failure first."""
+    def _ids_of(self, integration: str) -> builtins.list[str]:
+        """Every entry id of one integration, the most recent failure first (read from the index's
+        ids alone: an entry's integration is in its id)."""
+        found = (_text(i) for i in self._redis.zrevrange(self._index, 0, -1))
+        return [entry_id for entry_id in found if self.integration_of(entry_id) == integration]
+
+    def list(
+        self, offset: int = 0, limit: int = 50, *, integration: str | None = None
+    ) -> builtins.list[DeadLetter]:
+        """A page of entries, the most recent failure first (only ``integration``'s when given)."""
         if limit <= 0:
             return []
-        ids = [_text(i) for i in self._redis.zrevrange(self._index, offset, offset + limit - 1)]
+        if integration is None:
+            ids = [_text(i) for i in self._redis.zrevrange(self._index, offset, offset + limit - 1)]
+        else:
+            ids = self._ids_of(integration)[offset : offset + limit]
         pipe = self._redis.pipeline(transaction=False)
         for entry_id in ids:
             pipe.hgetall(self._key(entry_id))
@@ -227,7 +253,10 @@ class DeadLetterStore:
                 entries.append(_entry(fields)[0])
         return entries
 
-    def count(self) -> int:
+    def count(self, *, integration: str | None = None) -> int:
+        """How many entries are parked (only ``integration``'s when given)."""
+        if integration is not None:
+            return len(self._ids_of(integration))
         return int(self._redis.zcard(self._index))
 
     # --- replaying --------------------------------------------------------------------

@@ -70,7 +70,9 @@ class QueueUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class SyncRequest:
-    """What a trigger asks for: the contact (id and/or email) and where the trigger came from."""
+    """What a trigger asks for: the integration, the contact (id and/or email) and where the
+    trigger came from. A message queued before requests named their integration has none in its
+    kwargs and is read as :data:`~sync_worker.keys.LEGACY_INTEGRATION` (``clients``)."""
 
     contact_id: str | None = None
     email: str | None = None
@@ -79,6 +81,7 @@ class SyncRequest:
     author_email: str | None = None
     force_write: bool = True
     requested_at: float = field(default_factory=time.time)
+    integration: str = keys.LEGACY_INTEGRATION
 
     def __post_init__(self) -> None:
         if not self.contact_id and not self.email:
@@ -86,18 +89,20 @@ class SyncRequest:
 
     @property
     def contact_key(self) -> str:
-        return keys.contact_key(self.contact_id, self.email)
+        return keys.contact_key(self.contact_id, self.email, self.integration)
 
     def to_kwargs(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     def describe(self) -> str:
-        """What Celery may show of this sync (``kwargsrepr``): the trigger and contact id, no email."""
-        return repr({"trigger": self.trigger, "contact_id": self.contact_id})
+        """What Celery may show of this sync (``kwargsrepr``): the integration, the trigger and the
+        contact id, no email."""
+        return repr({"integration": self.integration, "trigger": self.trigger, "contact_id": self.contact_id})
 
     def folded(self, latest: SyncRequest) -> SyncRequest:
         """This request with a newer trigger's details folded in: the newest trigger wins, but never
-        loses an identifier this one had, and a forced write stays forced."""
+        loses an identifier this one had, and a forced write stays forced; the integration is this
+        one's (a contact's pending sync is kept per integration)."""
         return SyncRequest(
             contact_id=latest.contact_id or self.contact_id,
             email=latest.email or self.email,
@@ -106,11 +111,14 @@ class SyncRequest:
             author_email=latest.author_email,
             force_write=latest.force_write or self.force_write,
             requested_at=latest.requested_at,
+            integration=self.integration,
         )
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> SyncRequest:
         known = {name: kwargs[name] for name in cls.__dataclass_fields__ if name in kwargs}
+        if not known.get("integration"):  # queued before requests named their integration
+            known["integration"] = keys.LEGACY_INTEGRATION
         return cls(**known)
 
 

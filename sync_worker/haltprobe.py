@@ -25,10 +25,12 @@ PROBE_EMAIL = "halt-probe@example.invalid"
 
 
 def probe_intercom(runtime: Runtime) -> None:
-    profile = runtime.contact_sync.profile
-    targets = resolve_names(profile.attributes, runtime.settings.attribute_names)
+    """The data attributes of every integration that runs here listed and ensured again."""
     runtime.schema.forget()
-    runtime.schema.ensure(name for name, custom in targets.values() if custom)
+    for name in runtime.integrations:
+        profile = runtime.pipeline(name).profile
+        targets = resolve_names(profile.attributes, runtime.settings.attribute_names)
+        runtime.schema.ensure(name for name, custom in targets.values() if custom)
 
 
 def probe_platform(runtime: Runtime) -> None:

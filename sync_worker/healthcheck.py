@@ -3,7 +3,7 @@
 ``python -m sync_worker.healthcheck web [--url URL]`` exits 0 only when the receiver answers
 ``GET /healthz`` with 200 within :data:`TIMEOUT_SECONDS`; ``python -m sync_worker.healthcheck
 worker [--hostname NAME]`` exits 0 only when that worker's own heartbeat (``keys.worker_heartbeats``,
-written every ``tasks.HEARTBEAT_SECONDS`` by the worker's main process) is at most
+written every ``workerprocess.HEARTBEAT_SECONDS`` by the worker's main process) is at most
 :data:`MAX_HEARTBEAT_AGE_SECONDS` old in ``REDIS_URL``'s Redis, the age taken on Redis's clock
 (:func:`sync_worker.heartbeat.worker_health`), never this container's: a host clock that is off
 does not make a live worker look dead. Anything else exits 1 with one line saying why. The
@@ -21,7 +21,7 @@ import urllib.request
 from sync_worker.heartbeat import HEARTBEAT_MAX_AGE_SECONDS
 
 TIMEOUT_SECONDS = 3.0
-#: Three missed heartbeats (``tasks.HEARTBEAT_SECONDS`` is 10): the heartbeat module's own rule.
+#: Three missed heartbeats (``workerprocess.HEARTBEAT_SECONDS`` is 10): the heartbeat module's own rule.
 MAX_HEARTBEAT_AGE_SECONDS = HEARTBEAT_MAX_AGE_SECONDS
 DEFAULT_URL = "http://127.0.0.1:8000/healthz"
 

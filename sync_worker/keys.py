@@ -3,20 +3,34 @@
 Guarantees: all keys start with ``intercom-sync:``, so the service can share a
 Redis database with Celery's own keys without collisions, and an operator can
 find (or delete) everything it keeps with one pattern.
+
+Every per-contact key (pending marker, fold payload, last known values, fingerprint, last
+result, stale refresh claim and request) is built from :func:`contact_key`, which names the
+integration: two integrations on one contact never share a key. The legacy integration
+(:data:`LEGACY_INTEGRATION`, ``clients``) keeps the names it had before integrations had names
+(``id:<contact id>``, ``email:<email>``), so the keys already in Redis at an upgrade are found as
+they are, with no migration; every other integration's start with its name
+(``dealer_users:id:<contact id>``). Keys named by a task id (``delivery_runs``) are one message's
+own and cannot fold into another integration's.
 """
 
 from __future__ import annotations
 
 PREFIX = "intercom-sync"
+#: The integration whose per-contact keys carry no name segment (they predate the segment).
+LEGACY_INTEGRATION = "clients"
 
 
-def contact_key(contact_id: str | None, email: str | None) -> str:
-    """The identity a contact's state is kept under: its Intercom id, else its normalised email."""
+def contact_key(contact_id: str | None, email: str | None, integration: str = LEGACY_INTEGRATION) -> str:
+    """The identity a contact's state is kept under, for one integration: its Intercom id, else its
+    normalised email; with the integration's name first unless it is the legacy one."""
     if contact_id:
-        return f"id:{contact_id}"
-    if email:
-        return f"email:{email.strip().lower()}"
-    raise ValueError("a contact needs an id or an email")
+        identity = f"id:{contact_id}"
+    elif email:
+        identity = f"email:{email.strip().lower()}"
+    else:
+        raise ValueError("a contact needs an id or an email")
+    return identity if integration == LEGACY_INTEGRATION else f"{integration}:{identity}"
 
 
 def pending(contact_key: str) -> str:

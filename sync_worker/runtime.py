@@ -3,33 +3,34 @@
 Guarantees: one :class:`Runtime` per process (``get_runtime``), built lazily on
 first use, after the process has read its environment; every upstream call
 goes through the shared rate limiters (the clients' hooks); nothing in here
-computes or decides, it only wires the parts together.
+computes or decides, it only wires the parts together. The integrations that run are the ones
+``SYNC_INTEGRATIONS`` names (:mod:`sync_worker.integrations`); each one's pipeline is built once,
+on first use (:meth:`Runtime.pipeline`), with its own last known values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sync_worker.attributes import resolve_names
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.config import Settings, get_settings, require, secret
 from sync_worker.countbuffer import CountBuffer
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.halts import HaltStore
+from sync_worker.integrations import Integration, UnknownIntegration, enabled
 from sync_worker.intercom import IntercomClient
 from sync_worker.platform import PlatformClient
-from sync_worker.profiles import get_profile
 from sync_worker.ratelimit import RateLimiter, RateLimitHooks
 from sync_worker.ratelimit.limiter import DEFAULT_SKEW_MARGIN_SECONDS
 from sync_worker.schema import AttributeSchema, workspace_id
 from sync_worker.servicemetrics import ServiceMetrics
-from sync_worker.sync import ContactSync
 
 #: How long a task may block waiting for a rate-limit token before it reschedules itself instead.
 MAX_INLINE_WAIT_SECONDS = 2.0
@@ -128,7 +129,14 @@ class Runtime:
 
     @cached_property
     def cache(self) -> LastKnownValues:
+        """The legacy (``clients``) integration's last known values (:meth:`cache_for` any other's)."""
         return LastKnownValues(self.redis)
+
+    def cache_for(self, integration: str) -> LastKnownValues:
+        """The last known values of ``integration`` (each integration keeps its own)."""
+        if integration == self.cache.integration:
+            return self.cache
+        return LastKnownValues(self.redis, integration=integration)
 
     @cached_property
     def dead_letters(self) -> DeadLetterStore:
@@ -142,19 +150,29 @@ class Runtime:
         return AttributeSchema(self.intercom, self.redis, workspace)
 
     @cached_property
-    def contact_sync(self) -> ContactSync:
-        profile = get_profile("clients", display_timezone=self.settings.display_timezone)
-        resolve_names(profile.attributes, self.settings.attribute_names)  # a bad name fails here, once
-        return ContactSync(
-            intercom=self.intercom,
-            platform=self.platform,
-            profile=profile,
-            schema=self.schema,
-            cache=self.cache,
-            circuit=self.circuit,
-            excluded_emails=tuple(self.settings.excluded_emails),
-            attribute_names=self.settings.attribute_names,
-        )
+    def integrations(self) -> dict[str, Integration]:
+        """The integrations this process runs, by name (:class:`UnknownIntegration` for a name not
+        registered)."""
+        return {integration.name: integration for integration in enabled(self.settings.integrations)}
+
+    def pipeline(self, integration: str) -> Any:
+        """The pipeline that runs ``integration``'s requests, built once per process (its profile's
+        zone and attribute names are checked then); :class:`UnknownIntegration` for one that does
+        not run here."""
+        built = self._pipelines.get(integration)
+        if built is None:
+            try:
+                chosen = self.integrations[integration]
+            except KeyError:
+                raise UnknownIntegration(
+                    f"integration {integration!r} does not run here (SYNC_INTEGRATIONS: {', '.join(self.integrations)})"
+                ) from None
+            built = self._pipelines[integration] = chosen.pipeline(self)
+        return built
+
+    @cached_property
+    def _pipelines(self) -> dict[str, Any]:
+        return {}
 
 
 _runtime: Runtime | None = None

@@ -28,10 +28,11 @@ RATE_LIMIT_WAITED = "rate_limit_waited_seconds"
 #: Counter name -> (help text, label names in the order ``/metrics`` shows them).
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     SYNCS: (
-        "Contact syncs ended by a worker, by trigger, outcome (synced, no_account, unchanged, stale, "
-        "skipped, gone, not_found; a bulk run's deferred; retried, rescheduled, requeued, "
-        "dead_lettered; waiting_halt once per look at a halt) and error code (none for success).",
-        ("trigger", "outcome", "error_code"),
+        "Contact syncs ended by a worker, by integration, trigger, outcome (synced, no_account, "
+        "unchanged, stale, skipped, gone, not_found; a bulk run's deferred; retried, rescheduled, "
+        "requeued, dead_lettered; waiting_halt once per look at a halt) and error code (none for "
+        "success).",
+        ("integration", "trigger", "outcome", "error_code"),
     ),
     UPSTREAM_REQUESTS: (
         "Attempts sent to the upstream APIs (intercom, platform), retries included; those without a "
@@ -63,10 +64,23 @@ class ServiceMetrics:
     def _count(self, name: str, times: int = 1, **labels: str) -> None:
         self.buffer.add(counts=[(keys.metric(name), label_field(labels))] * times)
 
-    def sync(self, outcome: str, *, trigger: str, error_code: str | None = None, times: int = 1) -> None:
-        """A contact's sync ended as ``outcome`` (or a run of it was retried, rescheduled, ...);
-        ``times`` contacts at once (a bulk chunk's)."""
-        labels = {"trigger": trigger or "unknown", "outcome": outcome, "error_code": error_code or NO_ERROR}
+    def sync(
+        self,
+        outcome: str,
+        *,
+        trigger: str,
+        error_code: str | None = None,
+        times: int = 1,
+        integration: str = keys.LEGACY_INTEGRATION,
+    ) -> None:
+        """A contact's sync of ``integration`` ended as ``outcome`` (or a run of it was retried,
+        rescheduled, ...); ``times`` contacts at once (a bulk chunk's)."""
+        labels = {
+            "integration": integration,
+            "trigger": trigger or "unknown",
+            "outcome": outcome,
+            "error_code": error_code or NO_ERROR,
+        }
         self._count(SYNCS, times, **labels)
 
     def upstream_request(self, upstream: str) -> None:

@@ -11,7 +11,7 @@ Guarantees:
   command finds the stack ``scripts/dev`` started whatever directory it is typed in;
 - :func:`find` returns the first stack file that exists, read, or None.
 
-It lives outside :mod:`sync_worker.devstack` so that operator commands can find a stack without
+It lives outside :mod:`sync_worker.devtools.devstack` so that operator commands can find a stack without
 importing the dev tooling (sandboxes, process helpers).
 """
 

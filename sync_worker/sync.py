@@ -9,7 +9,8 @@ Guarantees (the order of a run):
    merged or deleted contact, by searching its email again (:meth:`ContactSync._survivor`);
    a contact that is not found that way either is ``gone``: an outcome (logged,
    counted), not an error, so no dead letter is left for a replay to park again;
-3. the platform is read through a shared circuit breaker: when it cannot be
+3. the source is read as the integration says (:meth:`~sync_worker.integrations.base.Integration.read_one`)
+   through a shared circuit breaker: when it cannot be
    read, the contact gets its last known values with the staleness flag (or
    only ``Data Status`` when there are none; :func:`stale_values`, which the
    data connector's stale answers use too) and the outcome is ``stale`` so
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from sync_worker.attributes import build_update
@@ -40,9 +41,11 @@ from sync_worker.compute import compute_values
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import PermanentError, TransientError
 from sync_worker.fingerprint import shown_fingerprint
+from sync_worker.integrations import DEFAULT, Integration
+from sync_worker.integrations import get as get_integration
 from sync_worker.intercom import ContactMerged, IntercomClient, IntercomNotFound
 from sync_worker.logs import log_event
-from sync_worker.platform import PlatformClient, PlatformUnavailable
+from sync_worker.platform import PlatformClient
 from sync_worker.platform_circuit import guarded
 from sync_worker.profiles.base import Profile
 from sync_worker.schema import AttributeSchema
@@ -117,7 +120,9 @@ class SyncOutcome:
 
 @dataclass
 class ContactSync:
-    """Everything a run needs, passed in: clients, profile, shared state and a clock."""
+    """Everything a run needs, passed in: clients, profile, shared state and a clock; the
+    integration says how the source is read (:class:`~sync_worker.integrations.base.ContactAttributes`
+    builds one)."""
 
     intercom: IntercomClient
     platform: PlatformClient
@@ -128,6 +133,7 @@ class ContactSync:
     excluded_emails: tuple[str, ...] = ()
     attribute_names: Mapping[str, str] | None = None
     clock: Clock = utc_now
+    integration: Integration = field(default_factory=lambda: get_integration(DEFAULT))
 
     def run(self, request: SyncRequest) -> list[SyncOutcome]:
         """Sync every Intercom contact the request designates (normally one)."""
@@ -186,14 +192,14 @@ class ContactSync:
         return [{"id": c["id"], "email": c.get("email") or email} for c in found[:MAX_CONTACTS_PER_EMAIL]]
 
     def _read_platform(self, email: str) -> list[dict] | None:
-        """The platform's accounts for ``email``, or None when the platform cannot be read."""
+        """The source's records for ``email``, or None when the source cannot be read."""
         admission = self.circuit.admit()
         if admission is None:
             return None
         try:
             with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
-                return self.platform.clients_by_email(normalise_email(email))
-        except PlatformUnavailable:
+                return self.integration.read_one(self.platform, normalise_email(email))
+        except self.integration.unreadable:
             return None
 
     def _sync_contact(self, contact_id: str, email: str, request: SyncRequest) -> SyncOutcome:
@@ -236,6 +242,7 @@ class ContactSync:
         log_event(
             logger,
             "contact_synced",
+            integration=self.integration.name,
             contact_id=contact_id,
             status=status,
             accounts=len(records),
@@ -247,6 +254,7 @@ class ContactSync:
         log_event(
             logger,
             "contact_gone",
+            integration=self.integration.name,
             level=logging.WARNING,
             contact_id=contact_id,
             trigger=request.trigger,
@@ -265,6 +273,7 @@ class ContactSync:
             log_event(
                 logger,
                 "contact_stale_written",
+                integration=self.integration.name,
                 level=logging.WARNING,
                 contact_id=contact_id,
                 had_cache=stale.had_cache,
@@ -309,6 +318,7 @@ class ContactSync:
         log_event(
             logger,
             "contact_survivor_found",
+            integration=self.integration.name,
             contact_id=contact_id,
             survivor_id=others[0],
             matches=len(others),

@@ -16,7 +16,9 @@ Routes (one blueprint each): ``/webhooks/intercom``, ``/v1/sync``,
 from __future__ import annotations
 
 from flask import Flask
+from kombu.utils.imports import symbol_by_name
 
+from sync_worker import integrations
 from sync_worker.config import Settings, get_settings
 from sync_worker.logs import configure_logging
 from web import admin, connector, fastpath, halts, health, openapi, resync, triggers, webhooks
@@ -37,16 +39,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     install_access_hooks(app)
     connector.log_if_disabled(settings)
-    blueprints = (
-        webhooks.bp,
-        triggers.bp,
-        connector.bp,
-        admin.bp,
-        resync.bp,
-        halts.bp,
-        health.bp,
-        openapi.bp,
-    )
+    blueprints = [webhooks.bp, triggers.bp, admin.bp, resync.bp, halts.bp, health.bp, openapi.bp]
+    for integration in integrations.enabled(settings.integrations):  # the routes each one adds
+        blueprints.extend(symbol_by_name(route) for route in integration.routes)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     app.wsgi_app = fastpath.wrap(app.wsgi_app, context)  # type: ignore[method-assign]

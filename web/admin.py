@@ -24,7 +24,7 @@ from typing import Any
 from flask import Blueprint, g, request
 from kombu.exceptions import OperationalError
 
-from sync_worker import replayruns
+from sync_worker import integrations, replayruns
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.dispatch import EnqueueResult, QueueUnavailable, enqueue_replay
 from web.auth import require_admin
@@ -74,6 +74,20 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def known_integration(value: Any) -> str:
+    """``value`` when it is a registered integration's name, else a 400 naming the known ones."""
+    if value not in integrations.REGISTRY:
+        known = ", ".join(sorted(integrations.REGISTRY))
+        raise ApiError(400, "invalid_parameter", f"integration must be one of: {known}.")
+    return value
+
+
+def integration_arg() -> str | None:
+    """``?integration=``: a registered integration's name (None: every integration)."""
+    raw = request.args.get("integration")
+    return None if raw is None else known_integration(raw)
+
+
 def _not_found() -> ApiError:
     return ApiError(404, "dead_letter_not_found", "No dead letter with this id.")
 
@@ -82,9 +96,10 @@ def _not_found() -> ApiError:
 def list_entries() -> Any:
     offset = _int_arg("offset", 0, 0, 10**9)
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    integration = integration_arg()
     store = _store()
-    items = [entry.to_dict() for entry in store.list(offset, limit)]
-    return {"count": store.count(), "offset": offset, "limit": limit, "items": items}
+    items = [entry.to_dict() for entry in store.list(offset, limit, integration=integration)]
+    return {"count": store.count(integration=integration), "offset": offset, "limit": limit, "items": items}
 
 
 @bp.delete("")

@@ -21,9 +21,10 @@ from celery import Celery
 from flask import Flask, current_app
 from prometheus_client import CollectorRegistry
 
+from sync_worker import integrations
 from sync_worker.celery_app import create_celery
 from sync_worker.config import Settings
-from sync_worker.profiles import Profile, get_profile
+from sync_worker.profiles import Profile
 from sync_worker.runtime import Runtime
 from web.exposition import ServiceCollector, registry_for
 from web.metrics import RedisMetrics
@@ -60,7 +61,7 @@ def build_context(settings: Settings) -> WebContext:
         celery=create_celery(settings),
         runtime=runtime,
         platform=PlatformReader(runtime),
-        profile=get_profile("clients", display_timezone=settings.display_timezone),
+        profile=integrations.get("clients").profile(display_timezone=settings.display_timezone),
         metrics=metrics,
         registry=registry_for(ServiceCollector(metrics, runtime, client)),
     )

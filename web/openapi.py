@@ -15,8 +15,8 @@ from typing import Any
 from flask import Blueprint
 from pydantic.json_schema import models_json_schema
 
+from sync_worker import integrations
 from sync_worker.config import Settings
-from sync_worker.profiles import get_profile
 from web.connector import DATA_STATUS, STALE_KEY
 from web.context import web_context
 from web.notifications import Conversation, Notification, NotificationData
@@ -84,7 +84,7 @@ def _address(description: str) -> dict[str, Any]:
 
 
 def _client_attributes() -> dict[str, Any]:
-    attributes = get_profile("clients").attributes
+    attributes = integrations.get("clients").profile().attributes
     properties: dict[str, Any] = {
         spec.key: {"type": ["string", "null"], "description": spec.default_name} for spec in attributes
     }
@@ -172,9 +172,9 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
     dead_letter = {
         "type": "object",
         "required": ["id"],
-        "properties": {"id": {"type": "string"}},
+        "properties": {"id": {"type": "string"}, "integration": {"type": "string"}},
         "additionalProperties": True,
-        "description": "A contact whose sync failed for good: its ids, error and the trigger to replay.",
+        "description": "A contact whose sync failed for good: its integration, ids, error and the trigger to replay.",
     }
     return {
         "Error": error,
@@ -352,9 +352,16 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/v1/admin/dead-letters": {
             "get": {
                 "operationId": "listDeadLetters",
-                "summary": "List parked contacts.",
+                "summary": "List parked contacts (of one integration with ?integration=).",
                 "security": admin_auth,
-                "parameters": pagination,
+                "parameters": [
+                    *pagination,
+                    {
+                        "name": "integration",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": sorted(integrations.REGISTRY)},
+                    },
+                ],
                 "responses": {
                     "200": _response("A page of entries and the total count.", _ref("DeadLetterPage")),
                     **_errors(400, 401, 403, 503),

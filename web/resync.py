@@ -21,10 +21,12 @@ from typing import Any
 from flask import Blueprint, request
 from kombu.exceptions import OperationalError
 
+from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.resync.progress import summarize
 from sync_worker.resync.runs import RunOptions
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, start
+from web.admin import integration_arg, known_integration
 from web.auth import require_admin
 from web.context import web_context
 from web.errors import ApiError
@@ -48,7 +50,7 @@ def start_run() -> Any:
     body = request.get_json(silent=True) if request.data else {}
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "The body must be a JSON object.")
-    unknown = set(body) - {"dry_run", "only_changed"}
+    unknown = set(body) - {"dry_run", "only_changed", "integration"}
     if unknown:
         raise ApiError(400, "invalid_parameter", f"Unknown fields: {', '.join(sorted(unknown))}.")
     settings = get_resync_settings()
@@ -56,6 +58,7 @@ def start_run() -> Any:
         dry_run=_flag(body, "dry_run", False),
         only_changed=_flag(body, "only_changed", settings.only_changed),
         trigger="api",
+        integration=known_integration(body.get("integration", LEGACY_INTEGRATION)),
     )
     context = web_context()
     try:
@@ -74,7 +77,8 @@ def start_run() -> Any:
 def list_runs() -> Any:
     store = make_store(web_context().redis, get_resync_settings())
     now = time.time()
-    return {"items": [summarize(record, now) for record in store.recent(20)]}
+    records = store.recent(20, integration=integration_arg())
+    return {"items": [summarize(record, now) for record in records]}
 
 
 @bp.get("/<run_id>")

@@ -1,7 +1,7 @@
 """The receiver's HTTP server as deployed: waitress serving ``web:create_app()``.
 
 ``python -m web.serve --bind HOST:PORT`` (``docker-compose.yml``, the README's recipe,
-``sync_worker.processes.web_argv``). Guarantees:
+``sync_worker.devtools.processes.web_argv``). Guarantees:
 
 - a request reaches one of the app's threads only once it has been read whole (waitress
   reads headers and body in its I/O loop and buffers them), so a slow, trickling or
@@ -40,6 +40,7 @@ from typing import Any
 import waitress
 from waitress import wasyncore
 
+from sync_worker import integrations
 from sync_worker.config import Settings, get_settings
 from sync_worker.logs import log_event
 from sync_worker.redis_policy import refuse_at_start
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     try:
         check_threads(settings)
-    except ServerMisconfigured as problem:
+        integrations.enabled(settings.integrations)
+    except (ServerMisconfigured, integrations.UnknownIntegration) as problem:
         print(f"intercom-sync web: {problem}", file=sys.stderr, flush=True)
         return 2
     refuse_at_start("web", settings)  # a Redis that may evict keys: exit 2, naming the setting

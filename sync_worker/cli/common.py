@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import redis as redis_lib
 
-from sync_worker import stackfile
+from sync_worker import integrations, stackfile
 from sync_worker.config import get_settings
 
 
@@ -101,3 +101,12 @@ def celery_app() -> Any:
 
     use_service_redis()
     return create_celery(get_settings())
+
+
+#: ``--integration NAME``: only that integration's entries or runs (a registered name).
+integration_option = click.option(
+    "--integration",
+    type=click.Choice(sorted(integrations.REGISTRY)),
+    default=None,
+    help="Only this integration's (default: every integration's).",
+)

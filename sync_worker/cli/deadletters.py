@@ -28,7 +28,7 @@ import click
 from kombu.exceptions import OperationalError
 
 from sync_worker import replayruns
-from sync_worker.cli.common import celery_app, redis_client
+from sync_worker.cli.common import celery_app, integration_option, redis_client
 from sync_worker.deadletter import DeadLetter, DeadLetterStore
 from sync_worker.dispatch import QueueUnavailable, enqueue_replay
 
@@ -59,15 +59,16 @@ def dead_letters() -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def list_entries(limit: int, offset: int, as_json: bool) -> None:
-    """The parked contacts, newest failure first."""
+@integration_option
+def list_entries(limit: int, offset: int, as_json: bool, integration: str | None) -> None:
+    """The parked contacts, newest failure first (of one integration with ``--integration``)."""
     store = _store()
-    entries = store.list(offset, limit)
+    entries = store.list(offset, limit, integration=integration)
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.to_dict()))
         return
-    total = store.count()
+    total = store.count(integration=integration)
     if not entries:
         click.echo(f"no dead letters{' on this page' if total else ''} ({total} in all)")
         return

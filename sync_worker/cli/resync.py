@@ -24,8 +24,9 @@ import time
 import click
 import redis as redis_lib
 
-from sync_worker.cli.common import celery_app, masked, redis_client, use_service_redis
+from sync_worker.cli.common import celery_app, integration_option, masked, redis_client, use_service_redis
 from sync_worker.heartbeat import worker_health
+from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.resync.progress import progress_line, summarize
 from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord
 from sync_worker.resync.settings import get_resync_settings
@@ -108,16 +109,28 @@ def _exit_for(record: RunRecord) -> None:
 @click.option("--all", "write_all", is_flag=True, help="Write every contact, changed or not.")
 @click.option("--follow", "-f", is_flag=True, help="Show progress until the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@integration_option
 @click.pass_context
-def resync(ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_json: bool) -> None:
-    """Start a bulk re-sync of every Intercom contact (or resume the unfinished one)."""
+def resync(
+    ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_json: bool, integration: str | None
+) -> None:
+    """Start a bulk re-sync of one integration (``--integration``, default ``clients``), or resume
+    the unfinished run."""
     if ctx.invoked_subcommand is not None:
         return
     settings = get_resync_settings()
     client, app = redis_client(), celery_app()
     only_changed = settings.only_changed and not write_all
     result = start(
-        client, app, RunOptions(dry_run=dry_run, only_changed=only_changed, trigger="manual"), settings
+        client,
+        app,
+        RunOptions(
+            dry_run=dry_run,
+            only_changed=only_changed,
+            trigger="manual",
+            integration=integration or LEGACY_INTEGRATION,
+        ),
+        settings,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict()))
@@ -144,7 +157,7 @@ def status(run_id: str | None, follow: bool, as_json: bool) -> None:
         click.echo(json.dumps(summary))
         return
     click.echo(
-        f"run {record.id}  {record.status}  trigger={record.trigger}"
+        f"run {record.id}  {record.status}  integration={record.integration}  trigger={record.trigger}"
         f"{'  dry-run' if record.dry_run else ''}{'  only-changed' if record.only_changed else '  all'}"
     )
     click.echo(progress_line(summary))
@@ -154,13 +167,17 @@ def status(run_id: str | None, follow: bool, as_json: bool) -> None:
 
 @resync.command(name="list")
 @click.option("--limit", default=10, show_default=True)
-def list_runs(limit: int) -> None:
-    """The recent runs, newest first."""
+@integration_option
+def list_runs(limit: int, integration: str | None) -> None:
+    """The recent runs, newest first (of one integration with ``--integration``)."""
     store = make_store(redis_client(), get_resync_settings())
-    for record in store.recent(limit):
+    for record in store.recent(limit, integration=integration):
         summary = summarize(record, time.time())
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.started_at))
-        click.echo(f"{record.id}  {started}Z  {record.status:<9}  {progress_line(summary, width=10)}")
+        click.echo(
+            f"{record.id}  {started}Z  {record.integration:<12}  {record.status:<9}  "
+            f"{progress_line(summary, width=10)}"
+        )
 
 
 @resync.command()

@@ -6,7 +6,8 @@ Guarantees:
 - a chunk that would write finds the Intercom budget first: when the next token is further
   away than a task may wait inline, the whole chunk is rescheduled for then before any
   platform call, so an exhausted window costs no platform lookups (they would be done again);
-- one ``POST /v1/clients/lookup`` for the whole chunk; each contact then goes through
+- one batched read for the whole chunk (the integration's ``read_batch``: for clients one
+  ``POST /v1/clients/lookup``); each contact then goes through
   :meth:`ContactSync.apply_records` (or, in a dry run, :func:`preview`, which computes
   and compares but never writes) with ``trigger="schedule"`` and
   ``force_write = not only_changed``;
@@ -21,7 +22,7 @@ Guarantees:
   backpressure pauses the run until the platform answers and the run then writes live values;
   no stale value is written and no PUT spent on one. The hold's clock (``held_since``) travels
   with the chunk; a chunk still held after ``max_hold_seconds`` (``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``)
-  hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.tasks.defer_to_refresh`:
+  hands each of its contacts to ``defer`` (a scheduled stale refresh, :func:`sync_worker.stalerefresh.defer_to_refresh`:
   it reads the platform again later, at most one waiting per contact) and counts them
   ``deferred``, writing nothing: no contact ends a run stale without a refresh to come;
 - a permanent error of the batched read (refused as sent, or an answer we cannot read) is the
@@ -51,11 +52,12 @@ from dataclasses import dataclass, field
 
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.compute import compute_values
+from sync_worker.delivery.decision import retry_countdown
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
 from sync_worker.halts import HaltStore, UpstreamHalted
 from sync_worker.intercom import IntercomRateLimited
-from sync_worker.platform import PlatformClient, PlatformRateLimited, PlatformUnavailable
+from sync_worker.platform import PlatformClient, PlatformRateLimited
 from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
@@ -200,11 +202,10 @@ class ChunkRunner:
                     return self._record(
                         run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=True)
                     )
-                retryable = not isinstance(error, SyncError) or error.transient
-                if retryable and chunk.attempt < self.max_retries:
-                    countdown = self.backoff(chunk.attempt)
-                    if isinstance(error, TransientError) and error.retry_after:
-                        countdown = max(countdown, error.retry_after)
+                countdown = retry_countdown(
+                    error, chunk.attempt, max_retries=self.max_retries, backoff=self.backoff
+                )
+                if countdown is not None:  # the decision every task shares (a bug in one contact: retried)
                     return self._record(
                         run_id, chunk_id, chunk, counts, index, _Reschedule(countdown, attempt_used=True)
                     )
@@ -236,10 +237,13 @@ class ChunkRunner:
             return None
         return _Reschedule(halted.retry_after or 1.0, attempt_used=False, held_since=None, hold=True)
 
-    @staticmethod
-    def _request(contact_id: str, email: str, only_changed: bool) -> SyncRequest:
+    def _request(self, contact_id: str, email: str, only_changed: bool) -> SyncRequest:
         return SyncRequest(
-            contact_id=contact_id, email=email, trigger="schedule", force_write=not only_changed
+            contact_id=contact_id,
+            email=email,
+            trigger="schedule",
+            force_write=not only_changed,
+            integration=self.contact_sync.integration.name,
         )
 
     def _lookup(self, chunk: Chunk) -> dict[str, list[dict]] | None:
@@ -250,15 +254,17 @@ class ChunkRunner:
         if admission is not None:
             try:
                 with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
-                    return self.platform.lookup(email for _, email in chunk.contacts)
+                    return self.contact_sync.integration.read_batch(
+                        self.platform, (email for _, email in chunk.contacts)
+                    )
             except RateLimitWait as wait:
                 raise _Reschedule(wait.retry_in, attempt_used=False, held_since=chunk.held_since) from None
             except PlatformRateLimited as limited:
                 raise _Reschedule(
                     limited.retry_after, attempt_used=False, held_since=chunk.held_since
                 ) from None
-            except PlatformUnavailable as error:
-                unreadable = error
+            except self.contact_sync.integration.unreadable as error:
+                unreadable = error if isinstance(error, SyncError) else TransientError(str(error))
         now = self.wall_clock()
         held_since = now if chunk.held_since is None else chunk.held_since
         if now - held_since >= self.max_hold_seconds:

@@ -46,6 +46,7 @@ def summarize(record: RunRecord, now: float) -> dict[str, Any]:
         "id": record.id,
         "status": record.status,
         "trigger": record.trigger,
+        "integration": record.integration,
         "dry_run": record.dry_run,
         "only_changed": record.only_changed,
         "started_at": record.started_at,

@@ -30,6 +30,7 @@ from typing import Any
 
 import redis as redis_lib
 
+from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.resync import keys
 
 #: Counters every run keeps (contacts unless named otherwise).
@@ -244,6 +245,7 @@ class RunRecord:
     id: str
     status: str
     trigger: str
+    integration: str
     dry_run: bool
     only_changed: bool
     started_at: float
@@ -270,6 +272,7 @@ class RunRecord:
             id=fields["id"],
             status=fields.get("status", RUNNING),
             trigger=fields.get("trigger", "manual"),
+            integration=fields.get("integration") or LEGACY_INTEGRATION,
             dry_run=fields.get("dry_run") == "1",
             only_changed=fields.get("only_changed") == "1",
             started_at=number("started_at") or 0.0,
@@ -304,6 +307,8 @@ class RunOptions:
     dry_run: bool = False
     only_changed: bool = True
     trigger: str = "manual"
+    #: the integration the run re-syncs (a run started before runs had one is ``clients``'s)
+    integration: str = LEGACY_INTEGRATION
 
 
 class RunStore:
@@ -336,6 +341,7 @@ class RunStore:
             "id": run_id,
             "status": RUNNING,
             "trigger": options.trigger,
+            "integration": options.integration,
             "dry_run": "1" if options.dry_run else "0",
             "only_changed": "1" if options.only_changed else "0",
             "started_at": repr(now),
@@ -381,9 +387,14 @@ class RunStore:
         raw = self._redis.get(keys.active())
         return _text(raw) if raw else None
 
-    def recent(self, limit: int = 20) -> list[RunRecord]:
-        ids = [_text(i) for i in self._redis.zrevrange(keys.runs_index(), 0, max(0, limit - 1))]
-        return [record for record in (self.load(run_id) for run_id in ids) if record is not None]
+    def recent(self, limit: int = 20, *, integration: str | None = None) -> list[RunRecord]:
+        """The newest runs first (of the ``keep_runs`` kept), only ``integration``'s when given."""
+        if integration is None:
+            ids = [_text(i) for i in self._redis.zrevrange(keys.runs_index(), 0, max(0, limit - 1))]
+            return [record for record in (self.load(run_id) for run_id in ids) if record is not None]
+        ids = [_text(i) for i in self._redis.zrevrange(keys.runs_index(), 0, -1)]
+        found = (record for record in (self.load(run_id) for run_id in ids) if record is not None)
+        return [record for record in found if record.integration == integration][:limit]
 
     def latest(self) -> RunRecord | None:
         found = self.recent(1)

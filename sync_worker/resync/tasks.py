@@ -8,9 +8,10 @@ Guarantees:
   long loop, and a killed worker loses at most the page it was reading;
 - ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
   left of it after the countdown it asks for (a chunk held for an unreadable platform too:
-  its contacts go to :func:`sync_worker.tasks.defer_to_refresh` only once it has been held
+  its contacts go to :func:`sync_worker.stalerefresh.defer_to_refresh` only once it has been held
   ``SYNC_RATE_LIMIT_MAX_WAIT_SECONDS``);
-- a walk step's transient Intercom errors retry that page with backoff, up to
+- a walk step's transient Intercom errors retry that page with backoff (the decision every task
+  shares, :func:`sync_worker.delivery.decision.retry_countdown`), up to
   ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
   error code; while Intercom is halted (:mod:`sync_worker.halts`), or when the step's error halts
@@ -33,8 +34,11 @@ import redis as redis_lib
 from celery.signals import worker_ready
 
 from sync_worker.celery_app import app
+from sync_worker.delivery.decision import settings_backoff, task_retry_countdown
 from sync_worker.halts import INTERCOM, UpstreamHalted
+from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.logs import log_event
+from sync_worker.parking import park_contact
 from sync_worker.resync import keys as resync_keys
 from sync_worker.resync import messages
 from sync_worker.resync.chunks import ChunkRunner
@@ -43,7 +47,7 @@ from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
 from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime, get_runtime
-from sync_worker.tasks import backoff_seconds, defer_to_refresh, park_contact
+from sync_worker.stalerefresh import defer_to_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +60,28 @@ BULK_TRIGGER = "schedule"
 
 @app.task(name=messages.START_TASK)
 def start_resync(
-    dry_run: bool = False, only_changed: bool | None = None, trigger: str = "schedule"
+    dry_run: bool = False,
+    only_changed: bool | None = None,
+    trigger: str = "schedule",
+    integration: str = LEGACY_INTEGRATION,
 ) -> dict[str, Any]:
     settings = get_resync_settings()
+    get_runtime().pipeline(integration)  # one that does not run here refuses: UnknownIntegration
     options = RunOptions(
         dry_run=dry_run,
         only_changed=settings.only_changed if only_changed is None else only_changed,
         trigger=trigger,
+        integration=integration,
     )
     result = start(get_runtime().redis, app, options, settings)
     log_event(
-        logger, "resync_start", status=result.status, run_id=result.run_id, trigger=trigger, dry_run=dry_run
+        logger,
+        "resync_start",
+        status=result.status,
+        run_id=result.run_id,
+        trigger=trigger,
+        dry_run=dry_run,
+        integration=integration,
     )
     return result.to_dict()
 
@@ -133,10 +148,8 @@ def _walk_failed(
     config = get_runtime().settings
     error, page = outcome.error, outcome.page
     assert error is not None
-    if error.transient and attempt < config.task_max_retries:
-        countdown = backoff_seconds(
-            attempt, config.retry_backoff_base_seconds, config.retry_backoff_max_seconds
-        )
+    countdown = task_retry_countdown(error, attempt, config)
+    if countdown is not None:
         log_event(
             logger,
             "resync_walk_retry",
@@ -157,15 +170,14 @@ def _walk_failed(
 def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
     runtime, settings = get_runtime(), get_resync_settings()
     config = runtime.settings
+    integration = _run_integration(runtime, run_id)
     runner = ChunkRunner(
         store=make_store(runtime.redis, settings),
         platform=runtime.platform,
         circuit=runtime.circuit,
-        contact_sync=runtime.contact_sync,
+        contact_sync=runtime.pipeline(integration),
         park=park_contact,
-        backoff=lambda attempt: backoff_seconds(
-            attempt, config.retry_backoff_base_seconds, config.retry_backoff_max_seconds
-        ),
+        backoff=settings_backoff(config),
         max_retries=config.task_max_retries,
         time_budget_seconds=settings.chunk_time_budget_seconds,
         intercom_wait=runtime.limiters["intercom"].peek,
@@ -180,6 +192,7 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
             logger,
             "resync_chunk_held",
             run_id=run_id,
+            integration=integration,
             chunk_id=chunk_id,
             countdown=round(outcome.countdown, 2),
         )
@@ -189,18 +202,26 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
             "resync_chunk_deferred",
             level=logging.WARNING,
             run_id=run_id,
+            integration=integration,
             chunk_id=chunk_id,
             deferred=outcome.counts["deferred"],
         )
     if outcome.rest is not None:
         messages.publish_chunk(app, run_id, chunk_id, outcome.rest.version, countdown=outcome.countdown)
-    _count_syncs(runtime, run_id, outcome.counts)
+    _count_syncs(runtime, run_id, outcome.counts, integration)
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "chunk_id": chunk_id, "counts": outcome.counts}
 
 
-def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int]) -> None:
+def _run_integration(runtime: Runtime, run_id: str) -> str:
+    """The integration a run re-syncs (a run recorded before runs had one, or gone: ``clients``)."""
+    raw = runtime.redis.hget(resync_keys.run(run_id), "integration")
+    name = raw.decode() if isinstance(raw, bytes) else raw
+    return name or LEGACY_INTEGRATION
+
+
+def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int], integration: str) -> None:
     """A chunk's contacts, by outcome, in ``/metrics``'s syncs (a dry run's are not syncs; its
     parks were counted as they happened). Best effort, after the chunk's work is recorded and
     its rest published: a Redis error here loses these counts, never the chunk."""
@@ -214,7 +235,7 @@ def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int]) -> None:
     if dry_run:
         return
     for status, n in outcomes.items():
-        runtime.metrics.sync(status, trigger=BULK_TRIGGER, times=n)
+        runtime.metrics.sync(status, trigger=BULK_TRIGGER, times=n, integration=integration)
 
 
 @worker_ready.connect

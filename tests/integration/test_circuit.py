@@ -8,7 +8,7 @@ import pytest
 import redis as redis_lib
 
 from sync_worker.circuit import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -25,10 +25,10 @@ import requests
 
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CLOSED, HALF_OPEN, CircuitBreaker
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.sandbox.dataset import load_sample
+from sync_worker.devtools.sandbox.server import ServedApp
 from sync_worker.ratelimit import RateLimiter
-from sync_worker.sandbox.dataset import load_sample
-from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.web import (
     CONNECTOR_TOKEN,
     EXCLUDED_EMAIL,

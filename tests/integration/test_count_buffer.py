@@ -8,7 +8,7 @@ import pytest
 import redis as redis_lib
 
 from sync_worker.countbuffer import CountBuffer
-from sync_worker.localredis import LocalRedis
+from sync_worker.devtools.localredis import LocalRedis
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from sync_worker.localredis import free_port, wait_until
+from sync_worker.devtools.localredis import free_port, wait_until
 
 SCRIPT = Path(sys.executable).parent / "sync-worker"
 UNSET = (

@@ -17,9 +17,9 @@ import redis as redis_lib
 from sync_worker import keys
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE, SYNC_TASK, create_celery
 from sync_worker.config import Settings
-from sync_worker.devstack import seed_intercom_contacts
+from sync_worker.devtools.devstack import seed_intercom_contacts
+from sync_worker.devtools.localredis import LocalRedis, wait_until
 from sync_worker.dispatch import QueueUnavailable, SyncRequest, claim, enqueue_sync
-from sync_worker.localredis import LocalRedis, wait_until
 from sync_worker.taskmessage import task_messages
 
 pytestmark = pytest.mark.integration

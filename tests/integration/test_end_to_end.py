@@ -1,7 +1,7 @@
 """The whole path over real processes: web over HTTP, a real Celery worker, both sandboxes.
 
 The expected values below are written out by hand from the sample dataset's
-record (``sync_worker/sandbox/data/sample_clients.json``) and the attribute
+record (``sync_worker/devtools/sandbox/data/sample_clients.json``) and the attribute
 rules (``docs/integrations/clients.md``), not computed by our own code.
 """
 
@@ -14,8 +14,8 @@ import re
 
 import requests
 
-from sync_worker.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
+from sync_worker.devtools.localredis import wait_until
 from tests.fixtures.workers import CLIENT_SECRET, TRIGGER_TOKEN
 
 DATE_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4} - \d{1,2}:\d{2} [ap]\.m\. E[SD]T$")

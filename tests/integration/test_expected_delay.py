@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
 from sync_worker.ratelimit.limiter import Budget
 from tests.fixtures.web import WebServer, serve, stop_web, web_settings

@@ -23,8 +23,8 @@ from sync_worker import keys
 from sync_worker.celery_app import create_celery
 from sync_worker.config import Settings
 from sync_worker.deadletter import DeadLetterStore
-from sync_worker.localredis import wait_until
-from sync_worker.processes import Child, beat_argv
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.processes import Child, beat_argv
 from sync_worker.resync.runs import FINISHED, RUNNING, RunOptions, RunStore
 from sync_worker.resync.settings import ResyncSettings
 from sync_worker.resync.starter import resume_if_stalled, start

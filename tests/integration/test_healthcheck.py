@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sync_worker import heartbeat, keys
+from sync_worker.devtools.localredis import free_port
 from sync_worker.healthcheck import MAX_HEARTBEAT_AGE_SECONDS
-from sync_worker.localredis import free_port
 from tests.fixtures.deployed import deployed_web
 
 pytestmark = pytest.mark.integration

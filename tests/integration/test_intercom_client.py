@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from sync_worker.devtools.localredis import free_port, wait_until
 from sync_worker.errors import PermanentError, TransientError
 from sync_worker.intercom import (
     ContactMerged,
@@ -28,7 +29,6 @@ from sync_worker.intercom import (
     error_for_response,
     survivor_from_link,
 )
-from sync_worker.localredis import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -459,7 +459,7 @@ def test_sandbox_runs_standalone(tmp_path):
     contacts.write_text(json.dumps([{"email": "solo@example.com", "name": "Solo", "id": "solo-1"}]))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sync_worker.sandbox.intercom", "--port", str(port), "--token", "T",
+        [sys.executable, "-m", "sync_worker.devtools.sandbox.intercom", "--port", str(port), "--token", "T",
          "--contacts", str(contacts)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

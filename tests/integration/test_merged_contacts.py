@@ -14,7 +14,7 @@ import redis as redis_lib
 import requests
 
 from sync_worker import keys
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
 from tests.fixtures.resilience import (
     OLIVIA_EMAIL,
     dead_letters,

@@ -21,7 +21,7 @@ import pytest
 import redis as redis_lib
 
 from sync_worker.deadletter import DeadLetterStore
-from sync_worker.localredis import LocalRedis, free_port, wait_until
+from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until
 from tests.integration.test_dev_command import UNSET
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,11 @@ import pytest
 import requests
 from flask import Flask, Response, jsonify
 
+from sync_worker.devtools.localredis import free_port, wait_until
+from sync_worker.devtools.sandbox.dataset import load_sample, synthetic_record
+from sync_worker.devtools.sandbox.platform import EXTENSION, create_app
+from sync_worker.devtools.sandbox.server import ServedApp
 from sync_worker.errors import PermanentError, TransientError
-from sync_worker.localredis import free_port, wait_until
 from sync_worker.platform import (
     PlatformAuthError,
     PlatformClient,
@@ -28,9 +31,6 @@ from sync_worker.platform import (
     PlatformTimedOut,
     PlatformUnavailable,
 )
-from sync_worker.sandbox.dataset import load_sample, synthetic_record
-from sync_worker.sandbox.platform import EXTENSION, create_app
-from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.platform_sandbox import PlatformSandbox
 
 pytestmark = pytest.mark.integration
@@ -421,7 +421,7 @@ def test_sandbox_runs_as_its_own_process(tmp_path):
         [
             sys.executable,
             "-m",
-            "sync_worker.sandbox.platform",
+            "sync_worker.devtools.sandbox.platform",
             "--port",
             str(port),
             "--token",

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 import redis as redis_lib
 
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.errors import TransientError
-from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import (
     RateLimiter,
     RateLimitHooks,

@@ -20,11 +20,11 @@ import redis as redis_lib
 
 from sync_worker.celery_app import create_celery
 from sync_worker.config import Settings
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.sandbox.dataset import synthetic
 from sync_worker.dispatch import SyncRequest, enqueue_sync
-from sync_worker.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter, RateLimitHooks, RateLimitWait, Reservation, reserving
 from sync_worker.ratelimit.limiter import RESERVATION_SPREAD_PERMILLE
-from sync_worker.sandbox.dataset import synthetic
 from tests.fixtures.resilience import assert_synced, dead_letters, is_live, log_events
 
 pytestmark = pytest.mark.integration

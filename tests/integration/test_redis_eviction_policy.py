@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from sync_worker.localredis import LocalRedis, free_port, wait_until
-from sync_worker.processes import Child, web_argv, worker_argv
+from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until
+from sync_worker.devtools.processes import Child, web_argv, worker_argv
 from sync_worker.redis_policy import eviction_problem
 from tests.fixtures.deployed import ROOT, deployed_web
 

@@ -19,9 +19,9 @@ import pytest
 import redis as redis_lib
 
 from sync_worker import keys
-from sync_worker.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
-from sync_worker.localredis import wait_until
-from sync_worker.sandbox.dataset import load_sample
+from sync_worker.devtools.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.sandbox.dataset import load_sample
 from tests.fixtures.resilience import (
     FAST_REDELIVERY,
     FAST_VISIBILITY_SECONDS,

@@ -12,7 +12,7 @@ import requests
 
 from sync_worker.celery_app import REALTIME_QUEUE, REPLAY_DEAD_LETTERS_TASK, create_celery
 from sync_worker.config import Settings
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
 from tests.fixtures.resilience import (
     assert_synced,
     attributes,

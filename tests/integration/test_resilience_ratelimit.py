@@ -21,10 +21,10 @@ import requests
 
 from sync_worker.celery_app import REALTIME_QUEUE, SYNC_TASK, create_celery
 from sync_worker.config import Settings
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.sandbox.dataset import synthetic
 from sync_worker.dispatch import SyncRequest
-from sync_worker.localredis import wait_until
 from sync_worker.runtime import Runtime
-from sync_worker.sandbox.dataset import synthetic
 from tests.fixtures.resilience import (
     assert_synced,
     attributes,

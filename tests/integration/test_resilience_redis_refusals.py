@@ -17,8 +17,9 @@ import pytest
 import redis as redis_lib
 
 from sync_worker import keys
-from sync_worker.localredis import LocalRedis, free_port, wait_until
-from sync_worker.tasks import MAX_DELIVERIES, redis_unavailable
+from sync_worker.delivery.poison import MAX_DELIVERIES
+from sync_worker.delivery.redisloss import redis_unavailable
+from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until
 from tests.fixtures.resilience import (
     FAST_REDELIVERY,
     FAST_VISIBILITY_SECONDS,

@@ -20,9 +20,10 @@ from sync_worker import keys as service_keys
 from sync_worker.celery_app import BULK_QUEUE, create_celery
 from sync_worker.config import Settings
 from sync_worker.deadletter import DeadLetterStore
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.processes import Child, worker_argv
+from sync_worker.devtools.sandbox.server import ServedApp
 from sync_worker.dispatch import SyncRequest, enqueue_sync
-from sync_worker.localredis import wait_until
-from sync_worker.processes import Child, worker_argv
 from sync_worker.resync import keys
 from sync_worker.resync.lock import RunLock
 from sync_worker.resync.messages import publish_chunk, publish_walk
@@ -40,7 +41,6 @@ from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
 from sync_worker.resync.starter import StartResult, resume_if_stalled, start
 from sync_worker.resync.walk import plan_page
 from sync_worker.runtime import Runtime
-from sync_worker.sandbox.server import ServedApp
 from tests.fixtures.platform_sandbox import served_platform
 from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
@@ -226,7 +226,7 @@ def test_a_run_syncs_every_contact_and_a_second_run_writes_nothing(
 
 
 def _record(i: int) -> dict:
-    from sync_worker.sandbox.dataset import synthetic_record
+    from sync_worker.devtools.sandbox.dataset import synthetic_record
 
     return synthetic_record(i)
 
@@ -405,7 +405,7 @@ def test_a_chunk_waits_for_the_intercom_budget_before_reading_the_platform(
         store=store,
         platform=runtime.platform,
         circuit=runtime.circuit,
-        contact_sync=runtime.contact_sync,
+        contact_sync=runtime.pipeline("clients"),
         park=lambda *_: None,
         backoff=lambda attempt: 1.0,
         max_retries=3,

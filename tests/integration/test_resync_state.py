@@ -11,7 +11,7 @@ import redis as redis_lib
 
 from sync_worker.celery_app import BULK_QUEUE, create_celery
 from sync_worker.config import Settings
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.resync import keys
 from sync_worker.resync.lock import RunLock
 from sync_worker.resync.messages import CHUNK_TASK, WALK_TASK

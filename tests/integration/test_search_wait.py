@@ -15,8 +15,8 @@ import redis as redis_lib
 import requests
 
 from sync_worker import keys
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.dispatch import FOLD_CLOCK_TOLERANCE_SECONDS, SyncRequest, claim
-from sync_worker.localredis import wait_until
 from tests.fixtures.resilience import OLIVIA_EMAIL, dead_letters, is_live, log_events, wait_for_attributes
 from tests.fixtures.workers import TRIGGER_TOKEN
 

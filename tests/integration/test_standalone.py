@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sync_worker.localredis import free_port, wait_until
+from sync_worker.devtools.localredis import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def test_the_intercom_sandbox_validates_with_its_shipped_description_outside_the
     env = {k: v for k, v in os.environ.items() if k not in ("INTERCOM_OPENAPI_SPEC", "PYTHONPATH")}
     env["PYTHONPATH"] = str(package_copy)
     where = subprocess.run(
-        [sys.executable, "-c", "import sync_worker.sandbox.openapi as o; print(o.find_spec())"],
+        [sys.executable, "-c", "import sync_worker.devtools.sandbox.openapi as o; print(o.find_spec())"],
         cwd=package_copy,
         env=env,
         capture_output=True,
@@ -55,7 +55,7 @@ def test_the_intercom_sandbox_validates_with_its_shipped_description_outside_the
     assert Path(where.stdout.strip()).is_relative_to(package_copy), where.stdout
     port = free_port()
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "sync_worker.sandbox.intercom", "--port", str(port), "--token", "t"],
+        [sys.executable, "-m", "sync_worker.devtools.sandbox.intercom", "--port", str(port), "--token", "t"],
         cwd=package_copy,
         env=env,
         stdout=subprocess.PIPE,
@@ -107,7 +107,7 @@ def test_no_tracked_file_points_outside_the_repository():
 def test_the_contracts_and_integration_docs_are_the_projects_own():
     assert (ROOT / "docs" / "contracts" / "platform-api.yaml").is_file()
     assert (ROOT / "docs" / "integrations" / "clients.md").is_file()
-    specs = ROOT / "sync_worker" / "sandbox" / "specs"
+    specs = ROOT / "sync_worker" / "devtools" / "sandbox" / "specs"
     for name in (
         "intercom-openapi-2.14.yaml",
         "intercom-openapi-preview.yaml",

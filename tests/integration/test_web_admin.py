@@ -10,8 +10,8 @@ import pytest
 
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE
 from sync_worker.deadletter import DeadLetterStore
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.dispatch import SyncRequest
-from sync_worker.localredis import wait_until
 from sync_worker.replayruns import BATCH
 from tests.fixtures.web import (
     ADMIN_TOKEN,

@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from sync_worker import keys
+from sync_worker.devtools.localredis import LocalRedis, wait_until
 from sync_worker.heartbeat import beat
-from sync_worker.localredis import LocalRedis, wait_until
 from sync_worker.logs import JsonFormatter
 from tests.fixtures.prometheus import key
 from tests.fixtures.web import (

@@ -21,7 +21,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
 from tests.fixtures.deployed import deployed_web
 from tests.fixtures.web import (
     CLIENT_SECRET,

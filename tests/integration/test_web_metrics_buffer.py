@@ -7,7 +7,7 @@ import threading
 import pytest
 import redis as redis_lib
 
-from sync_worker.localredis import LocalRedis, wait_until
+from sync_worker.devtools.localredis import LocalRedis, wait_until
 from web.metrics import RedisMetrics
 
 pytestmark = pytest.mark.integration

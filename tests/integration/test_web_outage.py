@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from sync_worker.localredis import LocalRedis
+from sync_worker.devtools.localredis import LocalRedis
 from tests.fixtures.web import notification, serve, web_settings
 
 pytestmark = pytest.mark.integration

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from sync_worker.localredis import free_port, wait_until
-from sync_worker.processes import Child, web_argv
+from sync_worker.devtools.localredis import free_port, wait_until
+from sync_worker.devtools.processes import Child, web_argv
 from tests.fixtures.deployed import ROOT, deployed_web
 from tests.fixtures.web import CLIENT_SECRET, CONNECTOR_TOKEN, TRIGGER_TOKEN, notification
 from web.auth import sign

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.localredis import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import requests
 
 from sync_worker.celery_app import SYNC_TASK
 from sync_worker.config import Settings
-from sync_worker.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
-from sync_worker.localredis import wait_until
+from sync_worker.devtools.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
+from sync_worker.devtools.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
 from tests.fixtures.prometheus import Key, family_types, key, parse
 from tests.fixtures.workers import ADMIN_TOKEN, TRIGGER_TOKEN

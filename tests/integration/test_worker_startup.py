@@ -1,11 +1,12 @@
-"""A worker started without its credentials stops at once with one line naming the setting."""
+"""A worker started without its credentials, or with a setting it cannot use, stops at once with one
+line naming the setting."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 
-from sync_worker.processes import worker_argv
+from sync_worker.devtools.processes import worker_argv
 
 
 def test_worker_without_intercom_token_names_the_missing_setting(service_env):
@@ -18,14 +19,25 @@ def test_worker_without_intercom_token_names_the_missing_setting(service_env):
     assert "Traceback" not in finished.stderr
 
 
-def test_worker_with_an_unknown_display_zone_does_not_start(service_env):
-    """Every contact would fail the same way: the worker refuses to start, naming the setting."""
-    env = {**os.environ, **service_env, "SYNC_DISPLAY_TIMEZONE": "Mars/Olympus_Mons"}
+def _refusal(service_env: dict[str, str], setting: str, value: str) -> list[str]:
+    """The lines naming ``setting`` a worker started with ``setting=value`` prints as it refuses to start."""
+    env = {**os.environ, **service_env, setting: value}
     finished = subprocess.run(worker_argv(), env=env, capture_output=True, text=True, timeout=60)
     assert finished.returncode != 0
-    lines = [line for line in finished.stderr.splitlines() if "SYNC_DISPLAY_TIMEZONE" in line]
-    assert lines == [
+    assert "Traceback" not in finished.stderr
+    return [line for line in finished.stderr.splitlines() if setting in line]
+
+
+def test_worker_with_an_unknown_display_zone_does_not_start(service_env):
+    """Every contact would fail the same way: the worker refuses to start, naming the setting."""
+    assert _refusal(service_env, "SYNC_DISPLAY_TIMEZONE", "Mars/Olympus_Mons") == [
         "intercom-sync worker: SYNC_DISPLAY_TIMEZONE: unknown time zone 'Mars/Olympus_Mons': "
         "expected an IANA name like 'America/Toronto'"
-    ], finished.stderr
-    assert "Traceback" not in finished.stderr
+    ]
+
+
+def test_worker_with_an_unknown_integration_does_not_start(service_env):
+    """``SYNC_INTEGRATIONS`` naming an integration that is not registered: one line, the known ones."""
+    assert _refusal(service_env, "SYNC_INTEGRATIONS", "clients,dealers") == [
+        "intercom-sync worker: SYNC_INTEGRATIONS: unknown integration 'dealers' (known: clients)"
+    ]

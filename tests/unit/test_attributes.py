@@ -12,8 +12,8 @@ from sync_worker.attributes import (
     truncate,
 )
 from sync_worker.errors import PermanentError
+from sync_worker.integrations.clients.profile import ATTRIBUTES
 from sync_worker.profiles.base import AttributeSpec
-from sync_worker.profiles.clients import ATTRIBUTES
 
 SPECS = (
     AttributeSpec("client_id", "Client ID"),

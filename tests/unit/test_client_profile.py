@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from sync_worker import integrations
 from sync_worker.attributes import build_update
 from sync_worker.formatting import parse_utc
-from sync_worker.profiles import PROFILES, Profile, UnknownProfile, get_profile
-from sync_worker.profiles.clients import ClientProfile
+from sync_worker.integrations.clients.profile import ClientProfile
+from sync_worker.profiles import Profile
 
 NOW = parse_utc("2026-01-22T16:00:00Z")  # Jan 22, 2026 - 11:00 a.m. EST
 NOW_SHOWN = "Jan 22, 2026 - 11:00 a.m. EST"
@@ -597,17 +598,17 @@ def test_stale_does_not_change_the_cached_mapping(profile):
 # --- registry -------------------------------------------------------------------------
 
 
-def test_get_profile_builds_the_client_profile_with_options():
-    profile = get_profile("clients", display_timezone="America/Vancouver")
+def test_the_clients_integration_builds_the_client_profile_with_options():
+    profile = integrations.get("clients").profile(display_timezone="America/Vancouver")
     assert isinstance(profile, ClientProfile)
     assert isinstance(profile, Profile)
-    assert profile.name == "clients" and "clients" in PROFILES
+    assert profile.name == "clients" and "clients" in integrations.REGISTRY
     assert compute(profile, [])["updated_on"] == "Jan 22, 2026 - 8:00 a.m. PST"
 
 
-def test_get_profile_refuses_unknown_names():
-    with pytest.raises(UnknownProfile, match=r"'dealers'.*clients"):
-        get_profile("dealers")
+def test_the_registry_refuses_unknown_names():
+    with pytest.raises(integrations.UnknownIntegration, match=r"'dealers'.*clients"):
+        integrations.get("dealers")
 
 
 def test_an_unknown_display_zone_fails_at_construction():

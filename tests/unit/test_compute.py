@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from sync_worker.compute import PlatformDataError, compute_values
+from sync_worker.devtools.sandbox.dataset import load_sample
 from sync_worker.errors import PermanentError
 from sync_worker.formatting import parse_utc
+from sync_worker.integrations.clients.profile import ClientProfile
 from sync_worker.platform_records import record_problems
-from sync_worker.profiles.clients import ClientProfile
-from sync_worker.sandbox.dataset import load_sample
 
 NOW = parse_utc("2026-01-22T16:00:00Z")
 PROFILE = ClientProfile("America/Toronto")

@@ -195,11 +195,16 @@ import sync_worker.celery_app, sync_worker.tasks, sync_worker.cli, sync_worker.h
 from sync_worker.config import Settings
 from web import create_app
 create_app(Settings(REDIS_URL="redis://127.0.0.1:1/0"))
-print("ok")
+from sync_worker.cli import main
+main.get_command(None, "resync"), main.get_command(None, "dead-letters")
+dev = sorted(name for name in sys.modules if name.startswith("sync_worker.devtools"))
+print("ok" if not dev else "dev tooling imported: " + ", ".join(dev))
 """
 
 
 def test_the_production_processes_import_nothing_of_the_sandbox_extra() -> None:
+    """Worker, beat, receiver and the operator commands: none of the sandbox extra, and nothing of
+    ``sync_worker.devtools`` (sandboxes, dev stack, private Redis, process helpers)."""
     result = subprocess.run(
         [sys.executable, "-c", PRODUCTION_IMPORTS.format(blocked=set(SANDBOX_ONLY))],
         capture_output=True,
@@ -207,4 +212,4 @@ def test_the_production_processes_import_nothing_of_the_sandbox_extra() -> None:
         cwd=ROOT,
         timeout=120,
     )
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr[-3000:]

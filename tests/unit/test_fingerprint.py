@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sync_worker.fingerprint import shown_fingerprint
-from sync_worker.profiles.clients import ClientProfile
+from sync_worker.integrations.clients.profile import ClientProfile
 
 PROFILE = ClientProfile()
 VALUES = {"client_id": "131451", "name": "Olivia Brandt", "sessions": "2", "updated_on": "Jan 5, 2026"}

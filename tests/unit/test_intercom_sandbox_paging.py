@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from sync_worker.sandbox.intercom import ApiError, IntercomState
+from sync_worker.devtools.sandbox.intercom import ApiError, IntercomState
 
 
 def walk(state: IntercomState, per_page: int) -> list[dict]:

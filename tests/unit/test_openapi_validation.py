@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sync_worker.sandbox.openapi import SPEC_ENV, RequestValidator, find_spec, get_validator
+from sync_worker.devtools.sandbox.openapi import SPEC_ENV, RequestValidator, find_spec, get_validator
 
 HEADERS = {"Intercom-Version": "2.14", "Content-Type": "application/json", "Authorization": "Bearer t"}
 

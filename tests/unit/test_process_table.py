@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sync_worker.localredis import wait_until
-from sync_worker.processes import process_table
+from sync_worker.devtools.localredis import wait_until
+from sync_worker.devtools.processes import process_table
 
 ODD_NAME = "odd) name (x"  # spaces and parentheses, as a process name (comm) may hold
 

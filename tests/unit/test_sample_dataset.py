@@ -16,7 +16,7 @@ from openapi_schema_validator import OAS31Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from sync_worker.sandbox.dataset import (
+from sync_worker.devtools.sandbox.dataset import (
     InvalidRecord,
     load,
     load_sample,

@@ -10,8 +10,8 @@ import redis
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
+from sync_worker.delivery.redisloss import redis_unavailable
 from sync_worker.errors import TransientError
-from sync_worker.tasks import redis_unavailable
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ Guarantees of :class:`DevStack`:
   group, and writes ``stack.json`` (URLs and the dev tokens, :mod:`sync_worker.stackfile`)
   so ``sync-worker try`` and the operator commands can find them;
 - every wait of :meth:`DevStack.start` also watches every part started so far: a part
-  that exits ends the start at once with :class:`~sync_worker.processes.ExitedDuringStart`
+  that exits ends the start at once with :class:`~sync_worker.devtools.processes.ExitedDuringStart`
   (its name, exit code and last log lines), and the Redis it started with
-  :class:`~sync_worker.localredis.RedisExited`;
+  :class:`~sync_worker.devtools.localredis.RedisExited`;
 - :meth:`DevStack.stop` stops every child it started, in reverse order, and removes
   ``stack.json``.
 """
@@ -29,9 +29,9 @@ from pathlib import Path
 import requests
 
 from sync_worker import stackfile
-from sync_worker.localredis import LocalRedis, free_port, wait_until
-from sync_worker.processes import Child, beat_argv, web_argv, worker_argv
-from sync_worker.sandbox.dataset import load_sample
+from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until
+from sync_worker.devtools.processes import Child, beat_argv, web_argv, worker_argv
+from sync_worker.devtools.sandbox.dataset import load_sample
 
 SANDBOX_INTERCOM_TOKEN = "sandbox-intercom-token"
 SANDBOX_PLATFORM_TOKEN = "sandbox-platform-token"
@@ -117,7 +117,7 @@ class DevStack:
             [
                 sys.executable,
                 "-m",
-                "sync_worker.sandbox.intercom",
+                "sync_worker.devtools.sandbox.intercom",
                 "--port",
                 str(intercom_port),
                 "--token",
@@ -130,7 +130,7 @@ class DevStack:
             [
                 sys.executable,
                 "-m",
-                "sync_worker.sandbox.platform",
+                "sync_worker.devtools.sandbox.platform",
                 "--port",
                 str(platform_port),
                 "--token",

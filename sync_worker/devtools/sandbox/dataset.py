@@ -129,7 +129,9 @@ def load(path: str | PathLike[str]) -> list[dict[str, Any]]:
 
 def load_sample() -> list[dict[str, Any]]:
     """A fresh copy of the sample dataset (see the module docstring for what it exercises)."""
-    text = resources.files("sync_worker.sandbox").joinpath(SAMPLE_RESOURCE).read_text(encoding="utf-8")
+    text = (
+        resources.files("sync_worker.devtools.sandbox").joinpath(SAMPLE_RESOURCE).read_text(encoding="utf-8")
+    )
     return validate_dataset(json.loads(text))
 
 

@@ -27,7 +27,7 @@ Guarantees:
   merge, delete, read write logs, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
   configure failures, delays and a revoked token (``token_revoked``), read the stats and reset.
 
-Run standalone: ``python -m sync_worker.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
+Run standalone: ``python -m sync_worker.devtools.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from sync_worker.sandbox.openapi import RequestValidator, get_validator, shipped_spec
-from sync_worker.sandbox.server import ServedApp
+from sync_worker.devtools.sandbox.openapi import RequestValidator, get_validator, shipped_spec
+from sync_worker.devtools.sandbox.server import ServedApp
 
 DEFAULT_RATE_LIMIT = 1666  # Intercom's 10,000 calls a minute per app, per 10-second window
 DEFAULT_WINDOW_SECONDS = 10.0

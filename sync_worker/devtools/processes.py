@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sync_worker.celery_app import BULK_QUEUE, REALTIME_QUEUE
-from sync_worker.localredis import WaitAborted
+from sync_worker.devtools.localredis import WaitAborted
 
 
 def worker_argv(

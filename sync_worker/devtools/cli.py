@@ -22,14 +22,13 @@ import click
 import redis as redis_lib
 import requests
 
-from sync_worker import keys, stackfile
+from sync_worker import integrations, keys, stackfile
 from sync_worker.attributes import resolve_names
 from sync_worker.config import get_settings
-from sync_worker.devstack import DevStack, sample_contacts
+from sync_worker.devtools.devstack import DevStack, sample_contacts
+from sync_worker.devtools.localredis import RedisExited
+from sync_worker.devtools.processes import ExitedDuringStart, tail
 from sync_worker.intercom import IntercomClient
-from sync_worker.localredis import RedisExited
-from sync_worker.processes import ExitedDuringStart, tail
-from sync_worker.profiles import get_profile
 
 
 @click.command()
@@ -181,7 +180,7 @@ def try_contact(email: str, state_dir: Path | None, timeout: float) -> None:
     if not info.get("sandboxed"):
         click.echo(f"contact {contact_id} updated")
         return
-    from sync_worker.devstack import SANDBOX_INTERCOM_TOKEN
+    from sync_worker.devtools.devstack import SANDBOX_INTERCOM_TOKEN
 
     contact = IntercomClient(info["intercom_api_url"], SANDBOX_INTERCOM_TOKEN).get_contact(contact_id)
     click.echo(f"\nIntercom contact {contact_id}:")
@@ -191,7 +190,7 @@ def try_contact(email: str, state_dir: Path | None, timeout: float) -> None:
 
 def _in_display_order(contact: dict) -> list[tuple[str, str]]:
     """The contact's synced values in the profile's display order (standard fields included)."""
-    profile = get_profile("clients")
+    profile = integrations.get("clients").profile()  # `try` syncs a client (the clients integration)
     targets = resolve_names(profile.attributes, get_settings().attribute_names)
     shown = []
     for spec in profile.attributes:

@@ -7,7 +7,7 @@ Guarantees:
   lower-cased form, ``[]`` when it has no account; a bad body or more than 100 emails is a 400,
   a missing or wrong bearer token on the ``/v1/clients`` routes a 401, both ``{"error": ...}``;
 - with ``synthetic_count=N`` it also serves ``client{i}@example.com`` (``i < N``) as
-  :func:`~sync_worker.sandbox.dataset.synthetic_record` ``(i)``, generated on demand, unless a
+  :func:`~sync_worker.devtools.sandbox.dataset.synthetic_record` ``(i)``, generated on demand, unless a
   stored record has that client's id (``SYNTHETIC_BASE_ID + i``): that record replaces it, so
   a synthetic client can be changed like any other (``POST /_sandbox/clients``);
 - control routes under ``/_sandbox/`` (no auth): ``GET``/``PUT /_sandbox/config`` (``PUT``
@@ -41,7 +41,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from sync_worker.sandbox.dataset import (
+from sync_worker.devtools.sandbox.dataset import (
     SYNTHETIC_BASE_ID,
     InvalidRecord,
     load,
@@ -51,7 +51,7 @@ from sync_worker.sandbox.dataset import (
     validate_dataset,
     validate_record,
 )
-from sync_worker.sandbox.server import ServedApp
+from sync_worker.devtools.sandbox.server import ServedApp
 
 DEFAULT_TOKEN = "sandbox-platform-token"
 MAX_LOOKUP_EMAILS = 100
@@ -395,7 +395,7 @@ def create_app(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sync_worker.sandbox.platform --port 8081 --token T [--dataset FILE]``."""
+    """``python -m sync_worker.devtools.sandbox.platform --port 8081 --token T [--dataset FILE]``."""
     parser = argparse.ArgumentParser(description="Serve the platform sandbox.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)

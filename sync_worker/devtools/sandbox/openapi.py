@@ -2,7 +2,7 @@
 
 Guarantees:
 - :func:`find_spec` finds the description: an explicit path, else ``$INTERCOM_OPENAPI_SPEC``,
-  else the copy shipped in this package (``sync_worker/sandbox/specs/``, found with
+  else the copy shipped in this package (``sync_worker/devtools/sandbox/specs/``, found with
   :mod:`importlib.resources`, so an installed package has it too; see the licence file there);
 - the YAML is parsed once per process per file (C loader when PyYAML has it), and one
   :class:`RequestValidator` per file is shared through :func:`get_validator`;
@@ -51,7 +51,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 def shipped_spec(version: str = "2.14") -> Path:
     """The path of Intercom's description for ``version`` as shipped in this package."""
-    return Path(str(files("sync_worker.sandbox").joinpath("specs", SHIPPED_SPECS[version])))
+    return Path(str(files("sync_worker.devtools.sandbox").joinpath("specs", SHIPPED_SPECS[version])))
 
 
 def find_spec(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -1,0 +1,93 @@
+"""What an integration is: one vertical slice, from a trigger's identity to what Intercom shows.
+
+Guarantees: an integration declares everything that differs between kinds of sync, and nothing
+else; the core (the request and its fold-in, delivery, the upstream clients, the shared limiter
+and circuit, last known values, dead letters and re-sync runs) never names one. An integration
+declares:
+
+- ``name``: its registry name, carried by every request and every per-contact key
+  (:func:`sync_worker.keys.contact_key`);
+- :meth:`Integration.profile`: its pure compute (attribute specs, ``compute``, ``stale``);
+- its pipeline: how the source is read for one contact (:meth:`Integration.read_one`), what a
+  failed read means (:attr:`Integration.unreadable`: those errors mean "stale", never "no
+  account"), and what is written to Intercom (:meth:`Integration.pipeline`);
+- what a bulk re-sync walks (:attr:`Integration.resync_walks`) and how it reads in batches
+  (:meth:`Integration.read_batch`);
+- the routes it adds to the receiver (:attr:`Integration.routes`, ``module:attribute`` names of
+  Flask blueprints, loaded by ``web`` only: the worker never imports the receiver);
+- its sandbox data (:attr:`Integration.sandbox_dataset`, a module name loaded by the dev
+  tooling only).
+
+:class:`ContactAttributes` is the shared base of the integrations that write attributes onto
+an Intercom contact found by its id or email (as most kombu transports share
+``kombu/transport/virtual/base.py``): their pipeline is :class:`sync_worker.sync.ContactSync`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sync_worker.platform import PlatformClient, PlatformUnavailable
+from sync_worker.profiles.base import Profile
+
+if TYPE_CHECKING:
+    from sync_worker.runtime import Runtime
+    from sync_worker.sync import ContactSync
+
+
+class Integration:
+    """One kind of sync (subclass it and register it in :mod:`sync_worker.integrations`)."""
+
+    #: registry name, in every request and per-contact key
+    name: ClassVar[str]
+    #: what a bulk re-sync walks: ``intercom_contacts`` (Intercom's ``GET /contacts``, a page at a time)
+    resync_walks: ClassVar[str] = "intercom_contacts"
+    #: Flask blueprints the receiver adds for this integration (``module:attribute``)
+    routes: ClassVar[tuple[str, ...]] = ()
+    #: the module of its sandbox data (dev tooling, tests and benches only)
+    sandbox_dataset: ClassVar[str | None] = None
+    #: errors of a source read that mean "the source cannot be read now" (stale, never "none")
+    unreadable: ClassVar[tuple[type[Exception], ...]] = (PlatformUnavailable,)
+
+    def profile(self, **options: Any) -> Profile:
+        """A new instance of its pure compute, built with ``options`` (``display_timezone``)."""
+        raise NotImplementedError
+
+    def read_one(self, platform: PlatformClient, identity: str, **options: Any) -> list[dict[str, Any]]:
+        """The source's records for one contact (``identity``: what the pipeline reads it by)."""
+        raise NotImplementedError
+
+    def read_batch(
+        self, platform: PlatformClient, identities: Iterable[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The source's records for many contacts in as few calls as the source allows, keyed by
+        the normalised identity (``[]``: none)."""
+        raise NotImplementedError
+
+    def pipeline(self, runtime: Runtime) -> Any:
+        """What runs one request of this integration in ``runtime`` (its ``run(request)``)."""
+        raise NotImplementedError
+
+
+class ContactAttributes(Integration):
+    """Attributes computed from the source's records for one email, written onto the contact."""
+
+    def pipeline(self, runtime: Runtime) -> ContactSync:
+        from sync_worker.attributes import resolve_names
+        from sync_worker.sync import ContactSync
+
+        settings = runtime.settings
+        profile = self.profile(display_timezone=settings.display_timezone)
+        resolve_names(profile.attributes, settings.attribute_names)  # a bad name fails here, once
+        return ContactSync(
+            intercom=runtime.intercom,
+            platform=runtime.platform,
+            profile=profile,
+            schema=runtime.schema,
+            cache=runtime.cache_for(self.name),
+            circuit=runtime.circuit,
+            excluded_emails=tuple(settings.excluded_emails),
+            attribute_names=settings.attribute_names,
+            integration=self,
+        )
