@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from sync_worker.ratelimit import (
     parse_intercom_window,
     parse_retry_after,
 )
+from tests.fixtures.spawned import run_together
 
 pytestmark = pytest.mark.integration
 
@@ -266,29 +266,12 @@ def _hammer(url: str, times, ready, go, results) -> None:
 
 
 def test_processes_never_exceed_the_limit_and_use_the_budget(redis_client, redis_url):
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(PROCESSES + 1)
-    go = context.Event()
-    times = context.Array("d", 2)
-    results = context.Queue()
-    children = [
-        context.Process(target=_hammer, args=(redis_url, times, ready, go, results)) for _ in range(PROCESSES)
-    ]
-    for child in children:
-        child.start()
-    try:
-        ready.wait(timeout=60)  # every child has spawned, imported and connected
+    def schedule() -> tuple[float, float]:
         start_at = window_end(redis_now(redis_client) + 0.2, WINDOW)
-        end_at = start_at + 2 * WINDOW
-        times[0], times[1] = start_at, end_at
-        go.set()
-        grants = [grant for _ in children for grant in results.get(timeout=30)]
-    finally:
-        for child in children:
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-    assert all(child.exitcode == 0 for child in children)
+        return start_at, start_at + 2 * WINDOW
+
+    answers, start_at, _ = run_together(_hammer, redis_url, PROCESSES, schedule)
+    grants = [grant for found in answers for grant in found]
 
     per_window = Counter(int(at // WINDOW) for at, _ in grants)
     assert max(per_window.values()) <= LIMIT

@@ -10,7 +10,6 @@ reserved token and move its reservation on; every reservation is honoured otherw
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from sync_worker.dispatch import SyncRequest, enqueue_sync
 from sync_worker.ratelimit import RateLimiter, RateLimitHooks, RateLimitWait, Reservation, reserving
 from sync_worker.ratelimit.limiter import RESERVATION_SPREAD_PERMILLE
 from tests.fixtures.resilience import assert_synced, dead_letters, is_live, log_events
+from tests.fixtures.spawned import run_together
 
 pytestmark = pytest.mark.integration
 
@@ -255,29 +255,11 @@ def _runs(url: str, times, ready, go, results) -> None:
 def test_processes_with_reservations_never_exceed_the_limit_and_every_reservation_is_honoured(
     redis_client, redis_url
 ):
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(PROCESSES + 1)
-    go = context.Event()
-    times = context.Array("d", 2)
-    results = context.Queue()
-    children = [
-        context.Process(target=_runs, args=(redis_url, times, ready, go, results)) for _ in range(PROCESSES)
-    ]
-    for child in children:
-        child.start()
-    try:
-        ready.wait(timeout=60)
+    def schedule() -> tuple[float, float]:
         start_at = (redis_now(redis_client) // WINDOW + 1) * WINDOW + WINDOW
-        end_at = start_at + 3 * WINDOW
-        times[0], times[1] = start_at, end_at
-        go.set()
-        answers = [results.get(timeout=30) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-    assert all(child.exitcode == 0 for child in children)
+        return start_at, start_at + 3 * WINDOW
+
+    answers, start_at, _ = run_together(_runs, redis_url, PROCESSES, schedule)
     grants = [grant for found, _ in answers for grant in found]
     assert sum(dishonoured for _, dishonoured in answers) == 0
 
