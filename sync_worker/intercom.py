@@ -19,7 +19,9 @@ Contacts, companies and memberships (what the dealer-users profile writes):
 - :meth:`IntercomClient.create_contact` never creates a duplicate silently: Intercom's 409 "A
   contact matching those details already exists with id=<id>" is :class:`ContactExists` with
   ``existing_id`` (permanent for this request, not retried: the caller continues with that id,
-  unarchiving it first when :meth:`~IntercomClient.get_contact` answers 404 for it);
+  unarchiving it first when :meth:`~IntercomClient.get_contact` answers 404 for it); an
+  :meth:`~IntercomClient.update_contact` giving a contact another one's email or external id
+  (``standard=``) is refused the same way;
 - :meth:`~IntercomClient.search_contacts` is one page of any Intercom search query,
   :meth:`~IntercomClient.iter_search` every page (``pages.next.starting_after``); search lags
   behind writes in Intercom, so a contact just created may not be found yet;

@@ -20,7 +20,8 @@ Guarantees:
   404 ``not_found`` under 2.14 and every other version, as a deleted contact does;
 - ``POST /contacts`` creates a user or a lead; a user's email (case-insensitive, among users) and
   any contact's ``external_id`` are unique, archived contacts included: a duplicate answers 409
-  ``conflict`` "A contact matching those details already exists with id=<id>", as Intercom does;
+  ``conflict`` "A contact matching those details already exists with id=<id>", as Intercom does
+  (a PUT giving a contact another's email or external id too);
   an archived contact (``POST /contacts/{id}/archive``, undone by ``/unarchive``) answers 404 and
   is left out of lists and search until unarchived;
 - companies and memberships (``POST/GET /companies``, ``/contacts/{id}/companies``) live in
@@ -521,6 +522,13 @@ class IntercomState:
                 self._check_custom_value(name, value)
             if "role" in body and body["role"] not in ("user", "lead"):
                 raise ApiError(400, "parameter_invalid", "role must be user or lead")
+            if "email" in body or "external_id" in body:
+                self._check_unique(
+                    body.get("role", contact["role"]),
+                    body.get("email"),
+                    body.get("external_id"),
+                    exclude=contact_id,
+                )
             for key in ("name", "email", "phone", "external_id", "role"):
                 if key in body:
                     contact[key] = body[key]
@@ -637,24 +645,27 @@ class IntercomState:
         with self._lock:
             for name, value in (body.get("custom_attributes") or {}).items():
                 self._check_custom_value(name, value)
-            for contact_id, contact in self._contacts.items():
-                if contact_id in self._merged:
-                    continue
-                same_email = (
-                    role == "user"
-                    and contact["role"] == "user"
-                    and bool(email)
-                    and _norm(contact["email"]) == _norm(email)
-                )
-                if same_email or (external_id and contact["external_id"] == external_id):
-                    raise ApiError(
-                        409,
-                        "conflict",
-                        f"A contact matching those details already exists with id={contact_id}",
-                    )
+            self._check_unique(role, email, external_id)
             seed = {k: body.get(k) for k in ("email", "name", "phone", "external_id")}
             custom = {k: v for k, v in (body.get("custom_attributes") or {}).items() if v is not None}
             return self.add_contact({**seed, "role": role, "custom_attributes": custom})
+
+    def _check_unique(self, role: str, email: Any, external_id: Any, *, exclude: str | None = None) -> None:
+        """409 naming the contact (archived ones included) that already has a user's ``email`` or
+        the ``external_id``; ``exclude`` is the contact being updated."""
+        for contact_id, contact in self._contacts.items():
+            if contact_id in self._merged or contact_id == exclude:
+                continue
+            same_email = (
+                role == "user"
+                and contact["role"] == "user"
+                and bool(email)
+                and _norm(contact["email"]) == _norm(email)
+            )
+            if same_email or (external_id and contact["external_id"] == external_id):
+                raise ApiError(
+                    409, "conflict", f"A contact matching those details already exists with id={contact_id}"
+                )
 
     def set_contact_archived(self, contact_id: str, archived: bool) -> dict[str, Any]:
         """``POST /contacts/{id}/archive`` and ``/unarchive`` (404 for unknown or merged ones)."""
