@@ -33,7 +33,9 @@ Contacts, companies and memberships (what the dealer-users profile writes):
   Intercom answers under ``data`` (its examples) or ``companies`` (its schema), page by page;
 - :meth:`~IntercomClient.attach_company` beyond Intercom's :data:`MAX_COMPANIES_PER_CONTACT`
   associations is :class:`CompanyLimitReached` (permanent, naming the limit); attaching an
-  attached company and detaching a detached one are no-ops in Intercom;
+  attached company changes nothing; Intercom does not document its answer to detaching a company
+  that is not attached (the sandbox answers 200), so a caller should read a
+  :class:`IntercomNotFound` from :meth:`~IntercomClient.detach_company` as "already detached";
 - data attributes take ``model="company"`` as they take ``"contact"``.
 """
 
