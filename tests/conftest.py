@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.intercom_sandbox",
     "tests.fixtures.platform_sandbox",
+    "tests.fixtures.referral_sandbox",
     "tests.fixtures.workers",
     "tests.fixtures.web",
     "tests.fixtures.resilience",
