@@ -94,12 +94,13 @@ class ReferralLeadsIntegration(Integration):
         from sync_worker.integrations.referral_leads.pipeline import ReferralLeadSync
         from sync_worker.integrations.referral_leads.state import ReferralState
 
+        options = lead_options(runtime.settings)  # first: a setting that cannot work stops the start here
         return ReferralLeadSync(
             intercom=runtime.intercom,
             referral=runtime.referral,
             schema=runtime.schema,
             state=ReferralState(runtime.redis),
-            options=lead_options(runtime.settings),
+            options=options,
         )
 
     def webhook_request(self, topic: str, contact: Mapping[str, Any]) -> SyncRequest | None:
