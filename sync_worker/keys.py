@@ -69,8 +69,10 @@ def last_result(contact_key: str) -> str:
     return f"{PREFIX}:last-result:{contact_key}"
 
 
-def data_attributes(workspace: str) -> str:
-    return f"{PREFIX}:data-attributes:{workspace}"
+def data_attributes(workspace: str, model: str = "contact") -> str:
+    """The cached data-attribute names of one model (contact's key kept from before companies)."""
+    base = f"{PREFIX}:data-attributes:{workspace}"
+    return base if model == "contact" else f"{base}:{model}"
 
 
 def worker_heartbeat() -> str:

@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.intercom_sandbox",
+    "tests.fixtures.intercom_agent",
     "tests.fixtures.platform_sandbox",
     "tests.fixtures.workers",
     "tests.fixtures.web",
