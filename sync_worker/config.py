@@ -13,9 +13,8 @@ Read settings through :func:`get_settings` (cached per process); tests and the
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,6 +24,11 @@ from sync_worker.cron import crontab_of
 
 class MissingSetting(RuntimeError):
     """A required environment variable is not set; the message names it."""
+
+
+class InvalidSetting(ValueError):
+    """A setting's value cannot work; the message starts with the variable's name (a worker's start
+    refuses with it, one line)."""
 
 
 def _csv(value: object) -> object:
@@ -137,22 +141,19 @@ class Settings(BaseSettings):
     #: When set, beat replays every dead letter on this cron (unset: only operators replay).
     dead_letter_replay_cron: str | None = Field(None, validation_alias="SYNC_DEAD_LETTER_REPLAY_CRON")
 
-    # --- referral leads (docs/integrations/referral_leads.md; checked at start) -----------
+    # --- referral leads (docs/integrations/referral_leads.md) ---------------------------
+    # Read as given; the integration checks them when its pipeline is built, at a worker's start
+    # (sync_worker/integrations/referral_leads/options.py: InvalidSetting naming the variable).
     #: Which of the program's users are sent: referred (person_invited), direct, all.
-    referral_user_types: Literal["referred", "direct", "all"] = Field(
-        "referred", validation_alias="REFERRAL_USER_TYPES"
-    )
+    referral_user_types: str = Field("referred", validation_alias="REFERRAL_USER_TYPES")
     #: Campaign ids sent (comma-separated); empty: every campaign.
-    referral_campaigns: Annotated[list[int], NoDecode] = Field(
+    referral_campaigns: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="REFERRAL_CAMPAIGNS"
     )
     #: JSON {"<referral field>": "<Intercom attribute>" or null} over the defaults.
-    referral_field_map: Annotated[dict[str, Any], NoDecode] = Field(
-        default_factory=dict, validation_alias="REFERRAL_FIELD_MAP"
-    )
-    referral_qualify_on: Literal["signed_up", "property"] = Field(
-        "signed_up", validation_alias="REFERRAL_QUALIFY_ON"
-    )
+    referral_field_map: str = Field("", validation_alias="REFERRAL_FIELD_MAP")
+    #: signed_up (the lead becomes a user) or property (REFERRAL_QUALIFY_PROPERTY's value).
+    referral_qualify_on: str = Field("signed_up", validation_alias="REFERRAL_QUALIFY_ON")
     referral_qualify_property: str = Field("Lead Status", validation_alias="REFERRAL_QUALIFY_PROPERTY")
     referral_qualify_initial: str = Field("New", validation_alias="REFERRAL_QUALIFY_INITIAL")
     referral_qualify_values: Annotated[list[str], NoDecode] = Field(
@@ -185,63 +186,12 @@ class Settings(BaseSettings):
         crontab_of(value, str(field.validation_alias))  # BadCron (a ValueError) names the setting
         return value
 
-    @field_validator("excluded_emails", "webhook_topics", mode="before")
+    @field_validator(
+        "excluded_emails", "webhook_topics", "referral_campaigns", "referral_qualify_values", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         return _csv(value)
-
-    @field_validator("referral_qualify_values", mode="before")
-    @classmethod
-    def _split_values(cls, value: object) -> object:
-        return _csv(value)
-
-    @field_validator("referral_campaigns", mode="before")
-    @classmethod
-    def _campaign_ids(cls, value: object) -> object:
-        parts = _csv(value)
-        if not isinstance(parts, list):
-            return parts
-        ids = []
-        for part in parts:
-            try:
-                ids.append(int(part))
-            except (TypeError, ValueError):
-                raise ValueError(f"REFERRAL_CAMPAIGNS: {part!r} is not a campaign id (an integer)") from None
-        return ids
-
-    @field_validator("referral_field_map", mode="before")
-    @classmethod
-    def _field_map_json(cls, value: object) -> object:
-        if isinstance(value, str):
-            if not value.strip():
-                return {}
-            try:
-                return json.loads(value)
-            except ValueError as exc:
-                raise ValueError(f"REFERRAL_FIELD_MAP is not JSON: {exc}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _referral_leads_settings(self) -> Settings:
-        from sync_worker.attributes import InvalidAttributeName, check_attribute_name
-        from sync_worker.integrations.referral_leads.fieldmap import FieldMapError, parse_field_map
-
-        by_property = self.referral_qualify_on == "property"
-        if by_property:
-            if not [value for value in self.referral_qualify_values if value.strip()]:
-                raise ValueError(
-                    "REFERRAL_QUALIFY_VALUES is empty: REFERRAL_QUALIFY_ON=property needs the values that qualify"
-                )
-            try:
-                check_attribute_name(self.referral_qualify_property)
-            except InvalidAttributeName as bad:
-                raise ValueError(f"REFERRAL_QUALIFY_PROPERTY: {bad.message}") from None
-        reserved = (self.referral_qualify_property,) if by_property else ()
-        try:
-            parse_field_map(self.referral_field_map, reserved=reserved)
-        except FieldMapError as bad:
-            raise ValueError(f"REFERRAL_FIELD_MAP: {bad}") from None
-        return self
 
     @field_validator("excluded_emails")
     @classmethod

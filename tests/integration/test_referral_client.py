@@ -15,6 +15,7 @@ import yaml
 from flask import Flask, jsonify, request
 from openapi_schema_validator import OAS31Validator
 
+from sync_worker.config import Settings
 from sync_worker.devtools.localredis import wait_until
 from sync_worker.devtools.sandbox.server import ServedApp
 from sync_worker.halts import REFERRAL, HaltStore, UpstreamHalted
@@ -26,7 +27,7 @@ from sync_worker.referral import (
     ReferralRequestError,
     ReferralUnavailable,
 )
-from sync_worker.runtime import referral_limiter
+from sync_worker.runtime import Runtime, referral_limiter
 from tests.fixtures.referral_sandbox import SANDBOX_TOKEN, served_referral
 from tests.fixtures.spawned import run_together
 
@@ -324,3 +325,13 @@ def test_threads_sharing_one_client_stay_under_the_limit_too(redis_url):
         stats = sandbox.stats()
     assert errors == [] and stats["total_calls"] == 48
     assert stats["over_limit"] == 0 and stats["max_in_window"] <= 20
+
+
+def test_the_runtimes_client_takes_every_call_from_the_shared_budget(referral_env, referral_sandbox):
+    runtime = Runtime(Settings(**referral_env))
+    assert runtime.referral.user(5001)["id"] == 5001
+    assert runtime.referral.campaign(12)["name"] == "Friends of Northwind"
+    limiter = runtime.limiters[REFERRAL]
+    assert (limiter.limit, limiter.window_seconds) == (54, 6.0)
+    assert limiter.attempt().seq == 3  # the next token is the third granted: both calls took one
+    assert referral_sandbox.stats()["total_calls"] == 2

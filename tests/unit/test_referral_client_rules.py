@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sync_worker.config import MissingSetting, Settings, secret
 from sync_worker.errors import PermanentError, TransientError
 from sync_worker.halts import CONTACT_SYNC_UPSTREAMS, REFERRAL, UPSTREAMS, halt_reason
 from sync_worker.referral import (
@@ -17,6 +18,7 @@ from sync_worker.referral import (
     limiter_window,
     same_origin,
 )
+from sync_worker.runtime import Runtime
 
 NOW = 1_700_000_000.0
 
@@ -87,3 +89,16 @@ def test_a_revoked_token_halts_the_referral_upstream_alone():
 def test_the_token_is_never_in_the_repr():
     client = ReferralClient("http://127.0.0.1:1", "s3cret-token")
     assert "s3cret" not in repr(client) and "s3cret" not in str(vars(client).get("base_url"))
+
+
+def test_settings_default_budget_and_secret_token(monkeypatch):
+    monkeypatch.setenv("REFERRAL_API_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("REFERRAL_API_TOKEN", "s3cret-token")
+    settings = Settings()
+    assert settings.referral_calls_per_minute == 540 and settings.referral_timeout_seconds == 10.0
+    assert "s3cret" not in repr(settings) and secret(settings.referral_api_token) == "s3cret-token"
+    limiter = Runtime(settings).limiters[REFERRAL]
+    assert (limiter.name, limiter.limit, limiter.window_seconds) == (REFERRAL, 54, 6.0)
+    monkeypatch.setenv("REFERRAL_API_TOKEN", "  ")
+    with pytest.raises(MissingSetting, match=r"^REFERRAL_API_TOKEN is not set$"):
+        Runtime(Settings()).referral  # noqa: B018

@@ -99,12 +99,13 @@ class ReferralLeadsIntegration(Integration):
         from sync_worker.integrations.referral_leads.state import ReferralState
         from sync_worker.referral_intake.pipeline import paged
 
+        options = lead_options(runtime.settings)  # first: a setting that cannot work stops the start here
         inner = ReferralLeadSync(
             intercom=runtime.intercom,
             referral=runtime.referral,
             schema=runtime.schema,
             state=ReferralState(runtime.redis),
-            options=lead_options(runtime.settings),
+            options=options,
         )
         return paged(inner, runtime)
 
