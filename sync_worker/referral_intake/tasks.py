@@ -15,7 +15,8 @@ dropped with a log line):
   its page after the wait, spending nothing; a transient error retries its page with the tasks'
   backoff (``SYNC_TASK_MAX_RETRIES`` in a row); a halt of the referral upstream (a revoked
   token) holds the walk at its page for the halt's wait; a permanent error ends the walk
-  (``referral_walk_failed``, the lock let go, the mark unmoved: the next beat walks again);
+  (``referral_walk_failed``, the lock let go, the mark unmoved: the next beat walks again); the
+  latest walk's end (finished or failed, its counts) is kept under :data:`LAST_WALK_KEY`;
 - ``qualify_backstop`` (beat's, every ``REFERRAL_QUALIFY_POLL_CRON``) searches Intercom for the
   pending referral contacts that qualify now (the pipeline's ``backstop_query``) and stores one
   sync per contact (``source_id`` its ``Referral ID``, ``contact_id`` its id, trigger
@@ -27,6 +28,7 @@ dropped with a log line):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -55,6 +57,8 @@ from sync_worker.runtime import Runtime, get_runtime
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = f"{PREFIX}:referral-walk:lock"
+#: JSON of the latest walk to end: run id, status, counts, ``ended_at`` (Unix seconds).
+LAST_WALK_KEY = f"{PREFIX}:referral-walk:last"
 #: A walk that makes no progress for this long lets the next beat start another.
 LOCK_TTL_SECONDS = 600.0
 PAGES_PER_STEP = 4
@@ -141,7 +145,15 @@ def _step(runtime: Runtime, state: WalkState, *, attempt: int) -> dict[str, Any]
         HighWater(runtime.redis).advance(Mark.from_text(state.newest) or Mark(0.0, 0))
     lock.release(state.run_id)
     log_event(logger, "referral_walk_finished", run_id=state.run_id, **_counts(state))
-    return {"status": "finished", **_counts(state)}
+    return _ended(runtime, state, "finished")
+
+
+def _ended(runtime: Runtime, state: WalkState, status: str, **more: Any) -> dict[str, Any]:
+    """Record the walk's end (``LAST_WALK_KEY``); the task's result."""
+    result = {"status": status, **more, **_counts(state)}
+    record = {**result, "run_id": state.run_id, "ended_at": time.time()}
+    runtime.redis.set(LAST_WALK_KEY, json.dumps(record))
+    return result
 
 
 def _store(runtime: Runtime, request: SyncRequest) -> None:

@@ -9,6 +9,8 @@ does not wait for a cron minute; the schedule itself is checked in ``tests/unit`
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,12 +19,15 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
+from sync_worker import keys
 from sync_worker.celery_app import BULK_QUEUE, create_celery
 from sync_worker.config import Settings
 from sync_worker.devtools.localredis import wait_until
 from sync_worker.devtools.sandbox.server import ServedApp
+from sync_worker.keys import contact_key
 from sync_worker.referral_intake.highwater import HighWater
 from sync_worker.referral_intake.schedule import BACKSTOP_TASK, WALK_START_TASK
+from sync_worker.referral_intake.tasks import LAST_WALK_KEY
 from tests.fixtures.referral_sandbox import ReferralSandbox, served_referral
 from tests.fixtures.web import stop_web
 from web import create_app
@@ -31,6 +36,9 @@ from web.referrals import ROUTE, TOKEN_HEADER
 pytestmark = pytest.mark.integration
 
 WEBHOOK_TOKEN = "test-referral-webhook-token"
+#: The referral sandbox's call counts by operation: a page of users, one user.
+PAGES = "GET /users"
+USER_READS = "GET /users/{identifier}"
 #: The spec's target: the lead is in Intercom within 10 s of the webhook.
 LEAD_WITHIN_SECONDS = 10.0
 
@@ -49,6 +57,31 @@ class Stack:
             celery.send_task(name, queue=BULK_QUEUE)
         finally:
             celery.close()
+
+    def results(self) -> int:
+        """How many referral users' syncs have ended (each leaves its last result)."""
+        pattern = keys.last_result(contact_key(None, None, "referral_leads", "*"))
+        return sum(1 for _ in self.redis.scan_iter(match=pattern, count=1000))
+
+    def settled(self) -> bool:
+        """Every user the program has had its sync run to its end."""
+        return self.results() >= self.referral.stats()["users"]
+
+    def walk_once(self) -> dict[str, Any]:
+        """Beat's walk, sent and waited for to end, with every user's sync run; its record."""
+        sent_at = time.time()
+        self.send_beat_task(WALK_START_TASK)
+
+        def ended() -> dict[str, Any] | None:
+            raw = self.redis.get(LAST_WALK_KEY)
+            record = json.loads(raw) if raw else None
+            return record if record and record["ended_at"] >= sent_at else None
+
+        wait_until(ended, 30, message="the walk to end")
+        wait_until(self.settled, 30, message="every user's sync to run")
+        record = ended()
+        assert record is not None and record["status"] == "finished", record
+        return record
 
     def lead(self, email: str) -> dict[str, Any] | None:
         found = [c for c in self.intercom.contacts() if (c.get("email") or "").lower() == email.lower()]
@@ -92,50 +125,39 @@ def test_a_join_is_a_lead_in_intercom_within_seconds(stack: Stack) -> None:
 
 
 def test_a_lost_referral_webhook_is_made_up_by_the_walk_reading_pages(stack: Stack) -> None:
-    # The walk's first run stops nowhere: let it walk the sample and set the mark.
-    stack.send_beat_task(WALK_START_TASK)
-    wait_until(lambda: HighWater(stack.redis).get() is not None, 30, message="the first walk to finish")
+    stack.walk_once()  # the first walk stops nowhere: it walks the sample and sets the mark
     before = stack.referral.stats()["calls"]
 
     lost = stack.referral.join(email="lost.join@example.com", referrer_id=None, send_webhook=False)
     assert lost["webhook"]["sent"] is False
     assert stack.lead("lost.join@example.com") is None
 
-    stack.send_beat_task(WALK_START_TASK)
+    stack.walk_once()
     lead = stack.wait_for_lead("lost.join@example.com")
     assert lead["custom_attributes"]["Referral ID"] == str(lost["user"]["id"])
-    wait_until(
-        lambda: (
-            (HighWater(stack.redis).get() or None) is not None
-            and HighWater(stack.redis).get().id == lost["user"]["id"]
-        ),
-        30,
-        message="the walk to move its mark to the lost user",
-    )
+    mark = HighWater(stack.redis).get()
+    assert mark is not None and mark.id == lost["user"]["id"]
     after = stack.referral.stats()["calls"]
     # One page read; the lost user's record came from it: no call for the user itself.
-    assert after.get("users", 0) - before.get("users", 0) == 1
-    assert after.get("user", 0) == before.get("user", 0)
+    assert after.get(PAGES, 0) - before.get(PAGES, 0) == 1
+    assert after.get(USER_READS, 0) == before.get(USER_READS, 0)
 
 
 def test_a_second_walk_stops_at_users_already_handled(stack: Stack) -> None:
-    stack.send_beat_task(WALK_START_TASK)
-    wait_until(lambda: HighWater(stack.redis).get() is not None, 30, message="the first walk to finish")
-    mark = HighWater(stack.redis).get()
+    stack.walk_once()
     joined = stack.referral.join(email="seen.join@example.com", referrer_id=None)
     stack.wait_for_lead("seen.join@example.com")
-    wait_until(lambda: stack.redis.llen("sync.realtime") == 0, 30, message="the webhook's sync to run")
+    wait_until(stack.settled, 30, message="the webhook's sync to run")
     before = stack.referral.stats()["calls"]
-    stack.send_beat_task(WALK_START_TASK)
-    wait_until(
-        lambda: HighWater(stack.redis).get() is not None and HighWater(stack.redis).get() != mark,
-        30,
-        message="the second walk to finish",
-    )
-    assert HighWater(stack.redis).get().id == joined["user"]["id"]
+    leads_before = len(stack.intercom.contacts())
+    walked = stack.walk_once()
+    assert (walked["pages"], walked["stored"], walked["already"]) == (1, 0, 1)
+    mark = HighWater(stack.redis).get()
+    assert mark is not None and mark.id == joined["user"]["id"]
     after = stack.referral.stats()["calls"]
-    assert after.get("users", 0) - before.get("users", 0) == 1  # the newest page, and it stops there
-    assert after.get("user", 0) == before.get("user", 0)
+    assert after.get(PAGES, 0) - before.get(PAGES, 0) == 1  # the newest page, and it stops there
+    assert after.get(USER_READS, 0) == before.get(USER_READS, 0)
+    assert len(stack.intercom.contacts()) == leads_before
 
 
 def test_a_lost_intercom_webhook_is_made_up_by_the_backstop(stack: Stack) -> None:
@@ -160,11 +182,10 @@ def test_a_lost_intercom_webhook_is_made_up_by_the_backstop(stack: Stack) -> Non
         30,
         message="Referral Status = Qualified",
     )
-    # Once, also when the backstop runs again.
+    # Once, also when the backstop and the walk run again.
     stack.send_beat_task(BACKSTOP_TASK)
-    stack.send_beat_task(WALK_START_TASK)
-    wait_until(lambda: HighWater(stack.redis).get() is not None, 30, message="a walk after it")
-    wait_until(lambda: stack.redis.llen("sync.bulk") == 0, 30, message="beat's tasks to run")
+    stack.walk_once()
+    wait_until(stack.settled, 30, message="the syncs to run")
     assert len(reported()) == 1
 
 
@@ -181,6 +202,6 @@ def test_a_burst_of_joins_is_served_from_pages(stack: Stack) -> None:
     for n in range(count):
         stack.wait_for_lead(f"burst{n}@example.com")
     after = stack.referral.stats()["calls"]
-    reads = sum(after.get(op, 0) - before.get(op, 0) for op in ("user", "users"))
+    reads = sum(after.get(op, 0) - before.get(op, 0) for op in (PAGES, USER_READS))
     assert reads < count  # fewer than one read a referral: pages serve the burst
     assert stack.referral.stats()["over_limit"] == 0
