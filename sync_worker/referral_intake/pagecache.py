@@ -12,7 +12,8 @@ Guarantees:
   the request was stored): a record read after the webhook is what reading the user then would
   have answered, so serving it reads nothing the webhook's body claimed;
 - :meth:`PageCache.read_at` / :meth:`PageCache.note_read` are the time of the newest page read
-  (what a sync waiting for a page compares its request's time with).
+  (what a sync waiting for a page compares its request's time with); :meth:`PageCache.freshness`
+  also says whether that read showed a newer newest user than the one before (users are joining).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ TTL_SECONDS = 600
 _USER = f"{PREFIX}:referral-page:user:"
 _CODE = f"{PREFIX}:referral-page:code:"
 READ_AT_KEY = f"{PREFIX}:referral-page:read-at"
+NEWEST_KEY = f"{PREFIX}:referral-page:newest"
+MOVING_KEY = f"{PREFIX}:referral-page:moving"
+#: Users joining is remembered this long after the newest page last showed a new one.
+MOVING_TTL_SECONDS = 30
 CODE_PREFIX = "code:"
 
 
@@ -60,11 +65,32 @@ return 1
 """
 
 
+# KEYS[1] read at, KEYS[2] newest id, KEYS[3] moving flag; ARGV[1] read at, ARGV[2] ttl, ARGV[3]
+# newest id ('' : a deeper page), ARGV[4] the flag's ttl.
+_NOTE_READ = """
+local kept = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) <= kept then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+if ARGV[3] ~= '' then
+  if redis.call('GET', KEYS[2]) ~= ARGV[3] then
+    redis.call('SET', KEYS[2], ARGV[3], 'EX', tonumber(ARGV[2]))
+    redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[4]))
+  else
+    redis.call('DEL', KEYS[3])
+  end
+end
+return 1
+"""
+
+
 class PageCache:
     def __init__(self, client: redis_lib.Redis, *, ttl_seconds: int = TTL_SECONDS):
         self._redis = client
         self.ttl = ttl_seconds
         self._keep_newer = client.register_script(_KEEP_NEWER)
+        self._note_read = client.register_script(_NOTE_READ)
 
     def store(self, users: Iterable[Mapping[str, Any]], read_at: float) -> int:
         """Keep ``users`` (read at ``read_at``); the number kept."""
@@ -100,16 +126,18 @@ class PageCache:
         return json.loads(record)
 
     def read_at(self) -> float:
-        raw = self._redis.get(READ_AT_KEY)
-        return float(raw) if raw is not None else 0.0
+        return self.freshness()[0]
 
-    def note_read(self, read_at: float) -> None:
-        """Remember ``read_at`` as the newest page read, unless a newer one is remembered."""
-        self._redis.eval(
-            "local kept = tonumber(redis.call('GET', KEYS[1]) or '0') "
-            "if tonumber(ARGV[1]) > kept then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end return 1",
-            1,
-            READ_AT_KEY,
-            repr(read_at),
-            self.ttl,
+    def freshness(self) -> tuple[float, bool]:
+        """The newest page read's time, and whether the program's newest user changed at that read
+        (users are joining: the newest page is worth reading again). One round trip."""
+        raw, moving = self._redis.mget([READ_AT_KEY, MOVING_KEY])
+        return (float(raw) if raw is not None else 0.0), moving is not None
+
+    def note_read(self, read_at: float, newest_id: int | None = None) -> None:
+        """Remember ``read_at`` as the newest page read, unless a newer one is remembered; with
+        ``newest_id`` (the newest page's first user) also whether it changed (:meth:`freshness`)."""
+        self._note_read(
+            keys=[READ_AT_KEY, NEWEST_KEY, MOVING_KEY],
+            args=[repr(read_at), self.ttl, "" if newest_id is None else str(newest_id), MOVING_TTL_SECONDS],
         )

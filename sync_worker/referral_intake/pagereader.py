@@ -8,6 +8,10 @@ Guarantees of :meth:`PageReader.user`:
   page (``per_page`` of the newest users; a user joined within seconds is among them), so a
   burst of N webhooks costs about one call per ``min_interval`` instead of N; a lone webhook finds
   no read due and reads at once (one call, as reading the user would);
+- while users are joining (:meth:`PageReader.keep_fresh`: the newest page's first user changed at
+  the last read) any run reads the newest page again once ``min_interval`` has passed, so a user
+  is kept soon after its join, while it is still on the newest page: syncs that run long after
+  their webhook (a backlog) find their user kept; the reads stop one read after the joins do;
 - it waits for a page at most ``wait`` seconds; then, or when a page read after the request did
   not have the user (an older user, more than ``per_page`` joined since, another identifier), it
   reads the user itself (``ReferralClient.user``: one call), so a request never waits long nor
@@ -66,6 +70,7 @@ class PageReader:
 
     def user(self, source_id: str | None, email: str | None, *, requested_at: float) -> dict[str, Any] | None:
         """The user a request names, read at or after ``requested_at`` (module guarantees)."""
+        self.keep_fresh()
         deadline = time.monotonic() + self.wait
         while True:
             if not source_id:
@@ -82,6 +87,15 @@ class PageReader:
         identifier = identifier_of(source_id, email)
         return self.client.user(identifier) if identifier else None
 
+    def keep_fresh(self) -> None:
+        """While users are joining (the last read showed a new newest user), read the newest page
+        again once ``min_interval`` has passed, whatever this request needs: each user is then kept
+        within about ``min_interval`` of its join, while it is still on the newest page, so a
+        backlog of any depth is served from pages (a request read late finds its user kept)."""
+        read_at, moving = self.cache.freshness()
+        if moving and self._clock() - read_at >= self.min_interval:
+            self._read_newest_page()
+
     def _read_newest_page(self) -> bool:
         """Read the newest page unless another reader is at it; True when this one read it."""
         owner = uuid.uuid4().hex
@@ -93,7 +107,7 @@ class PageReader:
             started = self._clock()
             page = self.client.users_page(per_page=self.per_page)
             self.cache.store(page.users, started)
-            self.cache.note_read(started)
+            self.cache.note_read(started, page.users[0]["id"] if page.users else None)
         finally:
             self.lock.release(owner)
         return True

@@ -84,7 +84,8 @@ def walk_pages(
             else client.next_page(state.next_url)
         )
         cache.store(page.users, started)
-        cache.note_read(started)
+        first = state.next_url is None and page.users
+        cache.note_read(started, page.users[0]["id"] if first else None)
         newest = state.newest
         if newest is None and page.users:
             newest = mark_of(page.users[0]).to_text()
