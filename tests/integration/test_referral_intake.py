@@ -28,8 +28,12 @@ from sync_worker.keys import contact_key
 from sync_worker.referral_intake.highwater import HighWater
 from sync_worker.referral_intake.schedule import BACKSTOP_TASK, WALK_START_TASK
 from sync_worker.referral_intake.tasks import LAST_WALK_KEY
+from sync_worker.referral_intake.tasks import LOCK_KEY as WALK_LOCK_KEY
+from sync_worker.resync.lock import RunLock
 from tests.fixtures.referral_sandbox import ReferralSandbox, served_referral
+from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
+from tests.fixtures.workers import Workers
 from web import create_app
 from web.referrals import ROUTE, TOKEN_HEADER
 
@@ -50,6 +54,7 @@ class Stack:
     intercom: Any  # tests.fixtures.intercom_sandbox.IntercomSandbox
     redis: redis_lib.Redis
     receiver_url: str
+    workers: Workers
 
     def send_beat_task(self, name: str) -> None:
         celery = create_celery(Settings(**self.env))
@@ -109,7 +114,7 @@ def stack(service_env, intercom_sandbox, workers, redis_url) -> Iterator[Stack]:
         workers.start(concurrency=2, **env)
         client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
         try:
-            yield Stack(env, referral, intercom_sandbox, client, receiver.url)
+            yield Stack(env, referral, intercom_sandbox, client, receiver.url, workers)
         finally:
             client.close()
             stop_web(receiver)
@@ -205,3 +210,23 @@ def test_a_burst_of_joins_is_served_from_pages(stack: Stack) -> None:
     reads = sum(after.get(op, 0) - before.get(op, 0) for op in (PAGES, USER_READS))
     assert reads < count  # fewer than one read a referral: pages serve the burst
     assert stack.referral.stats()["over_limit"] == 0
+
+
+def test_one_walk_at_a_time(stack: Stack) -> None:
+    held = RunLock(stack.redis, WALK_LOCK_KEY, ttl_seconds=60)
+    assert held.acquire("another-walk")
+    before = stack.referral.stats()["calls"].get(PAGES, 0)
+    stack.send_beat_task(WALK_START_TASK)
+    stack.send_beat_task(WALK_START_TASK)
+    wait_until(
+        lambda: len(log_events(stack.workers, "referral_walk_skipped")) == 2,
+        30,
+        message="both starts to find the walk's lock taken",
+    )
+    assert stack.referral.stats()["calls"].get(PAGES, 0) == before
+    assert stack.redis.get(LAST_WALK_KEY) is None
+    assert HighWater(stack.redis).get() is None
+    assert held.release("another-walk")
+    record = stack.walk_once()
+    assert record["pages"] >= 1
+    assert HighWater(stack.redis).get() is not None
