@@ -11,10 +11,19 @@ from typing import Any
 
 import pytest
 import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from sync_worker.devtools.localredis import LocalRedis
 from sync_worker.keys import contact_key, pending
 from tests.fixtures.web import EXCLUDED_EMAIL, MAX_BODY_BYTES, WebServer, serve, stop_web, web_settings
+from web.openapi import build_spec
 from web.referrals import ROUTE, TOKEN_HEADER
 
 pytestmark = pytest.mark.integration
@@ -285,3 +294,40 @@ def test_the_route_is_in_the_receivers_openapi(receiver: WebServer) -> None:
     assert set(operation["responses"]) >= {"200", "400", "401", "403", "413", "415", "503"}
     scheme = spec["components"]["securitySchemes"]["referralToken"]
     assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": TOKEN_HEADER}
+
+
+class TokenSession(requests.Session):
+    """Adds the referral program's header, as the program would."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs):  # type: ignore[override]
+        request.headers[TOKEN_HEADER] = REFERRAL_TOKEN
+        return super().send(request, **kwargs)
+
+
+#: The receiver's own description with the integration running, the referral route only.
+referral_schema = schemathesis.openapi.from_dict(
+    build_spec(referral_settings("redis://127.0.0.1:1/0"))  # never connected: only the routes are read
+).include(path=ROUTE)
+
+
+@referral_schema.parametrize()
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_fuzzed_bodies_are_answered_as_described_and_every_acceptance_stored(
+    case, receiver: WebServer
+) -> None:
+    with TokenSession() as session:
+        response = case.call(base_url=receiver.url, session=session, timeout=10)
+    case.validate_response(
+        response,
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
+    )
+    answered_json = response.headers.get("Content-Type") == "application/json"
+    if case.method == "POST" and response.status_code == 200 and answered_json:
+        answer = response.json()
+        if answer["status"] in ("queued", "folded"):
+            assert answer["task_id"] in {m["task_id"] for m in receiver.queued()}
