@@ -230,3 +230,30 @@ def test_one_walk_at_a_time(stack: Stack) -> None:
     record = stack.walk_once()
     assert record["pages"] >= 1
     assert HighWater(stack.redis).get() is not None
+
+
+def test_the_walk_waits_out_the_programs_429_and_outage_and_goes_on(stack: Stack) -> None:
+    lost = stack.referral.join(email="late.join@example.com", referrer_id=None, send_webhook=False)
+    stack.referral.config(throttle={"calls": 2, "retry_after": 1})
+    record = stack.walk_once()
+    assert stack.referral.stats()["throttled"] == 2
+    assert record["status"] == "finished"
+    assert stack.wait_for_lead("late.join@example.com")["custom_attributes"]["Referral ID"] == str(
+        lost["user"]["id"]
+    )
+    assert log_events(stack.workers, "referral_walk_waiting")
+
+    again = stack.referral.join(email="later.join@example.com", referrer_id=None, send_webhook=False)
+    stack.referral.config(down=True)
+    stack.send_beat_task(WALK_START_TASK)
+    wait_until(
+        lambda: log_events(stack.workers, "referral_walk_retry"), 30, message="the walk to retry its page"
+    )
+    stack.referral.config(down=False)
+    stack.wait_for_lead("later.join@example.com")
+    mark = HighWater(stack.redis).get()
+    wait_until(
+        lambda: (HighWater(stack.redis).get() or mark).id == again["user"]["id"],
+        30,
+        message="the retried walk to finish",
+    )
