@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -13,6 +16,7 @@ import pytest
 import requests
 from flask import Flask, Response, jsonify
 
+from sync_worker.devtools.localredis import free_port, wait_until
 from sync_worker.devtools.sandbox.dealer_users_dataset import (
     EMAIL_CHANGE,
     GONE_USER_ID,
@@ -469,3 +473,27 @@ def test_a_cursor_answered_twice_stops_the_walk(misbehaving):
     with pytest.raises(PlatformContractError, match="twice"):
         list(client.iter_users())
     assert stand_in.calls == 2
+
+
+def test_the_sandbox_process_serves_users_from_a_file_or_generated(tmp_path):
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps([sample_user("user139")]), encoding="utf-8")
+    for options, present, absent in (
+        (["--users", str(users)], "user139", "user123"),
+        (["--synthetic-users", "1000", "50"], synthetic_user_id(999), "user123"),
+    ):
+        port = free_port()
+        command = [sys.executable, "-m", "sync_worker.devtools.sandbox.platform", "--port", str(port)]
+        process = subprocess.Popen(
+            [*command, "--token", "T", *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(
+                lambda url=url: requests.get(f"{url}/v1/health", timeout=1).ok, 20, message="the sandbox"
+            )
+            client = PlatformClient(url, "T")
+            assert client.user(present) is not None and client.user(absent) is None
+        finally:
+            process.terminate()
+            process.wait(10)
