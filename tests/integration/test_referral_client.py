@@ -197,7 +197,7 @@ def test_a_429_pauses_the_shared_limiter_for_every_worker(referral_sandbox, redi
     assert referral_sandbox.stats()["throttled"] == 1
 
 
-def test_the_rate_window_answers_429_with_retry_after_when_over():
+def test_the_rate_window_answers_429_with_retry_after_and_blocks_a_caller_that_keeps_going_over():
     with served_referral(rate_limit={"calls": 3, "window_seconds": 30}) as sandbox:
         client = sandbox.client()
         for _ in range(3):
@@ -206,7 +206,17 @@ def test_the_rate_window_answers_429_with_retry_after_when_over():
             client.user(5001)
         assert 1 <= caught.value.retry_after <= 30
         stats = sandbox.stats()
-        assert stats["over_limit"] == 1 and stats["max_in_window"] == 4
+        assert (stats["over_limit"], stats["max_in_window"], stats["blocked"]) == (1, 4, False)
+        for _ in range(3):  # over the limit more than three times: the program blocks the caller
+            with pytest.raises(ReferralRateLimited):
+                client.user(5001)
+        with pytest.raises(ReferralAuthError) as blocked:
+            client.user(5001)
+        assert blocked.value.status == 403  # a refused caller: it halts the upstream like a revoked token
+        stats = sandbox.stats()
+        assert (stats["over_limit"], stats["blocked"], stats["blocked_answers"]) == (4, True, 1)
+        sandbox.reset()
+        assert sandbox.stats()["blocked"] is False
 
 
 def _receiver() -> tuple[Flask, list[dict[str, Any]]]:
