@@ -18,6 +18,7 @@ from openapi_schema_validator import OAS31Validator
 from sync_worker.config import Settings
 from sync_worker.devtools.localredis import wait_until
 from sync_worker.devtools.sandbox.server import ServedApp
+from sync_worker.haltprobe import probe_referral
 from sync_worker.halts import REFERRAL, HaltStore, UpstreamHalted
 from sync_worker.ratelimit import RateLimitHooks
 from sync_worker.referral import (
@@ -345,3 +346,15 @@ def test_the_runtimes_client_takes_every_call_from_the_shared_budget(referral_en
     assert (limiter.limit, limiter.window_seconds) == (54, 6.0)
     assert limiter.attempt().seq == 3  # the next token is the third granted: both calls took one
     assert referral_sandbox.stats()["total_calls"] == 2
+
+
+def test_the_halt_probe_for_the_referral_program_fails_while_the_token_is_refused(
+    referral_env, referral_sandbox
+):
+    runtime = Runtime(Settings(**referral_env))
+    referral_sandbox.config(token_revoked=True)
+    with pytest.raises(ReferralAuthError):
+        probe_referral(runtime)
+    referral_sandbox.config(token_revoked=False)  # a new token in place: one page of one user works
+    probe_referral(runtime)
+    assert referral_sandbox.stats()["calls"]["GET /users"] == 2
