@@ -358,3 +358,24 @@ def test_the_halt_probe_for_the_referral_program_fails_while_the_token_is_refuse
     referral_sandbox.config(token_revoked=False)  # a new token in place: one page of one user works
     probe_referral(runtime)
     assert referral_sandbox.stats()["calls"]["GET /users"] == 2
+
+
+def test_the_sandbox_answers_json_errors_and_refuses_bad_knobs(referral_sandbox):
+    auth = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+    url = referral_sandbox.url
+    for method, path, status in [
+        ("GET", "/users?per_page=0", 422),
+        ("GET", "/users?per_page=251", 422),
+        ("GET", "/users?page=x", 422),
+        ("PUT", "/users/5001", 405),
+        ("GET", "/campaigns/abc", 404),
+        ("PUT", "/users/qualification", 422),  # no body
+    ]:
+        answer = requests.request(method, url + path, headers=auth, timeout=5)
+        assert answer.status_code == status and isinstance(answer.json()["message"], str), (path, answer.text)
+    for knobs in ({"nope": 1}, {"down": "yes"}, {"throttle": {"calls": -1}}, {"rate_limit": {"calls": 0}}):
+        answer = requests.put(f"{url}/_sandbox/config", json=knobs, timeout=5)
+        assert answer.status_code == 400, knobs
+    assert referral_sandbox.config()["rate_limit"] == {"calls": 600, "window_seconds": 60.0}
+    unauthenticated = requests.get(f"{url}/users", timeout=5)
+    assert unauthenticated.status_code == 401 and unauthenticated.json() == {"message": "Unauthenticated."}
