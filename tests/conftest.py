@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.intercom_sandbox",
     "tests.fixtures.intercom_agent",
     "tests.fixtures.platform_sandbox",
+    "tests.fixtures.referral_sandbox",
     "tests.fixtures.workers",
     "tests.fixtures.web",
     "tests.fixtures.resilience",
