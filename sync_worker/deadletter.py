@@ -1,7 +1,8 @@
 """The dead-letter store: contacts whose sync failed for good, kept for an operator to replay.
 
 Guarantees:
-- one entry per contact, keyed by its Intercom id, else its normalised email
+- one entry per contact and integration, keyed by its source id, else its Intercom id, else its
+  normalised email
   (:meth:`DeadLetterStore.key_for`); parking a contact that is already parked
   updates that entry (latest error, trigger and replay arguments,
   ``last_failed_at``) and keeps its ``first_failed_at``;
@@ -151,11 +152,16 @@ class DeadLetterStore:
         self._remove = redis.register_script(_REMOVE)
 
     @staticmethod
-    def key_for(contact_id: str | None, email: str | None, integration: str = keys.LEGACY_INTEGRATION) -> str:
+    def key_for(
+        contact_id: str | None,
+        email: str | None,
+        integration: str = keys.LEGACY_INTEGRATION,
+        source_id: str | None = None,
+    ) -> str:
         """The entry id of a contact for one integration (:func:`sync_worker.keys.contact_key`:
-        ``id:<contact id>``, else ``email:<normalised email>``, after the integration's name unless
-        it is ``clients``): one entry per contact and integration."""
-        return keys.contact_key(contact_id, email, integration)
+        ``source:<source id>``, else ``id:<contact id>``, else ``email:<normalised email>``, after
+        the integration's name unless it is ``clients``): one entry per contact and integration."""
+        return keys.contact_key(contact_id, email, integration, source_id)
 
     @staticmethod
     def integration_of(entry_id: str) -> str:
@@ -179,12 +185,13 @@ class DeadLetterStore:
         kwargs: Mapping[str, Any],
         attempts: int = 1,
         integration: str = keys.LEGACY_INTEGRATION,
+        source_id: str | None = None,
     ) -> DeadLetter:
         """Add the contact, or update its entry if it is already parked; returns the entry as stored.
 
         ``attempts``: the failed sync attempts of the run that parks it (at least 1).
         """
-        entry_id = self.key_for(contact_id, email, integration)
+        entry_id = self.key_for(contact_id, email, integration, source_id)
         raw = self._park(
             keys=[self._key(entry_id), self._index],
             args=[

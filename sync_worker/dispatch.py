@@ -70,8 +70,8 @@ class QueueUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class SyncRequest:
-    """What a trigger asks for: the integration, the contact (id and/or email) and where the
-    trigger came from. A message queued before requests named their integration has none in its
+    """What a trigger asks for: the integration, the contact (Intercom id and/or email, and/or its
+    id in the integration's source, ``source_id``) and where the trigger came from. A message queued before requests named their integration has none in its
     kwargs and is read as :data:`~sync_worker.keys.LEGACY_INTEGRATION` (``clients``)."""
 
     contact_id: str | None = None
@@ -82,27 +82,33 @@ class SyncRequest:
     force_write: bool = True
     requested_at: float = field(default_factory=time.time)
     integration: str = keys.LEGACY_INTEGRATION
+    #: the contact's id in the integration's source (a dealer user's ``user_id``); None for clients
+    source_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.contact_id and not self.email:
-            raise ValueError("a sync needs a contact_id or an email")
+        if not self.contact_id and not self.email and not self.source_id:
+            raise ValueError("a sync needs a contact_id, an email or a source_id")
 
     @property
     def contact_key(self) -> str:
-        return keys.contact_key(self.contact_id, self.email, self.integration)
+        return keys.contact_key(self.contact_id, self.email, self.integration, self.source_id)
 
     def to_kwargs(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     def describe(self) -> str:
         """What Celery may show of this sync (``kwargsrepr``): the integration, the trigger and the
-        contact id, no email."""
-        return repr({"integration": self.integration, "trigger": self.trigger, "contact_id": self.contact_id})
+        contact's ids, no email."""
+        shown = {"integration": self.integration, "trigger": self.trigger, "contact_id": self.contact_id}
+        if self.source_id:
+            shown["source_id"] = self.source_id
+        return repr(shown)
 
     def folded(self, latest: SyncRequest) -> SyncRequest:
         """This request with a newer trigger's details folded in: the newest trigger wins, but never
-        loses an identifier this one had, and a forced write stays forced; the integration is this
-        one's (a contact's pending sync is kept per integration)."""
+        loses an identifier this one had, and a forced write stays forced; the integration and the
+        source id are this one's (a contact's pending sync is kept per integration, under its source
+        id when it has one)."""
         return SyncRequest(
             contact_id=latest.contact_id or self.contact_id,
             email=latest.email or self.email,
@@ -112,6 +118,7 @@ class SyncRequest:
             force_write=latest.force_write or self.force_write,
             requested_at=latest.requested_at,
             integration=self.integration,
+            source_id=self.source_id or latest.source_id,
         )
 
     @classmethod

@@ -10,7 +10,9 @@ integration: two integrations on one contact never share a key. The legacy integ
 (:data:`LEGACY_INTEGRATION`, ``clients``) keeps the names it had before integrations had names
 (``id:<contact id>``, ``email:<email>``), so the keys already in Redis at an upgrade are found as
 they are, with no migration; every other integration's start with its name
-(``dealer_users:id:<contact id>``). Keys named by a task id (``delivery_runs``) are one message's
+(``dealer_users:id:<contact id>``); a request that names the contact by its id in the integration's
+source (``source_id``: a dealer user's ``user_id``) is kept under that id
+(``dealer_users:source:<user id>``), the identity its integration syncs by. Keys named by a task id (``delivery_runs``) are one message's
 own and cannot fold into another integration's.
 """
 
@@ -21,9 +23,22 @@ PREFIX = "intercom-sync"
 LEGACY_INTEGRATION = "clients"
 
 
-def contact_key(contact_id: str | None, email: str | None, integration: str = LEGACY_INTEGRATION) -> str:
-    """The identity a contact's state is kept under, for one integration: its Intercom id, else its
-    normalised email; with the integration's name first unless it is the legacy one."""
+def contact_key(
+    contact_id: str | None,
+    email: str | None,
+    integration: str = LEGACY_INTEGRATION,
+    source_id: str | None = None,
+) -> str:
+    """The identity a contact's state is kept under, for one integration: its id in the
+    integration's source (``source:<id>``, e.g. a platform user id) when the request has one,
+    else its Intercom id, else its normalised email; with the integration's name first unless it
+    is the legacy one (which has no source ids)."""
+    if source_id:
+        if integration == LEGACY_INTEGRATION:
+            raise ValueError(
+                f"the {LEGACY_INTEGRATION} integration keys contacts by id or email, not source id"
+            )
+        return f"{integration}:source:{source_id}"
     if contact_id:
         identity = f"id:{contact_id}"
     elif email:
@@ -54,8 +69,10 @@ def last_result(contact_key: str) -> str:
     return f"{PREFIX}:last-result:{contact_key}"
 
 
-def data_attributes(workspace: str) -> str:
-    return f"{PREFIX}:data-attributes:{workspace}"
+def data_attributes(workspace: str, model: str = "contact") -> str:
+    """The cached data-attribute names of one model (contact's key kept from before companies)."""
+    base = f"{PREFIX}:data-attributes:{workspace}"
+    return base if model == "contact" else f"{base}:{model}"
 
 
 def worker_heartbeat() -> str:

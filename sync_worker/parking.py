@@ -47,6 +47,7 @@ def park_contact(request: SyncRequest, error: SyncError | Exception, attempts: i
     runtime.dead_letters.park(
         contact_id=request.contact_id,
         integration=request.integration,
+        source_id=request.source_id,
         email=request.email,
         error_code=code,
         error_message=message,

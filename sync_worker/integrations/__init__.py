@@ -49,6 +49,7 @@ def parse(value: str | None) -> tuple[str, ...]:
     return names or (DEFAULT,)
 
 
+@cache  # the receiver asks for every webhook: one parse per distinct value
 def enabled(value: str | None) -> tuple[Integration, ...]:
     """The integrations ``SYNC_INTEGRATIONS`` names (:class:`UnknownIntegration` for a name not registered)."""
     return tuple(get(name) for name in parse(value))

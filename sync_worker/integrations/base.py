@@ -13,6 +13,9 @@ declares:
   account"), and what is written to Intercom (:meth:`Integration.pipeline`);
 - what a bulk re-sync walks (:attr:`Integration.resync_walks`) and how it reads in batches
   (:meth:`Integration.read_batch`);
+- the Intercom webhook topics about a contact it acts on (:attr:`Integration.webhook_topics`) and
+  the sync each such notification asks of it (:meth:`Integration.webhook_request`, pure: the
+  receiver calls it, one stored sync per integration that subscribes);
 - the routes it adds to the receiver (:attr:`Integration.routes`, ``module:attribute`` names of
   Flask blueprints, loaded by ``web`` only: the worker never imports the receiver);
 - its sandbox data (:attr:`Integration.sandbox_dataset`, a module name loaded by the dev
@@ -25,13 +28,14 @@ an Intercom contact found by its id or email (as most kombu transports share
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sync_worker.platform import PlatformClient, PlatformUnavailable
 from sync_worker.profiles.base import Profile
 
 if TYPE_CHECKING:
+    from sync_worker.dispatch import SyncRequest
     from sync_worker.runtime import Runtime
     from sync_worker.sync import ContactSync
 
@@ -43,6 +47,8 @@ class Integration:
     name: ClassVar[str]
     #: what a bulk re-sync walks: ``intercom_contacts`` (Intercom's ``GET /contacts``, a page at a time)
     resync_walks: ClassVar[str] = "intercom_contacts"
+    #: Intercom webhook topics about a contact (``contact.user.created``) this integration acts on
+    webhook_topics: ClassVar[frozenset[str]] = frozenset()
     #: Flask blueprints the receiver adds for this integration (``module:attribute``)
     routes: ClassVar[tuple[str, ...]] = ()
     #: the module of its sandbox data (dev tooling, tests and benches only)
@@ -66,8 +72,16 @@ class Integration:
         raise NotImplementedError
 
     def pipeline(self, runtime: Runtime) -> Any:
-        """What runs one request of this integration in ``runtime`` (its ``run(request)``)."""
+        """What runs one request of this integration in ``runtime``: its ``run(request)`` (a list of
+        :class:`~sync_worker.sync.SyncOutcome`) and ``intercom_calls(request)`` (the Intercom calls
+        the run reserves together, :func:`sync_worker.ratelimit.reserving`)."""
         raise NotImplementedError
+
+    def webhook_request(self, topic: str, contact: Mapping[str, Any]) -> SyncRequest | None:
+        """The sync an Intercom notification of ``topic`` (one of :attr:`webhook_topics`) about
+        ``contact`` (its ``data.item``: the whole contact) asks of this integration, with the trigger
+        ``webhook``; None: nothing to do. Pure: the receiver calls it before answering."""
+        return None
 
 
 class ContactAttributes(Integration):

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+from unittest.mock import ANY
+
 import pytest
 
 from sync_worker import integrations, keys
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.dispatch import SyncRequest
-from sync_worker.integrations.base import ContactAttributes
+from sync_worker.integrations import get
+from sync_worker.integrations.base import ContactAttributes, Integration
 from sync_worker.integrations.clients import ClientsIntegration
+from web.notifications import Notification
+from web.webhooks import contact_topic_requests
 
 
 def test_sync_integrations_defaults_to_clients_and_keeps_the_order_without_repeats():
@@ -75,3 +82,50 @@ def test_a_dead_letter_id_names_its_integration():
         == "clients"
     )
     assert DeadLetterStore.integration_of("dealer_users:id:c1") == "dealer_users"
+
+
+def test_a_request_by_source_id_is_kept_under_that_id_and_a_fold_keeps_it():
+    by_user = SyncRequest(source_id="user123", integration="dealer_users", trigger="manual")
+    assert by_user.contact_key == "dealer_users:source:user123"
+    later = SyncRequest(contact_id="c1", email="new@x.example", integration="dealer_users", trigger="webhook")
+    folded = by_user.folded(later)
+    assert (folded.source_id, folded.contact_id, folded.email) == ("user123", "c1", "new@x.example")
+    assert folded.contact_key == by_user.contact_key
+    assert SyncRequest.from_kwargs(by_user.to_kwargs()) == by_user
+    assert "user123" in by_user.describe()
+
+
+def test_a_request_names_some_identity_and_clients_has_no_source_ids():
+    with pytest.raises(ValueError, match="source_id"):
+        SyncRequest(integration="dealer_users")
+    with pytest.raises(ValueError, match="source id"):
+        keys.contact_key(None, None, "clients", source_id="user123")
+    assert DeadLetterStore.key_for(None, None, "dealer_users", "user123") == "dealer_users:source:user123"
+
+
+class _Subscriber(Integration):
+    """An integration acting on one contact topic (the receiver's dispatch is what is tested)."""
+
+    name = "subscriber"
+    webhook_topics = frozenset({"contact.user.created"})
+
+    def webhook_request(self, topic: str, contact: Mapping[str, Any]) -> SyncRequest | None:
+        if not contact.get("external_id"):
+            return None
+        return SyncRequest(source_id=contact["external_id"], integration=self.name, trigger="webhook")
+
+
+def _notification(topic: str, item: dict[str, Any]) -> Notification:
+    return Notification.model_validate(
+        {"type": "notification_event", "id": "notif_1", "topic": topic, "data": {"item": item}}
+    )
+
+
+def test_a_contact_topic_goes_to_the_integrations_that_subscribe_to_it():
+    running = [get("clients"), _Subscriber()]
+    asked = contact_topic_requests(_notification("contact.user.created", {"external_id": "u1"}), running)
+    assert asked == (
+        SyncRequest(source_id="u1", integration="subscriber", trigger="webhook", requested_at=ANY),
+    )
+    assert contact_topic_requests(_notification("contact.user.created", {"id": "c1"}), running) == ()
+    assert contact_topic_requests(_notification("contact.lead.updated", {"id": "c1"}), running) is None
