@@ -49,8 +49,10 @@ from sync_worker.integrations.referral_leads.lead import (
 )
 from sync_worker.integrations.referral_leads.options import LeadOptions
 from sync_worker.integrations.referral_leads.state import ReferralRecord, ReferralState
-from sync_worker.intercom import ContactMerged, IntercomNotFound
+from sync_worker.intercom import ContactExists, ContactMerged, IntercomClient, IntercomNotFound
 from sync_worker.logs import log_event
+from sync_worker.referral import ReferralClient
+from sync_worker.schema import AttributeSchema
 from sync_worker.screening import normalise_email
 from sync_worker.sync import SyncOutcome
 
@@ -92,9 +94,9 @@ def _outcome(status: str, contact_id: str | None, request: SyncRequest, **more: 
 class ReferralLeadSync:
     """Everything a run needs, passed in (``runtime`` wires it: :meth:`ReferralLeadsIntegration.pipeline`)."""
 
-    intercom: Any  # sync_worker.intercom.IntercomClient
-    referral: Any  # sync_worker.referral.ReferralClient
-    schema: Any  # sync_worker.schema.AttributeSchema
+    intercom: IntercomClient
+    referral: ReferralClient
+    schema: AttributeSchema
     state: ReferralState
     options: LeadOptions
     new_token: Callable[[], str] = lambda: uuid.uuid4().hex
@@ -328,7 +330,7 @@ class ReferralLeadSync:
         first_sight = record.contact_id != contact_id
         changed = {name: value for name, value in written.items() if custom_now.get(name) != value}
         if changed or standard:
-            self._put(contact_id, written, standard)
+            self._put(contact_id, changed, standard)  # only what the contact does not show yet
         seen = qualification.watched_value(
             {**contact, "custom_attributes": {**custom_now, **written}}, self.options
         )
@@ -364,11 +366,8 @@ class ReferralLeadSync:
                     custom_attributes=written,
                 )
                 contact_id = str(created["id"])
-            except Exception as error:
-                existing = getattr(error, "existing_id", None)
-                if not existing:
-                    raise
-                contact_id = str(existing)
+            except ContactExists as exists:  # a contact Intercom would not duplicate: update it
+                contact_id = str(exists.existing_id)
                 self._put(contact_id, written)
             seen = qualification.watched_value({"role": "lead", "custom_attributes": written}, self.options)
             self.state.pair(referral_id, contact_id, email, shown=shown, seen=seen, set_seen=True)
@@ -401,7 +400,7 @@ class ReferralLeadSync:
             integration=NAME,
             referral_id=referral_id,
             contact_id=contact_id,
-            created=created,
+            new_lead=created,
             trigger=request.trigger,
         )
         return _outcome("synced", contact_id, request, written=True)
@@ -466,8 +465,6 @@ class ReferralLeadSync:
         try:
             self.intercom.update_contact(contact_id, custom_attributes=custom, standard=standard or None)
         except IntercomNotFound:
-            if not hasattr(self.intercom, "unarchive_contact"):
-                raise
             try:
                 self.intercom.unarchive_contact(contact_id)  # archived: answers 404 until unarchived
             except IntercomNotFound:
