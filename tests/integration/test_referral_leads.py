@@ -23,12 +23,15 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
+from sync_worker import keys
 from sync_worker.celery_app import REALTIME_QUEUE, create_celery
 from sync_worker.config import Settings
+from sync_worker.countbuffer import label_field
 from sync_worker.deadletter import DeadLetterStore
 from sync_worker.devtools.localredis import wait_until
 from sync_worker.devtools.sandbox.server import ServedApp
 from sync_worker.dispatch import SyncRequest, enqueue_sync
+from sync_worker.servicemetrics import SYNCS
 from tests.fixtures.intercom_agent import IntercomAgent
 from tests.fixtures.web import stop_web
 from tests.fixtures.workers import CLIENT_SECRET
@@ -163,6 +166,17 @@ def test_a_direct_user_is_not_sent_by_default_and_one_without_email_is_skipped(s
     assert stack.contacts_with("priya.raman@example.com") == []
     assert stack.intercom.contacts() == []
     assert DeadLetterStore(stack.redis).count() == 0
+    counted = label_field(
+        {
+            "integration": "referral_leads",
+            "trigger": "webhook",
+            "outcome": "skipped",
+            "error_code": "email_required",
+        }
+    )
+    wait_until(
+        lambda: stack.redis.hget(keys.metric(SYNCS), counted) == b"1", 10, message="the skip to be counted"
+    )
 
 
 def test_an_email_intercom_has_updates_that_contact(stack):
@@ -194,7 +208,7 @@ def test_an_agent_qualifying_the_lead_reports_it_once(stack, echo_writes):
     lead = stack.lead_of(5002)
     assert lead["custom_attributes"]["Lead Status"] == "New"
     stack.quiet()
-    assert stack.qualifications(5002) == []  # the echo of our own write qualifies nothing
+    assert stack.qualifications(5002) == []
 
     moved = stack.agent.change(lead["id"], custom_attributes={"Lead Status": "Qualified"})
     assert moved["receiver_status"] == 200, moved
@@ -300,3 +314,44 @@ def test_the_program_failing_qualification_retries_parks_and_an_operators_replay
     stack.quiet()
     assert len([q for q in stack.qualifications(5002) if q["status"] == 200]) == 1
     assert DeadLetterStore(stack.redis).get("referral_leads:source:5002") is None
+
+
+def test_the_person_signing_up_as_a_new_user_qualifies_the_referral_once(stack):
+    """``contact.user.created`` for a user without ``Referral ID`` whose email is a pending
+    referral's lead: qualified (signed_up), the user marked as referred; the lead merged into it
+    later reports nothing more."""
+    stack.start()
+    stack.sync(5003)
+    stack.wait_result(5003, "synced")
+    lead = stack.lead_of(5003)
+    created = stack.agent.create(email="amara.obi@example.com", name="Amara Obi", role="user")
+    assert created["topic"] == "contact.user.created" and created["receiver_status"] == 200, created
+    user_id = created["contact"]["id"]
+
+    def user_marked() -> bool:
+        return stack.intercom.contact(user_id)["custom_attributes"].get("Referral Status") == "Qualified"
+
+    wait_until(user_marked, 30, message="the new user to show the referral as qualified")
+    merged = stack.agent.merge(lead["id"], user_id)
+    assert merged["topic"] == "contact.merged" and merged["receiver_status"] == 200
+    stack.quiet()
+    assert len(stack.qualifications(5003)) == 1
+    assert stack.intercom.contact(user_id)["custom_attributes"]["Referral ID"] == "5003"
+
+
+def test_a_webhook_about_an_unrelated_contact_costs_no_call(stack):
+    stack.start()
+    stack.sync(5002)
+    stack.wait_result(5002, "synced")
+    stack.quiet()
+    before_referral = stack.referral.stats()["calls"]
+    before_intercom = stack.intercom.stats()["calls_by_operation"]
+    other = stack.agent.create(email="someone.else@example.com", name="Someone", role="user")
+    assert other["receiver_status"] == 200
+    stack.agent.change(other["contact"]["id"], name="Someone Else")  # contact.user.updated: no request
+    key = f"referral_leads:id:{other['contact']['id']}"
+    wait_until(lambda: stack.result(key), 30, message="the new user's run")
+    assert stack.result(key)["status"] == "not_referral"
+    stack.quiet()
+    assert stack.referral.stats()["calls"] == before_referral
+    assert stack.intercom.stats()["calls_by_operation"] == before_intercom

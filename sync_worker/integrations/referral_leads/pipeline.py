@@ -162,7 +162,9 @@ class ReferralLeadSync:
             contact = self._current_contact(request.contact_id)
             if contact is None:
                 if user is None and not self.state.load(referral_id).contact_id:
-                    return _outcome("gone", request.contact_id, request, reason="contact_gone")
+                    return _outcome(
+                        "gone", request.contact_id, request, reason="contact_gone", code="contact_gone"
+                    )
             else:
                 return self._about_contact(referral_id, contact, request, user=user)
         if user is None:
@@ -284,7 +286,7 @@ class ReferralLeadSync:
                 reason=reason,
                 trigger=request.trigger,
             )
-            return _outcome("skipped", record.contact_id, request, reason=reason)
+            return _outcome("skipped", record.contact_id, request, reason=reason, code=reason)
         reported = record.reported or bool(user.get("qualified_at"))
         if user.get("qualified_at") and not record.reported:
             self.state.mark_reported(referral_id, by="program")
@@ -481,7 +483,9 @@ class ReferralLeadSync:
             source_id=request.source_id if source_kind in ("id", "code") else None,
             trigger=request.trigger,
         )
-        return _outcome("gone", request.contact_id, request, reason=REFERRAL_NOT_FOUND)
+        return _outcome(
+            "gone", request.contact_id, request, reason=REFERRAL_NOT_FOUND, code=REFERRAL_NOT_FOUND
+        )
 
 
 __all__ = ["ReferralLeadSync", "attribute_names", "backstop_query", "referral_search"]
