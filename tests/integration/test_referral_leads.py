@@ -277,7 +277,10 @@ def _dead_letter(stack: Stack, user_id: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("failure", "code"),
-    [({"down": True}, "referral_unavailable"), ({"throttle": {"calls": 1000, "retry_after": 1}}, None)],
+    [
+        ({"down": True}, "referral_unavailable"),
+        ({"throttle": {"calls": 1000, "retry_after": 1}}, "referral_rate_limited"),
+    ],
 )
 def test_the_program_failing_qualification_retries_parks_and_an_operators_replay_sends_it_once(
     stack, failure, code
@@ -290,9 +293,8 @@ def test_the_program_failing_qualification_retries_parks_and_an_operators_replay
     stack.referral.config(**failure)
     stack.agent.change(lead["id"], custom_attributes={"Lead Status": "Qualified"})
     parked = _dead_letter(stack, 5002)
-    if code:
-        assert parked["error_code"] == code, parked
-        assert parked["attempts"] == 4  # the first try and SYNC_TASK_MAX_RETRIES=3 retries
+    assert parked["error_code"] == code, parked
+    assert parked["attempts"] == 4  # the first try and SYNC_TASK_MAX_RETRIES=3 retries
     assert [q for q in stack.qualifications(5002) if q["status"] == 200] == []
     assert stack.lead_of(5002)["custom_attributes"]["Referral Status"] == "Pending"
 
