@@ -402,7 +402,7 @@ class ReferralLeadSync:
             integration=NAME,
             referral_id=referral_id,
             contact_id=contact_id,
-            new_lead=created,
+            lead_created=created,  # "created" is a LogRecord attribute: logging refuses it
             trigger=request.trigger,
         )
         return _outcome("synced", contact_id, request, written=True)
