@@ -45,6 +45,7 @@ from kombu import Exchange, Queue
 
 from sync_worker import redis_policy
 from sync_worker.config import Settings, get_settings
+from sync_worker.referral_intake import schedule as referral_intake_schedule
 from sync_worker.resync.settings import ResyncSettings, get_resync_settings
 
 REALTIME_QUEUE = "sync.realtime"
@@ -151,7 +152,8 @@ def halt_probe_expires(settings: Settings) -> float:
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """What beat runs: the nightly re-sync, its watchdog, the halt probe (``SYNC_HALT_PROBE_SECONDS``),
-    and the dead-letter replay when it has a cron."""
+    the referral program's walk and qualification backstop when ``referral_leads`` runs
+    (:mod:`sync_worker.referral_intake.schedule`), and the dead-letter replay when it has a cron."""
     schedule: dict[str, dict[str, Any]] = {
         "nightly-resync": {
             "task": "sync_worker.resync.tasks.start_resync",
@@ -171,6 +173,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"queue": REALTIME_QUEUE, "expires": halt_probe_expires(settings)},
         },
     }
+    schedule.update(referral_intake_schedule.beat_entries(settings, queue=BULK_QUEUE))
     if settings.dead_letter_replay_cron:
         schedule["dead-letter-replay"] = {
             "task": REPLAY_DEAD_LETTERS_TASK,
@@ -192,7 +195,12 @@ def create_celery(settings: Settings | None = None, resync: ResyncSettings | Non
     app = Celery(
         "intercom_sync",
         broker=settings.redis_url,
-        include=["sync_worker.tasks", "sync_worker.resync.tasks", "sync_worker.haltprobe"],
+        include=[
+            "sync_worker.tasks",
+            "sync_worker.resync.tasks",
+            "sync_worker.haltprobe",
+            "sync_worker.referral_intake.tasks",
+        ],
     )
     exchange = Exchange("sync", type="direct")
     app.conf.update(

@@ -16,8 +16,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sync_worker.cron import crontab_of
 
 
 class MissingSetting(RuntimeError):
@@ -159,6 +161,10 @@ class Settings(BaseSettings):
     )
     #: The program's webhook must carry it in X-Referral-Token.
     referral_webhook_token: SecretStr | None = Field(None, validation_alias="REFERRAL_WEBHOOK_TOKEN")
+    #: Beat walks the program's users newest first on this cron (the reconciliation walk).
+    referral_poll_cron: str = Field("*/5 * * * *", validation_alias="REFERRAL_POLL_CRON")
+    #: Beat searches Intercom for pending referral contacts that qualify on this cron (the backstop).
+    referral_qualify_poll_cron: str = Field("*/15 * * * *", validation_alias="REFERRAL_QUALIFY_POLL_CRON")
 
     @property
     def soft_time_limit_seconds(self) -> float:
@@ -172,6 +178,13 @@ class Settings(BaseSettings):
         if self.soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ValueError("SYNC_TASK_SOFT_TIME_LIMIT_SECONDS must be below SYNC_TASK_TIME_LIMIT_SECONDS")
         return self
+
+    @field_validator("referral_poll_cron", "referral_qualify_poll_cron")
+    @classmethod
+    def _a_cron(cls, value: str, info: ValidationInfo) -> str:
+        field = cls.model_fields[info.field_name or ""]
+        crontab_of(value, str(field.validation_alias))  # BadCron (a ValueError) names the setting
+        return value
 
     @field_validator(
         "excluded_emails", "webhook_topics", "referral_campaigns", "referral_qualify_values", mode="before"
@@ -207,6 +220,7 @@ _ENV_NAMES = {
     "sync_trigger_token": "SYNC_TRIGGER_TOKEN",
     "sync_connector_token": "SYNC_CONNECTOR_TOKEN",
     "sync_admin_token": "SYNC_ADMIN_TOKEN",
+    "referral_webhook_token": "REFERRAL_WEBHOOK_TOKEN",
 }
 
 

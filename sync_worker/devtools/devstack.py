@@ -6,7 +6,8 @@ Guarantees of :class:`DevStack`:
 - with no ``INTERCOM_ACCESS_TOKEN`` it starts the sandboxes (Intercom and the platform seeded
   with the sample dataset, the referral program with its sample users, its ``user.join``
   webhook aimed at the receiver's ``/webhooks/referrals`` with ``X-Referral-Token``), and
-  points the service at them (``REFERRAL_API_URL``/``TOKEN``, ``REFERRAL_WEBHOOK_TOKEN``);
+  points the service at them (``REFERRAL_API_URL``/``TOKEN``, ``REFERRAL_WEBHOOK_TOKEN``), with
+  every registered integration running (``SYNC_INTEGRATIONS``, unless the environment names some);
   with one, it uses the real Intercom and the configured platform;
 - it then starts web (waitress, ``web.serve``), one worker and beat, each in its own process
   group, and writes ``stack.json`` (URLs and the dev tokens, :mod:`sync_worker.stackfile`)
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import requests
 
-from sync_worker import stackfile
+from sync_worker import integrations, stackfile
 from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until
 from sync_worker.devtools.processes import Child, beat_argv, web_argv, worker_argv
 from sync_worker.devtools.sandbox.dataset import load_sample
@@ -77,6 +78,10 @@ class DevStack:
         sandboxed = not self.environ.get("INTERCOM_ACCESS_TOKEN")
         if sandboxed:
             env.update(self._start_sandboxes())
+            # Every integration runs on the sandboxes (each one's source is served by one of them).
+            env["SYNC_INTEGRATIONS"] = self.environ.get("SYNC_INTEGRATIONS") or ",".join(
+                integrations.REGISTRY
+            )
         env.setdefault(
             "SYNC_TRIGGER_TOKEN", self.environ.get("SYNC_TRIGGER_TOKEN") or secrets.token_urlsafe(16)
         )

@@ -46,7 +46,7 @@ from sync_worker.integrations.referral_leads.lead import QUALIFIED
 
 if TYPE_CHECKING:
     from sync_worker.dispatch import SyncRequest
-    from sync_worker.integrations.referral_leads.pipeline import ReferralLeadSync
+    from sync_worker.referral_intake.pipeline import PagedReferralSync
     from sync_worker.runtime import Runtime
 
 NAME = "referral_leads"
@@ -87,21 +87,27 @@ def webhook_request(topic: str, contact: Mapping[str, Any]) -> SyncRequest | Non
 class ReferralLeadsIntegration(Integration):
     name = NAME
     webhook_topics: ClassVar[frozenset[str]] = TOPICS
+    #: the program's webhook (``web/referrals.py``)
+    routes: ClassVar[tuple[str, ...]] = ("web.referrals:bp",)
     sandbox_dataset = "sync_worker.devtools.sandbox.referral_dataset"
 
-    def pipeline(self, runtime: Runtime) -> ReferralLeadSync:
+    def pipeline(self, runtime: Runtime) -> PagedReferralSync:
+        """The pipeline, its users read from the program's newest page where a burst allows
+        (:mod:`sync_worker.referral_intake.pipeline`)."""
         from sync_worker.integrations.referral_leads.options import lead_options
         from sync_worker.integrations.referral_leads.pipeline import ReferralLeadSync
         from sync_worker.integrations.referral_leads.state import ReferralState
+        from sync_worker.referral_intake.pipeline import paged
 
         options = lead_options(runtime.settings)  # first: a setting that cannot work stops the start here
-        return ReferralLeadSync(
+        inner = ReferralLeadSync(
             intercom=runtime.intercom,
             referral=runtime.referral,
             schema=runtime.schema,
             state=ReferralState(runtime.redis),
             options=options,
         )
+        return paged(inner, runtime)
 
     def webhook_request(self, topic: str, contact: Mapping[str, Any]) -> SyncRequest | None:
         return webhook_request(topic, contact)
