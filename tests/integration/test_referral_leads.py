@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,11 +110,17 @@ class Stack:
         wait_until(settled, 30, message="the webhooks and their syncs to settle")
 
 
+WEBHOOK_TOKEN = "test-referral-webhook-token"
+
+
 @pytest.fixture
 def stack(referral_env, intercom_sandbox, referral_sandbox, workers, redis_url) -> Iterator[Stack]:
-    env = {**referral_env, "SYNC_INTEGRATIONS": "referral_leads"}
+    env = {**referral_env, "SYNC_INTEGRATIONS": "referral_leads", "REFERRAL_WEBHOOK_TOKEN": WEBHOOK_TOKEN}
     web = ServedApp(create_app(Settings(**env))).start()
     intercom_sandbox.config(webhook_url=f"{web.url}/webhooks/intercom", webhook_secret=CLIENT_SECRET)
+    referral_sandbox.config(
+        webhook_url=f"{web.url}/webhooks/referrals", webhook_headers={"X-Referral-Token": WEBHOOK_TOKEN}
+    )
     client = redis_lib.Redis.from_url(redis_url)
     agent = IntercomAgent(intercom_sandbox)
     try:
@@ -141,6 +148,23 @@ def test_a_referred_user_becomes_a_lead_with_the_mapped_fields_and_nothing_of_th
     shown = json.dumps(lead)
     assert "RF05002" not in shown and "sandbox.referral.invalid" not in shown  # code and url: not sent
     assert stack.intercom.stats()["validation_failures"] == 0
+
+
+def test_a_join_in_the_program_is_a_lead_in_intercom_within_seconds(stack):
+    """The whole path: the program's webhook to our receiver, the worker's read of the user, the lead."""
+    stack.start()
+    started = time.monotonic()
+    joined = stack.referral.join(first_name="Nadia", email="Nadia.Kaur@Example.com", campaign_id=17)
+    assert joined["webhook"]["status"] == 200, joined
+    wait_until(lambda: stack.contacts_with("nadia.kaur@example.com"), 10, message="the lead")
+    assert time.monotonic() - started < 10
+    [lead] = stack.contacts_with("nadia.kaur@example.com")
+    assert lead["role"] == "lead" and lead["name"] == "Nadia"
+    attributes = lead["custom_attributes"]
+    assert attributes["Referral ID"] == str(joined["user"]["id"])
+    assert attributes["Referral Campaign"] == "Spring Referral Week"
+    assert attributes["Referred By"] == "Tariq"  # the campaign's first direct user (5011)
+    assert attributes["Referral Status"] == "Pending"
 
 
 def test_the_same_referral_again_writes_nothing(stack):
