@@ -381,3 +381,15 @@ def test_a_webhook_about_an_unrelated_contact_costs_no_call(stack):
     stack.quiet()
     assert stack.referral.stats()["calls"] == before_referral
     assert stack.intercom.stats()["calls_by_operation"] == before_intercom
+
+
+def test_one_address_referred_twice_is_one_contact_even_before_intercoms_search_shows_it(stack):
+    stack.intercom.config(search_lag_seconds=60)  # a contact reaches Intercom's search a minute late
+    stack.start()
+    stack.sync(5015)
+    stack.wait_result(5015, "synced")
+    stack.sync(5016)
+    stack.wait_result(5016, "synced")
+    [contact] = stack.contacts_with("sam.taylor@example.com")
+    assert contact["custom_attributes"]["Referral ID"] == "5016"  # the newer referral of the address
+    assert contact["custom_attributes"]["Referral Campaign"] == "Spring Referral Week"
