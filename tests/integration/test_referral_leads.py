@@ -34,6 +34,7 @@ from sync_worker.devtools.sandbox.server import ServedApp
 from sync_worker.dispatch import SyncRequest, enqueue_sync
 from sync_worker.servicemetrics import SYNCS
 from tests.fixtures.intercom_agent import IntercomAgent
+from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
 from tests.fixtures.workers import CLIENT_SECRET
 from web import create_app
@@ -103,7 +104,7 @@ class Stack:
 
         def settled() -> bool:
             sent = self.agent.notifications()
-            answered = all(d["status"] is not None for d in sent["deliveries"])
+            answered = all(d["status"] is not None or d["error"] for d in sent["deliveries"])
             pending = self.redis.keys("intercom-sync:pending:referral_leads:*")
             return sent["pending"] == 0 and answered and not pending and self.redis.llen(REALTIME_QUEUE) == 0
 
@@ -393,3 +394,36 @@ def test_one_address_referred_twice_is_one_contact_even_before_intercoms_search_
     [contact] = stack.contacts_with("sam.taylor@example.com")
     assert contact["custom_attributes"]["Referral ID"] == "5016"  # the newer referral of the address
     assert contact["custom_attributes"]["Referral Campaign"] == "Spring Referral Week"
+
+
+def test_two_runs_at_once_about_one_qualified_lead_report_it_once(stack):
+    """A webhook with the lead's Referral ID and one by its email alone are two pending syncs (two
+    keys) that run at the same time in two worker processes: the claim lets one report."""
+    stack.start(**BY_PROPERTY)
+    stack.sync(5002)
+    stack.wait_result(5002, "synced")
+    lead = stack.lead_of(5002)
+    stack.workers.start(1, **{**stack.env, **BY_PROPERTY})  # a second worker process
+    stack.referral.config(latency_ms=1000)  # each program call takes a second: the runs overlap
+    stack.intercom.config(webhook_url=None)  # the agent's change sends no webhook: we store both
+    stack.agent.change(lead["id"], custom_attributes={"Lead Status": "Qualified"})
+    by_id = SyncRequest(
+        integration="referral_leads",
+        source_id="5002",
+        contact_id=lead["id"],
+        email=lead["email"],
+        trigger="webhook",
+    )
+    by_email = SyncRequest(
+        integration="referral_leads", contact_id=lead["id"], email=lead["email"], trigger="webhook"
+    )
+    enqueue_sync(by_id, stack.redis, stack.celery)
+    enqueue_sync(by_email, stack.redis, stack.celery)
+    _qualified(stack, 5002)
+    wait_until(lambda: stack.result(f"referral_leads:id:{lead['id']}"), 30, message="the second run")
+    stack.quiet()
+    assert len(stack.qualifications(5002)) == 1
+    waited = [
+        e for e in log_events(stack.workers, "sync_retry") if e["error_code"] == "qualification_in_progress"
+    ]
+    assert len(waited) == 1  # the other run found the claim held and looked again
