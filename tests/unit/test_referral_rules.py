@@ -8,6 +8,7 @@ from sync_worker.config import InvalidSetting, Settings
 from sync_worker.integrations.referral_leads import webhook_request
 from sync_worker.integrations.referral_leads.eligibility import skip_reason
 from sync_worker.integrations.referral_leads.options import USER_TYPES, lead_options
+from sync_worker.integrations.referral_leads.pipeline import backstop_query, referral_search
 from sync_worker.integrations.referral_leads.qualification import (
     ALREADY_REPORTED,
     MOVED_BACK,
@@ -168,3 +169,23 @@ def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, env, messa
         monkeypatch.setenv(name, value)
     with pytest.raises(InvalidSetting, match=message):
         lead_options(Settings())
+
+
+def test_the_backstop_searches_pending_contacts_that_qualify_now():
+    assert backstop_query(options()) == {
+        "operator": "AND",
+        "value": [
+            {"field": "custom_attributes.Referral Status", "operator": "=", "value": "Pending"},
+            {"field": "custom_attributes.Lead Status", "operator": "IN", "value": ["Qualified", "Customer"]},
+        ],
+    }
+    assert backstop_query(options(qualify_on="signed_up"))["value"][1] == {
+        "field": "role",
+        "operator": "=",
+        "value": "user",
+    }
+    assert referral_search(5002) == {
+        "field": "custom_attributes.Referral ID",
+        "operator": "=",
+        "value": "5002",
+    }

@@ -38,7 +38,6 @@ from sync_worker.integrations.referral_leads import eligibility, qualification
 from sync_worker.integrations.referral_leads.fieldmap import REFERRAL_ID, REFERRAL_STATUS
 from sync_worker.integrations.referral_leads.lead import (
     QUALIFIED,
-    attribute_names,
     lead_update,
     referral_values,
 )
@@ -344,4 +343,4 @@ class ReferralLeadSync:
         )
 
 
-__all__ = ["ReferralLeadSync", "attribute_names", "backstop_query", "referral_search"]
+__all__ = ["ReferralLeadSync", "backstop_query", "referral_search"]
