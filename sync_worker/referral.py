@@ -55,26 +55,6 @@ UPSTREAM = "referral"
 MAX_PER_PAGE = 250
 #: How long a campaign (its name) is kept in-process.
 CAMPAIGN_TTL_SECONDS = 300.0
-#: The program's minute is taken in this many windows of the shared limiter (see :func:`limiter_window`).
-LIMITER_SLICES = 10
-
-
-def limiter_window(calls_per_minute: int, *, minute_seconds: float = 60.0) -> tuple[int, float]:
-    """``(limit, window_seconds)`` of the shared limiter for ``calls_per_minute`` (pure).
-
-    The program counts its minute on its own clock, not on our aligned windows: one window of a
-    minute could let ``2 * calls_per_minute`` into one of its minutes (the end of ours, then the
-    start of the next). Taken in ``n`` slices (ten, fewer below ten calls), any span of
-    ``minute_seconds`` overlaps at most ``n + 1`` of them: at most ``calls_per_minute * (1 + 1/n)``
-    calls (594 for the default 540, under the program's 600). ``minute_seconds`` is shorter
-    only in tests, against a sandbox with a short window.
-    """
-    if calls_per_minute < 1:
-        raise ValueError("calls_per_minute must be at least 1")
-    slices = min(LIMITER_SLICES, calls_per_minute)
-    return calls_per_minute // slices, minute_seconds / slices
-
-
 # --- errors -----------------------------------------------------------------------------
 
 

@@ -30,7 +30,8 @@ from sync_worker.platform import PlatformClient
 from sync_worker.ratelimit import RateLimiter, RateLimitHooks
 from sync_worker.ratelimit.hooks import REFERRAL
 from sync_worker.ratelimit.limiter import DEFAULT_SKEW_MARGIN_SECONDS
-from sync_worker.referral import ReferralClient, limiter_window
+from sync_worker.ratelimit.slices import sliced_budget
+from sync_worker.referral import ReferralClient
 from sync_worker.schema import AttributeSchema, workspace_id
 from sync_worker.servicemetrics import ServiceMetrics
 
@@ -191,9 +192,9 @@ class Runtime:
 def referral_limiter(
     client: redis_lib.Redis, calls_per_minute: int, *, minute_seconds: float = 60.0
 ) -> RateLimiter:
-    """The referral program's shared limiter: ``calls_per_minute`` in slices (:func:`limiter_window`),
+    """The referral program's shared limiter: ``calls_per_minute`` in slices (:func:`sliced_budget`),
     so no minute of the program's own sees more than 1.1 times it (``minute_seconds``: tests only)."""
-    limit, window = limiter_window(calls_per_minute, minute_seconds=minute_seconds)
+    limit, window = sliced_budget(calls_per_minute, minute_seconds)
     return RateLimiter(client, REFERRAL, limit=limit, window_seconds=window)
 
 

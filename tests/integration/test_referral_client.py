@@ -18,6 +18,7 @@ from openapi_schema_validator import OAS31Validator
 from sync_worker.config import Settings
 from sync_worker.devtools.localredis import wait_until
 from sync_worker.devtools.sandbox.server import ServedApp
+from sync_worker.haltprobe import probe_referral
 from sync_worker.halts import REFERRAL, HaltStore, UpstreamHalted
 from sync_worker.ratelimit import RateLimitHooks
 from sync_worker.referral import (
@@ -197,7 +198,7 @@ def test_a_429_pauses_the_shared_limiter_for_every_worker(referral_sandbox, redi
     assert referral_sandbox.stats()["throttled"] == 1
 
 
-def test_the_rate_window_answers_429_with_retry_after_when_over():
+def test_the_rate_window_answers_429_with_retry_after_and_blocks_a_caller_that_keeps_going_over():
     with served_referral(rate_limit={"calls": 3, "window_seconds": 30}) as sandbox:
         client = sandbox.client()
         for _ in range(3):
@@ -206,7 +207,17 @@ def test_the_rate_window_answers_429_with_retry_after_when_over():
             client.user(5001)
         assert 1 <= caught.value.retry_after <= 30
         stats = sandbox.stats()
-        assert stats["over_limit"] == 1 and stats["max_in_window"] == 4
+        assert (stats["over_limit"], stats["max_in_window"], stats["blocked"]) == (1, 4, False)
+        for _ in range(3):  # over the limit more than three times: the program blocks the caller
+            with pytest.raises(ReferralRateLimited):
+                client.user(5001)
+        with pytest.raises(ReferralAuthError) as blocked:
+            client.user(5001)
+        assert blocked.value.status == 403  # a refused caller: it halts the upstream like a revoked token
+        stats = sandbox.stats()
+        assert (stats["over_limit"], stats["blocked"], stats["blocked_answers"]) == (4, True, 1)
+        sandbox.reset()
+        assert sandbox.stats()["blocked"] is False
 
 
 def _receiver() -> tuple[Flask, list[dict[str, Any]]]:
@@ -335,3 +346,36 @@ def test_the_runtimes_client_takes_every_call_from_the_shared_budget(referral_en
     assert (limiter.limit, limiter.window_seconds) == (54, 6.0)
     assert limiter.attempt().seq == 3  # the next token is the third granted: both calls took one
     assert referral_sandbox.stats()["total_calls"] == 2
+
+
+def test_the_halt_probe_for_the_referral_program_fails_while_the_token_is_refused(
+    referral_env, referral_sandbox
+):
+    runtime = Runtime(Settings(**referral_env))
+    referral_sandbox.config(token_revoked=True)
+    with pytest.raises(ReferralAuthError):
+        probe_referral(runtime)
+    referral_sandbox.config(token_revoked=False)  # a new token in place: one page of one user works
+    probe_referral(runtime)
+    assert referral_sandbox.stats()["calls"]["GET /users"] == 2
+
+
+def test_the_sandbox_answers_json_errors_and_refuses_bad_knobs(referral_sandbox):
+    auth = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+    url = referral_sandbox.url
+    for method, path, status in [
+        ("GET", "/users?per_page=0", 422),
+        ("GET", "/users?per_page=251", 422),
+        ("GET", "/users?page=x", 422),
+        ("PUT", "/users/5001", 405),
+        ("GET", "/campaigns/abc", 404),
+        ("PUT", "/users/qualification", 422),  # no body
+    ]:
+        answer = requests.request(method, url + path, headers=auth, timeout=5)
+        assert answer.status_code == status and isinstance(answer.json()["message"], str), (path, answer.text)
+    for knobs in ({"nope": 1}, {"down": "yes"}, {"throttle": {"calls": -1}}, {"rate_limit": {"calls": 0}}):
+        answer = requests.put(f"{url}/_sandbox/config", json=knobs, timeout=5)
+        assert answer.status_code == 400, knobs
+    assert referral_sandbox.config()["rate_limit"] == {"calls": 600, "window_seconds": 60.0}
+    unauthenticated = requests.get(f"{url}/users", timeout=5)
+    assert unauthenticated.status_code == 401 and unauthenticated.json() == {"message": "Unauthenticated."}

@@ -7,6 +7,7 @@ import pytest
 from sync_worker.config import MissingSetting, Settings, secret
 from sync_worker.errors import PermanentError, TransientError
 from sync_worker.halts import CONTACT_SYNC_UPSTREAMS, REFERRAL, UPSTREAMS, halt_reason
+from sync_worker.ratelimit.slices import sliced_budget, worst_span
 from sync_worker.referral import (
     ReferralAuthError,
     ReferralClient,
@@ -15,7 +16,6 @@ from sync_worker.referral import (
     ReferralRequestError,
     ReferralUnavailable,
     error_for_response,
-    limiter_window,
     same_origin,
 )
 from sync_worker.runtime import Runtime
@@ -55,19 +55,19 @@ def test_retry_after_seconds_or_date_and_a_default():
     ("per_minute", "limit", "window"),
     [(540, 54, 6.0), (600, 60, 6.0), (25, 2, 6.0), (5, 1, 12.0), (1, 1, 60.0)],
 )
-def test_limiter_window_slices_the_minute(per_minute, limit, window):
-    assert limiter_window(per_minute) == (limit, window)
+def test_the_budget_is_taken_in_slices_of_the_minute(per_minute, limit, window):
+    assert sliced_budget(per_minute, 60.0) == (limit, window)
     slices = 60.0 / window
     # Any 60-second span of the program's overlaps at most slices + 1 of our windows.
-    assert (slices + 1) * limit <= per_minute * (1 + 1 / slices)
+    assert worst_span(per_minute, 60.0) == (slices + 1) * limit <= per_minute * (1 + 1 / slices)
 
 
 def test_the_default_budget_never_reaches_the_programs_600_in_any_minute():
-    limit, window = limiter_window(540)
-    assert (60 / window + 1) * limit == 594 < 600
-    assert limiter_window(90, minute_seconds=2.0) == (9, 0.2)
-    with pytest.raises(ValueError):
-        limiter_window(0)
+    assert worst_span(540, 60.0) == 594 < 600
+    assert sliced_budget(90, 2.0) == (9, 0.2) and worst_span(90, 2.0) == 99
+    for bad in ((0, 60.0), (10, 0.0)):
+        with pytest.raises(ValueError):
+            sliced_budget(*bad)
 
 
 def test_same_origin():

@@ -12,7 +12,10 @@ Guarantees:
   ``GET /_sandbox/stats`` also answers ``max_in_window``: the most calls that arrived within any
   span of the rate window's length (a sliding span, stricter than any fixed window the real
   program may count in), so a test can assert that no window ever saw more than N;
-- on those routes, in this order: the latency (``latency_ms``, "slow") is served; ``down``
+- on those routes, in this order: a blocked caller is answered 403 (the program blocks the IP
+  of a caller that went over its limit more than three times: ``block_after`` over-limit
+  answers, null for never; ``POST /_sandbox/reset`` lifts it); the latency (``latency_ms``,
+  "slow") is served; ``down``
   answers 503; ``throttle`` (``{"calls": N, "retry_after": S}``) answers the next N calls 429
   with ``Retry-After: S``; the rate window (``rate_limit``, default 600 calls in 60 s, sliding:
   every arrival counts, a refused one too) answers 429 with ``Retry-After`` the whole seconds
@@ -74,7 +77,10 @@ _KNOBS = (
     "webhook_url",
     "webhook_headers",
     "links_base_url",
+    "block_after",
 )
+#: Over-limit answers after which the sandbox blocks the caller, as the program blocks an IP.
+DEFAULT_BLOCK_AFTER = 3
 
 
 def _normalise(email: str) -> str:
@@ -268,6 +274,8 @@ class ReferralState:
         self.webhook_url, headers = self._initial_webhook
         self.webhook_headers = dict(headers)
         self.links_base_url: str | None = None
+        self.block_after: int | None = DEFAULT_BLOCK_AFTER
+        self.blocked = False
         self._arrivals: deque[float] = deque()
         self._max_in_window = 0
 
@@ -287,6 +295,7 @@ class ReferralState:
                 "webhook_url": self.webhook_url,
                 "webhook_headers": dict(self.webhook_headers),
                 "links_base_url": self.links_base_url,
+                "block_after": self.block_after,
             }
 
     def configure(self, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,6 +325,9 @@ class ReferralState:
         url = changes.get("webhook_url", self.webhook_url)
         if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             raise ValueError("webhook_url must be an http(s) URL or null")
+        block_after = changes.get("block_after", self.block_after)
+        if block_after is not None and not (_is_int(block_after) and block_after >= 0):
+            raise ValueError("block_after must be an integer >= 0 or null")
         links = changes.get("links_base_url", self.links_base_url)
         if links is not None and not (isinstance(links, str) and links.startswith(("http://", "https://"))):
             raise ValueError("links_base_url must be an http(s) URL or null")
@@ -341,6 +353,7 @@ class ReferralState:
                 self._rate, self._arrivals, self._max_in_window = new_rate, deque(), 0
             self.webhook_url, self.webhook_headers = url, dict(headers)
             self.links_base_url = links
+            self.block_after = block_after
             self._changed.notify_all()
         return self.config()
 
@@ -358,6 +371,13 @@ class ReferralState:
                 return 0.0
             # Over the limit: it may pass once the oldest calls of the span have left it.
             return max(0.001, self._arrivals[-self._rate["calls"]] + window - now)
+
+    def went_over(self) -> None:
+        """Count an over-limit answer; past ``block_after`` of them the caller is blocked."""
+        with self._changed:
+            self._answers["over_limit"] += 1
+            if self.block_after is not None and self._answers["over_limit"] > self.block_after:
+                self.blocked = True
 
     def throttled(self) -> int | None:
         """The ``Retry-After`` for this call when ``throttle`` still has calls to refuse, else None."""
@@ -402,6 +422,8 @@ class ReferralState:
                 "max_in_window": self._max_in_window,
                 "rate_limit": dict(self._rate),
                 "over_limit": self._answers["over_limit"],
+                "blocked": self.blocked,
+                "blocked_answers": self._answers["blocked"],
                 "throttled": self._answers["throttled"],
                 "outage_answers": self._answers["down"],
                 "unauthorized": self._answers["401"],
@@ -506,6 +528,9 @@ def create_app(
         if operation is None:
             return None
         wait = state.arrive(operation)
+        if state.blocked:
+            state.answered("blocked")
+            return _error(403, "Your IP address is blocked for going over the rate limit (sandbox).")
         state.serve_latency()
         if state.down:
             state.answered("down")
@@ -515,7 +540,7 @@ def create_app(
             state.answered("throttled")
             return _error(429, "Too Many Attempts.", {"Retry-After": str(retry_after)})
         if wait > 0:
-            state.answered("over_limit")
+            state.went_over()
             return _error(429, "Too Many Attempts.", {"Retry-After": str(max(1, math.ceil(wait)))})
         if request.headers.get("Authorization", "") != expected_auth or state.token_revoked:
             state.answered("401")
