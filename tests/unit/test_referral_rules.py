@@ -159,6 +159,14 @@ def test_settings_build_theoptions(monkeypatch):
             },
             "REFERRAL_QUALIFY_PROPERTY: .*standard Intercom contact attribute",
         ),
+        (
+            {
+                "REFERRAL_QUALIFY_ON": "property",
+                "REFERRAL_QUALIFY_VALUES": "New,Won",
+                "REFERRAL_QUALIFY_INITIAL": "new",
+            },
+            "REFERRAL_QUALIFY_INITIAL: a new lead's value cannot be one that qualifies",
+        ),
         ({"REFERRAL_QUALIFY_ON": "sometimes"}, "REFERRAL_QUALIFY_ON"),
         ({"REFERRAL_USER_TYPES": "friends"}, "REFERRAL_USER_TYPES"),
         ({"REFERRAL_CAMPAIGNS": "12,spring"}, "REFERRAL_CAMPAIGNS: 'spring' is not a campaign id"),
