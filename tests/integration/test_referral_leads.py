@@ -100,7 +100,8 @@ class Stack:
         return [q for q in self.referral.stats()["qualifications"] if q["id"] == user_id]
 
     def quiet(self) -> None:
-        """Every webhook the Intercom sandbox sent was answered, and every sync they stored has run."""
+        """Every webhook the Intercom sandbox sent was answered, and every sync they stored has run
+        (and every request the workers sent Intercom validated against its 2.14 description)."""
 
         def settled() -> bool:
             sent = self.agent.notifications()
@@ -109,6 +110,7 @@ class Stack:
             return sent["pending"] == 0 and answered and not pending and self.redis.llen(REALTIME_QUEUE) == 0
 
         wait_until(settled, 30, message="the webhooks and their syncs to settle")
+        assert self.intercom.stats()["validation_failures"] == 0  # every request we sent was Intercom's 2.14
 
 
 WEBHOOK_TOKEN = "test-referral-webhook-token"
