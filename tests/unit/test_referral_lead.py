@@ -9,7 +9,7 @@ from sync_worker.integrations.referral_leads.lead import (
     lead_update,
     referral_values,
 )
-from sync_worker.integrations.referral_leads.options import LeadOptions
+from tests.unit.referral_options import options
 
 USER = {
     "id": 5001,
@@ -26,20 +26,6 @@ USER = {
     "meta": [{"field": "Company", "value": "Lind & Co"}, {"field": "Seats", "value": 12}],
 }
 REFERRER = {"id": 4000, "first_name": "Omar", "email": "omar@example.com"}
-
-
-def _options(**changes) -> LeadOptions:
-    base = {
-        "user_types": frozenset({"person_invited"}),
-        "campaigns": frozenset(),
-        "field_map": parse_field_map(None),
-        "qualify_on": "property",
-        "qualify_property": "Lead Status",
-        "qualify_initial": "New",
-        "qualify_values": ("Qualified", "Customer"),
-        "display_timezone": "America/Toronto",
-    }
-    return LeadOptions(**{**base, **changes})
 
 
 def _values():
@@ -104,10 +90,10 @@ def test_summer_time_and_long_values():
 
 
 def test_the_initial_value_only_for_a_contact_without_one_and_only_with_the_property_method():
-    assert initial_values(_options(), None) == {"Lead Status": "New"}
-    assert initial_values(_options(), {"Lead Status": ""}) == {"Lead Status": "New"}
-    assert initial_values(_options(), {"Lead Status": "Contacted"}) == {}
-    assert initial_values(_options(qualify_on="signed_up"), None) == {}
+    assert initial_values(options(), None) == {"Lead Status": "New"}
+    assert initial_values(options(), {"Lead Status": ""}) == {"Lead Status": "New"}
+    assert initial_values(options(), {"Lead Status": "Contacted"}) == {}
+    assert initial_values(options(qualify_on="signed_up"), None) == {}
 
 
 def test_the_fingerprint_follows_the_values_not_their_order():

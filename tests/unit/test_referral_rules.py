@@ -7,8 +7,8 @@ import pytest
 from sync_worker.config import InvalidSetting, Settings
 from sync_worker.integrations.referral_leads import webhook_request
 from sync_worker.integrations.referral_leads.eligibility import skip_reason
-from sync_worker.integrations.referral_leads.fieldmap import parse_field_map
-from sync_worker.integrations.referral_leads.options import USER_TYPES, LeadOptions, lead_options
+from sync_worker.integrations.referral_leads.options import USER_TYPES, lead_options
+from sync_worker.integrations.referral_leads.pipeline import backstop_query, referral_search
 from sync_worker.integrations.referral_leads.qualification import (
     ALREADY_REPORTED,
     MOVED_BACK,
@@ -17,22 +17,7 @@ from sync_worker.integrations.referral_leads.qualification import (
     decide,
     watched_value,
 )
-
-
-def _options(**changes) -> LeadOptions:
-    base = {
-        "user_types": USER_TYPES["referred"],
-        "campaigns": frozenset(),
-        "field_map": parse_field_map(None),
-        "qualify_on": "property",
-        "qualify_property": "Lead Status",
-        "qualify_initial": "New",
-        "qualify_values": ("Qualified", "Customer"),
-        "display_timezone": "America/Toronto",
-        "excluded_emails": ("support@example.com",),
-    }
-    return LeadOptions(**{**base, **changes})
-
+from tests.unit.referral_options import options
 
 USER = {"id": 1, "type": "person_invited", "campaign_id": 12, "email": "a@example.com"}
 
@@ -40,17 +25,17 @@ USER = {"id": 1, "type": "person_invited", "campaign_id": 12, "email": "a@exampl
 @pytest.mark.parametrize(
     ("user", "options", "reason"),
     [
-        (USER, _options(), None),
-        ({**USER, "type": "person_referring"}, _options(), "type_not_sent"),
-        ({**USER, "type": "person_referring"}, _options(user_types=USER_TYPES["direct"]), None),
-        (USER, _options(user_types=USER_TYPES["direct"]), "type_not_sent"),
-        ({**USER, "type": "person_referring"}, _options(user_types=USER_TYPES["all"]), None),
-        (USER, _options(campaigns=frozenset({7})), "campaign_not_sent"),
-        (USER, _options(campaigns=frozenset({7, 12})), None),
-        ({**USER, "email": None}, _options(), "email_required"),
-        ({**USER, "email": "not an address"}, _options(), "email_required"),
-        ({**USER, "email": " Support@Example.com"}, _options(), "excluded"),
-        ({**USER, "type": "person_referring", "email": None}, _options(), "type_not_sent"),
+        (USER, options(), None),
+        ({**USER, "type": "person_referring"}, options(), "type_not_sent"),
+        ({**USER, "type": "person_referring"}, options(user_types=USER_TYPES["direct"]), None),
+        (USER, options(user_types=USER_TYPES["direct"]), "type_not_sent"),
+        ({**USER, "type": "person_referring"}, options(user_types=USER_TYPES["all"]), None),
+        (USER, options(campaigns=frozenset({7})), "campaign_not_sent"),
+        (USER, options(campaigns=frozenset({7, 12})), None),
+        ({**USER, "email": None}, options(), "email_required"),
+        ({**USER, "email": "not an address"}, options(), "email_required"),
+        ({**USER, "email": " Support@Example.com"}, options(), "excluded"),
+        ({**USER, "type": "person_referring", "email": None}, options(), "type_not_sent"),
     ],
 )
 def test_who_is_sent(user, options, reason):
@@ -72,7 +57,7 @@ def test_who_is_sent(user, options, reason):
     ],
 )
 def test_the_property_decision(current, last_seen, reported, action):
-    decision = decide(current, last_seen, reported=reported, options=_options())
+    decision = decide(current, last_seen, reported=reported, options=options())
     assert decision.action == action
     assert decision.seen == current
 
@@ -88,15 +73,15 @@ def test_the_property_decision(current, last_seen, reported, action):
 )
 def test_the_signed_up_decision(current, last_seen, action):
     assert (
-        decide(current, last_seen, reported=False, options=_options(qualify_on="signed_up")).action == action
+        decide(current, last_seen, reported=False, options=options(qualify_on="signed_up")).action == action
     )
 
 
 def test_the_watched_value_is_the_role_or_the_property():
     contact = {"role": "lead", "custom_attributes": {"Lead Status": "New"}}
-    assert watched_value(contact, _options()) == "New"
-    assert watched_value(contact, _options(qualify_on="signed_up")) == "lead"
-    assert watched_value({"role": "lead"}, _options()) is None
+    assert watched_value(contact, options()) == "New"
+    assert watched_value(contact, options(qualify_on="signed_up")) == "lead"
+    assert watched_value({"role": "lead"}, options()) is None
 
 
 PENDING = {
@@ -139,17 +124,17 @@ def test_a_new_user_or_a_merge_without_referral_id_asks_a_sync_by_email():
     assert webhook_request("contact.user.created", {**user, "email": None}) is None
 
 
-def test_settings_build_the_options(monkeypatch):
+def test_settings_build_theoptions(monkeypatch):
     monkeypatch.setenv("REFERRAL_USER_TYPES", "all")
     monkeypatch.setenv("REFERRAL_CAMPAIGNS", "12, 14")
     monkeypatch.setenv("REFERRAL_QUALIFY_ON", "property")
     monkeypatch.setenv("REFERRAL_QUALIFY_VALUES", "Qualified, Customer")
     monkeypatch.setenv("REFERRAL_FIELD_MAP", '{"url": "Referral Link"}')
-    options = lead_options(Settings())
-    assert options.user_types == frozenset({"person_invited", "person_referring"})
-    assert options.campaigns == frozenset({12, 14})
-    assert options.qualify_values == ("Qualified", "Customer")
-    assert dict(options.field_map.sent())["url"] == "Referral Link"
+    built = lead_options(Settings())
+    assert built.user_types == frozenset({"person_invited", "person_referring"})
+    assert built.campaigns == frozenset({12, 14})
+    assert built.qualify_values == ("Qualified", "Customer")
+    assert dict(built.field_map.sent())["url"] == "Referral Link"
 
 
 @pytest.mark.parametrize(
@@ -174,6 +159,14 @@ def test_settings_build_the_options(monkeypatch):
             },
             "REFERRAL_QUALIFY_PROPERTY: .*standard Intercom contact attribute",
         ),
+        (
+            {
+                "REFERRAL_QUALIFY_ON": "property",
+                "REFERRAL_QUALIFY_VALUES": "New,Won",
+                "REFERRAL_QUALIFY_INITIAL": "new",
+            },
+            "REFERRAL_QUALIFY_INITIAL: a new lead's value cannot be one that qualifies",
+        ),
         ({"REFERRAL_QUALIFY_ON": "sometimes"}, "REFERRAL_QUALIFY_ON"),
         ({"REFERRAL_USER_TYPES": "friends"}, "REFERRAL_USER_TYPES"),
         ({"REFERRAL_CAMPAIGNS": "12,spring"}, "REFERRAL_CAMPAIGNS: 'spring' is not a campaign id"),
@@ -184,3 +177,23 @@ def test_a_setting_that_cannot_work_is_refused_naming_it(monkeypatch, env, messa
         monkeypatch.setenv(name, value)
     with pytest.raises(InvalidSetting, match=message):
         lead_options(Settings())
+
+
+def test_the_backstop_searches_pending_contacts_that_qualify_now():
+    assert backstop_query(options()) == {
+        "operator": "AND",
+        "value": [
+            {"field": "custom_attributes.Referral Status", "operator": "=", "value": "Pending"},
+            {"field": "custom_attributes.Lead Status", "operator": "IN", "value": ["Qualified", "Customer"]},
+        ],
+    }
+    assert backstop_query(options(qualify_on="signed_up"))["value"][1] == {
+        "field": "role",
+        "operator": "=",
+        "value": "user",
+    }
+    assert referral_search(5002) == {
+        "field": "custom_attributes.Referral ID",
+        "operator": "=",
+        "value": "5002",
+    }

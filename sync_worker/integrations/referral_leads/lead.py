@@ -137,11 +137,3 @@ def initial_values(options: LeadOptions, contact_custom: Mapping[str, Any] | Non
 def fingerprint(update: LeadUpdate) -> str:
     document = {"version": VERSION, "custom_attributes": update.custom}
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-
-
-def attribute_names(options: LeadOptions) -> tuple[str, ...]:
-    """Every custom attribute a lead may get: the map's, ours, and the qualifying property."""
-    names = [*options.field_map.custom_names(), REFERRAL_ID, REFERRAL_STATUS]
-    if options.by_property:
-        names.append(options.qualify_property)
-    return tuple(dict.fromkeys(names))

@@ -5,9 +5,10 @@ or raises :class:`~sync_worker.config.InvalidSetting` naming the variable that c
 ``REFERRAL_USER_TYPES`` other than ``referred``/``direct``/``all``, a ``REFERRAL_CAMPAIGNS`` entry
 that is not an integer, a ``REFERRAL_FIELD_MAP`` refused by :mod:`.fieldmap` (an unknown field,
 ``email`` unmapped, ...), a ``REFERRAL_QUALIFY_ON`` other than ``signed_up``/``property``, and with
-``property`` an empty ``REFERRAL_QUALIFY_VALUES`` or a ``REFERRAL_QUALIFY_PROPERTY`` Intercom would
-refuse. The pipeline is built with them at a worker's start (``workerprocess``), so a worker with
-such a setting stops with that one line and a run never meets it. :data:`USER_TYPES` is what each
+``property`` an empty ``REFERRAL_QUALIFY_VALUES``, a ``REFERRAL_QUALIFY_PROPERTY`` Intercom would
+refuse, or a ``REFERRAL_QUALIFY_INITIAL`` that is itself a qualifying value. The pipeline is
+built with them at a worker's start (``workerprocess``), so a worker with such a setting stops
+with that one line and a run never meets it. :data:`USER_TYPES` is what each
 ``REFERRAL_USER_TYPES`` value sends.
 """
 
@@ -87,6 +88,12 @@ def lead_options(settings: Settings) -> LeadOptions:
             check_attribute_name(prop)
         except InvalidAttributeName as bad:
             raise InvalidSetting(f"REFERRAL_QUALIFY_PROPERTY: {bad.message}") from None
+        initial = settings.referral_qualify_initial.strip().casefold()
+        if initial and initial in {value.strip().casefold() for value in values}:
+            raise InvalidSetting(
+                "REFERRAL_QUALIFY_INITIAL: a new lead's value cannot be one that qualifies "
+                f"({settings.referral_qualify_initial!r} is in REFERRAL_QUALIFY_VALUES)"
+            )
     try:
         field_map = parse_field_map(
             settings.referral_field_map, reserved=(prop,) if qualify_on == PROPERTY else ()

@@ -14,12 +14,10 @@ Guarantees (the order of :meth:`ReferralLeadSync.run`):
    the claim go and raises (transient: the task retries with backoff, then parks; a replay sends
    it once); the value last seen is remembered only after the report;
 3. the user is skipped per :mod:`.eligibility` (an outcome, never retried, no dead letter);
-4. its lead is found: the pairing kept in Redis, else Intercom's search on ``Referral ID``, else by
-   email (a user or a lead: that contact is updated, no duplicate), else a lead is created
-   (``POST /contacts``, ``role: lead``; one run at a time per referral); the lead gets the field
-   map's values (:mod:`.lead`), written only when their fingerprint changed, so our own write
-   echoing back as a webhook writes nothing and reports nothing; standard fields (email, name)
-   are set when the lead is created, and on a contact found only where it has none;
+4. its lead is written by :class:`~.leadwriter.LeadWriter` (the pairing kept in Redis, else
+   Intercom's search on ``Referral ID``, else by email: a user or a lead with it is updated, no
+   duplicate; else a lead is created), with the field map's values (:mod:`.lead`) and only what
+   changed, so our own write echoing back as a webhook writes nothing and reports nothing;
 5. a request about an Intercom contact whose lead is paired and written reads the program only
    when it reports: an echo of our own write costs one Intercom read and nothing else.
 
@@ -31,7 +29,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sync_worker.dispatch import SyncRequest
@@ -40,17 +38,16 @@ from sync_worker.integrations.referral_leads import eligibility, qualification
 from sync_worker.integrations.referral_leads.fieldmap import REFERRAL_ID, REFERRAL_STATUS
 from sync_worker.integrations.referral_leads.lead import (
     QUALIFIED,
-    LeadUpdate,
-    attribute_names,
-    fingerprint,
-    initial_values,
     lead_update,
     referral_values,
 )
+from sync_worker.integrations.referral_leads.leadwriter import LeadWriter, referral_search
 from sync_worker.integrations.referral_leads.options import LeadOptions
 from sync_worker.integrations.referral_leads.state import ReferralRecord, ReferralState
-from sync_worker.intercom import ContactMerged, IntercomNotFound
+from sync_worker.intercom import ContactMerged, IntercomClient, IntercomNotFound
 from sync_worker.logs import log_event
+from sync_worker.referral import ReferralClient
+from sync_worker.schema import AttributeSchema
 from sync_worker.screening import normalise_email
 from sync_worker.sync import SyncOutcome
 
@@ -63,11 +60,6 @@ NOT_REFERRAL = "not_referral"
 REFERRAL_NOT_FOUND = "referral_not_found"
 #: how long a qualification claim outlives a run that died holding it
 QUALIFY_CLAIM_SECONDS = 300
-
-
-def referral_search(referral_id: int | str) -> dict[str, Any]:
-    """Intercom's search query for the contacts whose ``Referral ID`` is ``referral_id``."""
-    return {"field": f"custom_attributes.{REFERRAL_ID}", "operator": "=", "value": str(referral_id)}
 
 
 def backstop_query(options: LeadOptions) -> dict[str, Any]:
@@ -92,12 +84,16 @@ def _outcome(status: str, contact_id: str | None, request: SyncRequest, **more: 
 class ReferralLeadSync:
     """Everything a run needs, passed in (``runtime`` wires it: :meth:`ReferralLeadsIntegration.pipeline`)."""
 
-    intercom: Any  # sync_worker.intercom.IntercomClient
-    referral: Any  # sync_worker.referral.ReferralClient
-    schema: Any  # sync_worker.schema.AttributeSchema
+    intercom: IntercomClient
+    referral: ReferralClient
+    schema: AttributeSchema
     state: ReferralState
     options: LeadOptions
     new_token: Callable[[], str] = lambda: uuid.uuid4().hex
+    writer: LeadWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = LeadWriter(self.intercom, self.schema, self.state, self.options, self.new_token)
 
     # --- the pipeline's interface (tasks.py) ---------------------------------------------
 
@@ -160,7 +156,9 @@ class ReferralLeadSync:
             contact = self._current_contact(request.contact_id)
             if contact is None:
                 if user is None and not self.state.load(referral_id).contact_id:
-                    return _outcome("gone", request.contact_id, request, reason="contact_gone")
+                    return _outcome(
+                        "gone", request.contact_id, request, reason="contact_gone", code="contact_gone"
+                    )
             else:
                 return self._about_contact(referral_id, contact, request, user=user)
         if user is None:
@@ -282,129 +280,15 @@ class ReferralLeadSync:
                 reason=reason,
                 trigger=request.trigger,
             )
-            return _outcome("skipped", record.contact_id, request, reason=reason)
+            return _outcome("skipped", record.contact_id, request, reason=reason, code=reason)
         reported = record.reported or bool(user.get("qualified_at"))
         if user.get("qualified_at") and not record.reported:
             self.state.mark_reported(referral_id, by="program")
         update = lead_update(
             self._values(user), self.options.field_map, referral_id=referral_id, reported=reported
         )
-        shown = fingerprint(update)
         email = update.standard.get("email") or normalise_email(user.get("email"))
-        if contact is None and record.contact_id:
-            if record.shown == shown:
-                return _outcome("unchanged", record.contact_id, request)
-            try:
-                self._put(record.contact_id, update.custom)
-            except (IntercomNotFound, ContactMerged):  # merged or deleted: found again below
-                self.state.forget_contact(referral_id)
-            else:
-                self.state.pair(referral_id, record.contact_id, email, shown=shown)
-                return self._synced(referral_id, record.contact_id, request, created=False)
-        if contact is None:
-            contact = self._find(referral_id, email)
-        if contact is not None:
-            return self._update_found(referral_id, contact, update, shown, email, request, record)
-        return self._create(referral_id, update, shown, email, request)
-
-    def _update_found(
-        self,
-        referral_id: str,
-        contact: Mapping[str, Any],
-        update: LeadUpdate,
-        shown: str,
-        email: str,
-        request: SyncRequest,
-        record: ReferralRecord,
-    ) -> SyncOutcome:
-        contact_id = str(contact["id"])
-        custom_now = contact.get("custom_attributes") or {}
-        written = {**update.custom, **initial_values(self.options, custom_now)}
-        standard = (
-            {"name": update.standard["name"]}
-            if update.standard.get("name") and not contact.get("name")
-            else {}
-        )
-        first_sight = record.contact_id != contact_id
-        changed = {name: value for name, value in written.items() if custom_now.get(name) != value}
-        if changed or standard:
-            self._put(contact_id, written, standard)
-        seen = qualification.watched_value(
-            {**contact, "custom_attributes": {**custom_now, **written}}, self.options
-        )
-        self.state.pair(
-            referral_id,
-            contact_id,
-            email,
-            shown=shown,
-            seen=seen,
-            set_seen=first_sight and not record.seen_known,
-        )
-        if not (changed or standard):
-            return _outcome("unchanged", contact_id, request)
-        return self._synced(referral_id, contact_id, request, created=False)
-
-    def _create(
-        self, referral_id: str, update: LeadUpdate, shown: str, email: str, request: SyncRequest
-    ) -> SyncOutcome:
-        token = self.new_token()
-        if not self.state.lock_creation(referral_id, token):
-            raise TransientError("another run is creating this referral's lead", code="lead_being_created")
-        try:
-            again = self.state.load(referral_id)
-            if again.contact_id:  # the other run finished meanwhile
-                return self._write_lead_paired(referral_id, again, update, shown, email, request)
-            written = {**update.custom, **initial_values(self.options, None)}
-            self.schema.ensure(written)
-            try:
-                created = self.intercom.create_contact(
-                    role="lead",
-                    email=update.standard.get("email") or email,
-                    name=update.standard.get("name"),
-                    custom_attributes=written,
-                )
-                contact_id = str(created["id"])
-            except Exception as error:
-                existing = getattr(error, "existing_id", None)
-                if not existing:
-                    raise
-                contact_id = str(existing)
-                self._put(contact_id, written)
-            seen = qualification.watched_value({"role": "lead", "custom_attributes": written}, self.options)
-            self.state.pair(referral_id, contact_id, email, shown=shown, seen=seen, set_seen=True)
-        finally:
-            self.state.unlock_creation(referral_id, token)
-        return self._synced(referral_id, contact_id, request, created=True)
-
-    def _write_lead_paired(
-        self,
-        referral_id: str,
-        record: ReferralRecord,
-        update: LeadUpdate,
-        shown: str,
-        email: str,
-        request: SyncRequest,
-    ) -> SyncOutcome:
-        contact_id = record.contact_id or ""
-        if record.shown == shown:
-            return _outcome("unchanged", contact_id, request)
-        self._put(contact_id, update.custom)
-        self.state.pair(referral_id, contact_id, email, shown=shown)
-        return self._synced(referral_id, contact_id, request, created=False)
-
-    def _synced(
-        self, referral_id: str, contact_id: str, request: SyncRequest, *, created: bool
-    ) -> SyncOutcome:
-        log_event(
-            logger,
-            "referral_lead_written",
-            integration=NAME,
-            referral_id=referral_id,
-            contact_id=contact_id,
-            lead_created=created,  # "created" is a LogRecord attribute: logging refuses it
-            trigger=request.trigger,
-        )
-        return _outcome("synced", contact_id, request, written=True)
+        return self.writer.write(referral_id, update, email, request, record, contact=contact)
 
     # --- reads and writes --------------------------------------------------------------
 
@@ -444,36 +328,6 @@ class ReferralLeadSync:
         except IntercomNotFound:
             return None
 
-    def _find(self, referral_id: str, email: str) -> dict[str, Any] | None:
-        """The contact for this referral: by ``Referral ID``, by our email index, else by email."""
-        by_id = self.intercom.search_contacts(referral_search(referral_id)).contacts
-        if by_id:
-            return by_id[0]
-        if not email:
-            return None
-        by_email = self.intercom.search_contacts_by_email(email)
-        if not by_email:
-            return None
-        users_first = sorted(
-            by_email, key=lambda c: (c.get("role") != qualification.USER, c.get("created_at") or 0)
-        )
-        return users_first[0]
-
-    def _put(
-        self, contact_id: str, custom: Mapping[str, str], standard: Mapping[str, str] | None = None
-    ) -> None:
-        self.schema.ensure(custom)
-        try:
-            self.intercom.update_contact(contact_id, custom_attributes=custom, standard=standard or None)
-        except IntercomNotFound:
-            if not hasattr(self.intercom, "unarchive_contact"):
-                raise
-            try:
-                self.intercom.unarchive_contact(contact_id)  # archived: answers 404 until unarchived
-            except IntercomNotFound:
-                raise IntercomNotFound(f"contact {contact_id} is gone") from None
-            self.intercom.update_contact(contact_id, custom_attributes=custom, standard=standard or None)
-
     def _not_found(self, request: SyncRequest, *, source_kind: str) -> SyncOutcome:
         log_event(
             logger,
@@ -484,7 +338,9 @@ class ReferralLeadSync:
             source_id=request.source_id if source_kind in ("id", "code") else None,
             trigger=request.trigger,
         )
-        return _outcome("gone", request.contact_id, request, reason=REFERRAL_NOT_FOUND)
+        return _outcome(
+            "gone", request.contact_id, request, reason=REFERRAL_NOT_FOUND, code=REFERRAL_NOT_FOUND
+        )
 
 
-__all__ = ["ReferralLeadSync", "attribute_names", "backstop_query", "referral_search"]
+__all__ = ["ReferralLeadSync", "backstop_query", "referral_search"]
