@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from sync_worker.referral_intake.schedule import BACKSTOP_TASK, WALK_START_TASK
 from sync_worker.referral_intake.tasks import LAST_WALK_KEY
 from sync_worker.referral_intake.tasks import LOCK_KEY as WALK_LOCK_KEY
 from sync_worker.resync.lock import RunLock
+from tests.fixtures.intercom_agent import IntercomAgent
 from tests.fixtures.referral_sandbox import ReferralSandbox, served_referral
 from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
@@ -99,8 +101,9 @@ class Stack:
         return lead
 
 
-@pytest.fixture
-def stack(service_env, intercom_sandbox, workers, redis_url) -> Iterator[Stack]:
+@contextmanager
+def running(service_env, intercom_sandbox, workers, redis_url, **extra: str) -> Iterator[Stack]:
+    """The receiver and two worker processes running ``referral_leads`` (``extra``: its settings)."""
     with served_referral() as referral:
         env = {
             **service_env,
@@ -108,6 +111,7 @@ def stack(service_env, intercom_sandbox, workers, redis_url) -> Iterator[Stack]:
             "REFERRAL_API_URL": referral.url,
             "REFERRAL_API_TOKEN": referral.token,
             "REFERRAL_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+            **extra,
         }
         receiver = ServedApp(create_app(Settings(**env))).start()
         referral.config(webhook_url=f"{receiver.url}{ROUTE}", webhook_headers={TOKEN_HEADER: WEBHOOK_TOKEN})
@@ -118,6 +122,28 @@ def stack(service_env, intercom_sandbox, workers, redis_url) -> Iterator[Stack]:
         finally:
             client.close()
             stop_web(receiver)
+
+
+@pytest.fixture
+def stack(service_env, intercom_sandbox, workers, redis_url) -> Iterator[Stack]:
+    with running(service_env, intercom_sandbox, workers, redis_url) as started:
+        yield started
+
+
+@pytest.fixture
+def property_stack(service_env, intercom_sandbox, workers, redis_url) -> Iterator[Stack]:
+    """Qualification by ``Lead Status`` (New, then Qualified or Customer)."""
+    with running(
+        service_env,
+        intercom_sandbox,
+        workers,
+        redis_url,
+        REFERRAL_QUALIFY_ON="property",
+        REFERRAL_QUALIFY_PROPERTY="Lead Status",
+        REFERRAL_QUALIFY_INITIAL="New",
+        REFERRAL_QUALIFY_VALUES="Qualified,Customer",
+    ) as started:
+        yield started
 
 
 def test_a_join_is_a_lead_in_intercom_within_seconds(stack: Stack) -> None:
@@ -165,33 +191,59 @@ def test_a_second_walk_stops_at_users_already_handled(stack: Stack) -> None:
     assert len(stack.intercom.contacts()) == leads_before
 
 
-def test_a_lost_intercom_webhook_is_made_up_by_the_backstop(stack: Stack) -> None:
-    joined = stack.referral.join(email="signs.up@example.com", referrer_id=None)
-    lead = stack.wait_for_lead("signs.up@example.com")
-    user_id = joined["user"]["id"]
-    # The lead signs up (becomes a user) in Intercom, and Intercom's webhook about it is lost.
-    converted = stack.intercom.client().update_contact(
-        lead["id"], custom_attributes={}, standard={"role": "user"}
-    )
-    assert converted["role"] == "user"
-    assert stack.referral.stats()["qualifications"] == []
+def reported(stack: Stack, user_id: int) -> list[dict[str, Any]]:
+    """The program's qualification calls about ``user_id``."""
+    return [q for q in stack.referral.stats()["qualifications"] if q.get("id") == user_id]
 
+
+def backstop_makes_it_up(stack: Stack, lead_id: str, user_id: int) -> None:
+    """Beat's backstop reports the qualification once and marks the contact Qualified; a second
+    backstop and a walk after it report nothing more."""
+    assert reported(stack, user_id) == []
     stack.send_beat_task(BACKSTOP_TASK)
-
-    def reported() -> list[dict[str, Any]]:
-        return [q for q in stack.referral.stats()["qualifications"] if q.get("id") == user_id]
-
-    wait_until(lambda: reported(), 30, message="the backstop to report the qualification")
+    wait_until(lambda: reported(stack, user_id), 30, message="the backstop to report the qualification")
     wait_until(
-        lambda: stack.intercom.contact(lead["id"])["custom_attributes"].get("Referral Status") == "Qualified",
+        lambda: stack.intercom.contact(lead_id)["custom_attributes"].get("Referral Status") == "Qualified",
         30,
         message="Referral Status = Qualified",
     )
-    # Once, also when the backstop and the walk run again.
     stack.send_beat_task(BACKSTOP_TASK)
     stack.walk_once()
     wait_until(stack.settled, 30, message="the syncs to run")
-    assert len(reported()) == 1
+    assert len(reported(stack, user_id)) == 1
+
+
+def test_a_lost_signed_up_webhook_is_made_up_by_the_backstop(stack: Stack) -> None:
+    joined = stack.referral.join(email="signs.up@example.com", referrer_id=None)
+    lead = stack.wait_for_lead("signs.up@example.com")
+    # The lead signs up in Intercom, and Intercom's webhook about it is lost (none is configured).
+    agent = IntercomAgent(stack.intercom)
+    try:
+        signed_up = agent.signup(lead["id"])
+    finally:
+        agent.close()
+    assert signed_up["contact"]["role"] == "user"
+    assert signed_up["receiver_status"] is None  # not delivered
+    backstop_makes_it_up(stack, lead["id"], joined["user"]["id"])
+
+
+def test_a_lost_property_webhook_is_made_up_by_the_backstop(property_stack: Stack) -> None:
+    stack = property_stack
+    joined = stack.referral.join(email="qualifies@example.com", referrer_id=None)
+    lead = stack.wait_for_lead("qualifies@example.com")
+    assert lead["custom_attributes"]["Lead Status"] == "New"
+    stack.send_beat_task(BACKSTOP_TASK)  # nothing qualifies yet
+    wait_until(
+        lambda: log_events(stack.workers, "referral_backstop_finished"), 30, message="the first backstop"
+    )
+    assert log_events(stack.workers, "referral_backstop_finished")[-1]["stored"] == 0
+    agent = IntercomAgent(stack.intercom)
+    try:
+        changed = agent.change(lead["id"], custom_attributes={"Lead Status": "Qualified"})
+    finally:
+        agent.close()
+    assert changed["receiver_status"] is None  # the agent's change, its webhook lost
+    backstop_makes_it_up(stack, lead["id"], joined["user"]["id"])
 
 
 def test_a_burst_of_joins_is_served_from_pages(stack: Stack) -> None:
