@@ -72,9 +72,7 @@ class PageReader:
         """The user a request names, read at or after ``requested_at`` (module guarantees)."""
         self.keep_fresh()
         deadline = time.monotonic() + self.wait
-        while True:
-            if not source_id:
-                break  # named by its email alone: the program's read answers the newest of that email
+        while source_id:  # by its email alone: the program's read answers the newest of that email
             found = self.cache.lookup(source_id, not_before=requested_at)
             if found is not None:
                 return found

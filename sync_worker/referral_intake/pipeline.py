@@ -1,13 +1,14 @@
 """The referral pipeline as the tasks run it: each user read from pages when it can be.
 
 Guarantees of :class:`PagedReferralSync` (what ``runtime.pipeline("referral_leads")`` answers):
-- a request about a referral user (no Intercom ``contact_id``: the program's webhook, the walk)
-  reads its user through :class:`~.pagereader.PageReader` (a record read at or after the
-  request was stored) and runs the pipeline's ``apply`` on it: the same steps as the pipeline's
-  own ``run`` after its read; a user the program does not have runs the pipeline's ``run`` (which
-  reads once more and ends ``gone``, as it always does);
-- a request about an Intercom contact (a webhook of Intercom's, the backstop) runs the
-  pipeline's ``run`` unchanged;
+- a request about a referral user named by its id or code (no Intercom ``contact_id``) from the
+  program's webhook or the walk (:data:`PAGED_TRIGGERS`) reads its user through
+  :class:`~.pagereader.PageReader` (a record read at or after the request was stored) and runs
+  the pipeline's ``apply`` on it: the same steps as the pipeline's own ``run`` after its read; a
+  user the program does not have runs the pipeline's ``run`` (which reads once more and ends
+  ``gone``, as it always does);
+- any other request (about an Intercom contact: Intercom's webhooks, the backstop; a replay; a
+  user named by email alone) runs the pipeline's ``run`` unchanged;
 - everything else (``intercom_calls``, ``handled``, ``qualify_contact``, ``options``) is the
   pipeline's own.
 """
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     from sync_worker.runtime import Runtime
 
 
+#: The triggers about a user who just joined (its webhook) or a page just read (the walk): its user
+#: is on the newest page. Any other (a replay, a retry's fresh trigger, a user named by email alone)
+#: reads the user as the pipeline does, one call, never a page and then the user.
+PAGED_TRIGGERS = frozenset({"webhook", "schedule"})
+
+
 class PagedReferralSync:
     def __init__(self, inner: Any, reader: PageReader):
         self.inner = inner  # sync_worker.integrations.referral_leads.pipeline.ReferralLeadSync
@@ -38,7 +45,7 @@ class PagedReferralSync:
         return self.inner.intercom_calls(request)
 
     def run(self, request: SyncRequest) -> list[SyncOutcome]:
-        if request.contact_id or not (request.source_id or request.email):
+        if request.contact_id or request.trigger not in PAGED_TRIGGERS or not request.source_id:
             return self.inner.run(request)
         user = self.reader.user(request.source_id, request.email, requested_at=request.requested_at)
         if user is None:
