@@ -150,7 +150,12 @@ def test_a_referred_user_becomes_a_lead_with_the_mapped_fields_and_nothing_of_th
     }
     shown = json.dumps(lead)
     assert "RF05002" not in shown and "sandbox.referral.invalid" not in shown  # code and url: not sent
-    assert stack.intercom.stats()["validation_failures"] == 0
+    stats = stack.intercom.stats()
+    assert stats["validation_failures"] == 0
+    calls = stats["calls_by_operation"]
+    assert (calls.get("SearchContacts"), calls.get("CreateContact")) == (1, 1), (
+        calls
+    )  # one search, one create
 
 
 def test_a_join_in_the_program_is_a_lead_in_intercom_within_seconds(stack):

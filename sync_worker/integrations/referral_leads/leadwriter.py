@@ -2,9 +2,10 @@
 
 Guarantees of :meth:`LeadWriter.write` (one referral's computed update in, one outcome out):
 - the contact is, the first that answers: the one the caller read (an Intercom webhook's), the
-  pairing kept in Redis, Intercom's search on ``Referral ID``, the contact paired with another
-  referral of the same email (our index: Intercom's search lags behind our own creates), Intercom's
-  search by email (a user before a lead, the oldest first), else a new lead (``POST /contacts``,
+  pairing kept in Redis, one Intercom search for its ``Referral ID`` or its email (a contact with
+  the ``Referral ID``, else a user before a lead, the oldest first), the contact paired with
+  another referral of the same email (our index: Intercom's search lags behind our own creates),
+  else a new lead (``POST /contacts``,
   ``role: lead``; one run at a time per referral, :meth:`ReferralState.lock_creation`; Intercom's
   409 for an existing contact: that contact is updated instead);
 - only what changed is written: a paired lead whose attributes' fingerprint is the one written
@@ -157,25 +158,27 @@ class LeadWriter:
     # --- reads and writes -----------------------------------------------------------------
 
     def _find(self, referral_id: str, email: str) -> Mapping[str, Any] | None:
-        by_id = self.intercom.search_contacts(referral_search(referral_id)).contacts
+        """One search for the contacts with this ``Referral ID`` or this email; then the contact of
+        another referral of the email (our index), for one Intercom's search does not show yet."""
+        query = referral_search(referral_id)
+        if email:
+            query = {"operator": "OR", "value": [query, {"field": "email", "operator": "=", "value": email}]}
+        found = self.intercom.search_contacts(query).contacts
+        by_id = [c for c in found if (c.get("custom_attributes") or {}).get(REFERRAL_ID) == referral_id]
         if by_id:
             return by_id[0]
-        if not email:
-            return None
-        other = self.state.referral_for_email(email)
+        if found:
+            return sorted(
+                found, key=lambda c: (c.get("role") != qualification.USER, c.get("created_at") or 0)
+            )[0]
+        other = self.state.referral_for_email(email) if email else None
         paired = self.state.load(other).contact_id if other and other != referral_id else None
-        if paired:
-            try:
-                return self.intercom.get_contact(paired)
-            except IntercomNotFound:
-                pass  # gone: search for another below
-        by_email = self.intercom.search_contacts_by_email(email)
-        if not by_email:
+        if not paired:
             return None
-        users_first = sorted(
-            by_email, key=lambda c: (c.get("role") != qualification.USER, c.get("created_at") or 0)
-        )
-        return users_first[0]
+        try:
+            return self.intercom.get_contact(paired)
+        except IntercomNotFound:
+            return None
 
     def _put(
         self, contact_id: str, custom: Mapping[str, str], standard: Mapping[str, str] | None = None

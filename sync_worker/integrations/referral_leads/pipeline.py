@@ -14,8 +14,8 @@ Guarantees (the order of :meth:`ReferralLeadSync.run`):
    the claim go and raises (transient: the task retries with backoff, then parks; a replay sends
    it once); the value last seen is remembered only after the report;
 3. the user is skipped per :mod:`.eligibility` (an outcome, never retried, no dead letter);
-4. its lead is written by :class:`~.leadwriter.LeadWriter` (the pairing kept in Redis, else
-   Intercom's search on ``Referral ID``, else by email: a user or a lead with it is updated, no
+4. its lead is written by :class:`~.leadwriter.LeadWriter` (the pairing kept in Redis, else one
+   Intercom search on ``Referral ID`` or email: a user or a lead with it is updated, no
    duplicate; else a lead is created), with the field map's values (:mod:`.lead`) and only what
    changed, so our own write echoing back as a webhook writes nothing and reports nothing;
 5. a request about an Intercom contact whose lead is paired and written reads the program only
@@ -99,7 +99,7 @@ class ReferralLeadSync:
 
     def intercom_calls(self, request: SyncRequest) -> int:
         """The Intercom calls a run plans (taken together): about a contact, its read and a write;
-        a paired lead, its write; else the two searches and the create or write."""
+        a paired lead, its write; else the search and the create or write."""
         if request.contact_id:
             return 2
         if (
@@ -108,7 +108,7 @@ class ReferralLeadSync:
             and self.state.load(request.source_id).contact_id
         ):
             return 1
-        return 3
+        return 2
 
     def run(self, request: SyncRequest) -> list[SyncOutcome]:
         return [self._run(request)]
