@@ -82,8 +82,10 @@ def company_record(integration: str, company_id: str) -> str:
     return f"{PREFIX}:company-record:{integration}:{company_id}"
 
 
-def data_attributes(workspace: str) -> str:
-    return f"{PREFIX}:data-attributes:{workspace}"
+def data_attributes(workspace: str, model: str = "contact") -> str:
+    """The cached data-attribute names of one model (contact's key kept from before companies)."""
+    base = f"{PREFIX}:data-attributes:{workspace}"
+    return base if model == "contact" else f"{base}:{model}"
 
 
 def worker_heartbeat() -> str:

@@ -18,13 +18,22 @@ Guarantees:
   requested ``Intercom-Version`` documents: 410 ``contact_merged`` with a ``Link`` to the
   survivor under ``Preview`` (whose requests are validated against the Preview description),
   404 ``not_found`` under 2.14 and every other version, as a deleted contact does;
+- ``POST /contacts`` creates a user or a lead; a user's email (case-insensitive, among users) and
+  any contact's ``external_id`` are unique, archived contacts included: a duplicate answers 409
+  ``conflict`` "A contact matching those details already exists with id=<id>", as Intercom does;
+  an archived contact (``POST /contacts/{id}/archive``, undone by ``/unarchive``) answers 404 and
+  is left out of lists and search until unarchived;
+- companies and memberships (``POST/GET /companies``, ``/contacts/{id}/companies``) live in
+  :mod:`sync_worker.devtools.sandbox.intercom_companies`, under the same lock, windows and
+  validation; ``stats()["succeeded_by_operation"]`` counts the 2xx answers per operation id
+  (``CreateContact``, ``createOrUpdateCompany``, ``attachContactToACompany``, ...);
 - every PUT applied to a contact is kept, in order, in that contact's write log (the last
   :data:`WRITES_KEPT`), so a test can show what a contact showed at every step, not only at the end;
 - data attributes are listed without archived ones unless ``include_archived=true``; an archived
   name can be neither written nor created again; at most :data:`MAX_CUSTOM_ATTRIBUTES` live
   custom attributes per model (the sandbox's own wording for the refusal);
 - ``/_sandbox/*`` control routes (no auth, not validated, not rate limited) seed, inspect,
-  merge, delete, read write logs, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
+  merge, delete, read write logs, seed companies and attachments, race a company create, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
   configure failures, delays and a revoked token (``token_revoked``), read the stats and reset.
 
 Run standalone: ``python -m sync_worker.devtools.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
@@ -48,6 +57,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
+from sync_worker.devtools.sandbox.intercom_companies import CompanyBook, add_company_routes
 from sync_worker.devtools.sandbox.openapi import RequestValidator, get_validator, shipped_spec
 from sync_worker.devtools.sandbox.server import ServedApp
 
@@ -172,6 +182,7 @@ class Admission:
 class _Stats:
     windows: dict[float, Window] = field(default_factory=dict)
     by_operation: Counter[str] = field(default_factory=Counter)
+    succeeded_by_operation: Counter[str] = field(default_factory=Counter)  # 2xx answers only
     by_status: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
     validation_failures: int = 0
@@ -213,6 +224,15 @@ class IntercomState:
             self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
             self._writes: dict[str, deque[dict[str, Any]]] = {}
             self._stats = _Stats()
+            self.companies = CompanyBook(
+                lock=self._lock,
+                clock=self.clock,
+                new_id=self._new_id,
+                live_contact=lambda contact_id: self._live(contact_id, preview=False),
+                check_value=lambda name, value: self._check_custom_value(name, value, model="company"),
+                app_id=self.workspace_id,
+                api_error=ApiError,
+            )
 
     # --- rate limiting and stats ---------------------------------------------------------
 
@@ -247,6 +267,8 @@ class IntercomState:
     def record(self, method: str, path: str, operation: str, status: int) -> None:
         with self._lock:
             self._stats.by_operation[operation] += 1
+            if 200 <= status < 300:
+                self._stats.succeeded_by_operation[operation] += 1
             self._stats.by_status[str(status)] += 1
             self._stats.recent.append(
                 {
@@ -312,6 +334,8 @@ class IntercomState:
                 "max_admitted_in_window": max((w.admitted for w in windows), default=0),
                 "windows_over_limit": sum(1 for w in windows if w.admitted > w.limit),
                 "calls_by_operation": dict(self._stats.by_operation),
+                "succeeded_by_operation": dict(self._stats.succeeded_by_operation),
+                **self.companies.counts(),
                 "responses_by_status": dict(self._stats.by_status),
                 "rate_limited": self._stats.rate_limited,
                 "validation_failures": self._stats.validation_failures,
@@ -348,6 +372,7 @@ class IntercomState:
                 "created_at": created,
                 "updated_at": created,
                 "signed_up_at": created if role == "user" else None,
+                "archived": bool(seed.get("archived", False)),
                 "_created": now,
             }
             self._position[contact_id] = len(self._order)
@@ -360,7 +385,11 @@ class IntercomState:
             stored = self._contacts.get(contact_id)
             if stored is None:
                 return None
-            return {**self._render(stored), "merged_into": self._merged.get(contact_id)}
+            return {
+                **self._render(stored),
+                "merged_into": self._merged.get(contact_id),
+                "archived": stored["archived"],
+            }
 
     def all_contacts(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -384,6 +413,7 @@ class IntercomState:
                 raise KeyError("no such live contact")
             del self._contacts[contact_id]
             self._writes.pop(contact_id, None)
+            self.companies.forget_contact(contact_id)
             self._order.remove(contact_id)
             self._position = {cid: n for n, cid in enumerate(self._order)}
 
@@ -397,7 +427,7 @@ class IntercomState:
                 {"Link": f'</contacts/{survivor}>; rel="canonical"'},
             )
         contact = self._contacts.get(contact_id)
-        if contact is None or contact_id in self._merged:
+        if contact is None or contact_id in self._merged or contact["archived"]:
             raise ApiError(404, "not_found", "User Not Found")
         return contact
 
@@ -409,17 +439,18 @@ class IntercomState:
         """One page of the live contacts; costs the page (and the merged ones), not the workspace."""
         with self._lock:
             _check_per_page(per_page)
+            hidden = self._hidden()
             start = 0
             if starting_after:
                 start = self._position[self._cursor_id(starting_after)] + 1
             chunk, end = [], start
             while end < len(self._order) and len(chunk) < per_page:
-                if self._order[end] not in self._merged:
+                if self._order[end] not in hidden:
                     chunk.append(self._contacts[self._order[end]])
                 end += 1
-            more = any(self._order[n] not in self._merged for n in range(end, len(self._order)))
-            live_before = start - sum(1 for m in self._merged if self._position[m] < start)
-            total = len(self._contacts) - len(self._merged)
+            more = any(self._order[n] not in hidden for n in range(end, len(self._order)))
+            live_before = start - sum(1 for m in hidden if self._position[m] < start)
+            total = len(self._contacts) - len(hidden)
             return self._listing(chunk, per_page, total=total, start=live_before, more=more)
 
     def search_contacts(
@@ -432,7 +463,10 @@ class IntercomState:
             contacts = [
                 c
                 for i, c in self._contacts.items()
-                if i not in self._merged and c["_created"] <= visible_before and _matches(c, query)
+                if i not in self._merged
+                and not c["archived"]
+                and c["_created"] <= visible_before
+                and _matches(c, query)
             ]
             return self._page(contacts, per_page, pagination.get("starting_after"))
 
@@ -507,8 +541,8 @@ class IntercomState:
                 return None
             return [dict(write) for write in self._writes.get(contact_id, ())]
 
-    def _check_custom_value(self, name: str, value: Any) -> None:
-        attribute = self._attributes.get(("contact", name))
+    def _check_custom_value(self, name: str, value: Any, *, model: str = "contact") -> None:
+        attribute = self._attributes.get((model, name))
         if attribute is None or attribute.get("archived"):
             raise ApiError(400, "parameter_invalid", f"Custom attribute '{name}' does not exist")
         if value is None:
@@ -582,8 +616,60 @@ class IntercomState:
             "custom_attributes": dict(stored["custom_attributes"]),
             "tags": listing("tags"),
             "notes": listing("notes"),
-            "companies": listing("companies"),
+            "companies": self.companies.contact_listing(contact_id),
         }
+
+    # --- creating and archiving contacts ----------------------------------------------------
+
+    def _hidden(self) -> set[str]:
+        """Contacts lists and search leave out: merged and archived ones."""
+        return set(self._merged) | {i for i, c in self._contacts.items() if c["archived"]}
+
+    def create_contact(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /contacts``: a user's email and any contact's external id are unique in the
+        workspace, archived contacts included (409 naming the contact that has them)."""
+        role = body.get("role") or "user"
+        if role not in ("user", "lead"):
+            raise ApiError(400, "parameter_invalid", "role must be user or lead")
+        email, external_id = body.get("email"), body.get("external_id")
+        if role == "user" and not email and not external_id:
+            raise ApiError(400, "parameter_invalid", "A user needs an email or an external_id")
+        with self._lock:
+            for name, value in (body.get("custom_attributes") or {}).items():
+                self._check_custom_value(name, value)
+            for contact_id, contact in self._contacts.items():
+                if contact_id in self._merged:
+                    continue
+                same_email = (
+                    role == "user"
+                    and contact["role"] == "user"
+                    and bool(email)
+                    and _norm(contact["email"]) == _norm(email)
+                )
+                if same_email or (external_id and contact["external_id"] == external_id):
+                    raise ApiError(
+                        409,
+                        "conflict",
+                        f"A contact matching those details already exists with id={contact_id}",
+                    )
+            seed = {k: body.get(k) for k in ("email", "name", "phone", "external_id")}
+            custom = {k: v for k, v in (body.get("custom_attributes") or {}).items() if v is not None}
+            return self.add_contact({**seed, "role": role, "custom_attributes": custom})
+
+    def set_contact_archived(self, contact_id: str, archived: bool) -> dict[str, Any]:
+        """``POST /contacts/{id}/archive`` and ``/unarchive`` (404 for unknown or merged ones)."""
+        with self._lock:
+            contact = self._contacts.get(contact_id)
+            if contact is None or contact_id in self._merged:
+                raise ApiError(404, "not_found", "User Not Found")
+            contact["archived"] = archived
+            contact["updated_at"] = int(self.clock())
+            return {
+                "type": "contact",
+                "id": contact_id,
+                "external_id": contact["external_id"],
+                "archived": archived,
+            }
 
     # --- data attributes -------------------------------------------------------------------
 
@@ -879,6 +965,20 @@ def create_app(
     def search_contacts() -> Any:
         payload = body()
         return jsonify(state.search_contacts(payload.get("query") or {}, payload.get("pagination")))
+
+    @app.post("/contacts")
+    def create_contact() -> Any:
+        return jsonify(state.create_contact(body()))
+
+    @app.post("/contacts/<contact_id>/archive")
+    def archive_contact(contact_id: str) -> Any:
+        return jsonify(state.set_contact_archived(contact_id, True))
+
+    @app.post("/contacts/<contact_id>/unarchive")
+    def unarchive_contact(contact_id: str) -> Any:
+        return jsonify(state.set_contact_archived(contact_id, False))
+
+    add_company_routes(app, lambda: state.companies)
 
     @app.get("/data_attributes")
     def list_data_attributes() -> Any:
