@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     # --- attribute names: JSON object {key: "Intercom name"} overriding the defaults -
     attribute_names: dict[str, str] = Field(default_factory=dict, validation_alias="SYNC_ATTRIBUTE_NAMES")
 
+    # --- dealer users (docs/integrations/dealer_users.md) -------------------------------
+    #: What the contact's ``Source`` says.
+    users_source_label: str = Field(
+        "Billing Center Dealer App", min_length=1, validation_alias="USERS_SOURCE_LABEL"
+    )
+    #: JSON object {key: "Intercom name"} renaming the dealer users' custom attributes (``source``,
+    #: ``roles``, ``companies``; ``dealer_company`` on companies).
+    users_attribute_names: dict[str, str] = Field(
+        default_factory=dict, validation_alias="USERS_ATTRIBUTE_NAMES"
+    )
+
     # --- webhooks -------------------------------------------------------------------
     webhook_topics: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["conversation.user.created", "conversation.user.replied"],

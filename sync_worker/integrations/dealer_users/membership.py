@@ -9,7 +9,7 @@ Guarantees (:func:`plan_membership`):
 - ``ours``: the companies this service holds attached for the user after the plan is carried
   out (what it attached earlier and still a location, plus what it attaches now); a location the
   contact already had from someone else stays theirs;
-- more locations than Intercom's :data:`MAX_COMPANIES_PER_CONTACT` associations is
+- more locations than Intercom's 1,000 company associations (:data:`~sync_worker.intercom.MAX_COMPANIES_PER_CONTACT`) is
   :class:`TooManyLocations` (permanent, naming the limit) before anything is planned.
 """
 
@@ -19,9 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sync_worker.errors import PermanentError
-
-#: Intercom's cap on one contact's company associations.
-MAX_COMPANIES_PER_CONTACT = 1000
+from sync_worker.intercom import MAX_COMPANIES_PER_CONTACT
 
 
 class TooManyLocations(PermanentError):

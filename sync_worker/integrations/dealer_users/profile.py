@@ -4,7 +4,7 @@ Guarantees (pure: the record, the source label and the names are passed in):
 - :func:`compute_user` gives every contact key of :data:`CONTACT_ATTRIBUTES` a value:
   ``external_id`` is the ``user_id`` as given; ``email`` trimmed and lower-cased; ``name`` is
   ``first_name + " " + last_name`` with every run of whitespace collapsed to one space, None when
-  both are blank (the contact's own name is left as it is); ``source`` is the label given;
+  both are blank (the contact's own name is left as it is); ``source`` is the label given (``USERS_SOURCE_LABEL``);
   ``roles`` and ``companies`` are the names joined ``", "`` in the platform's order, each name
   trimmed and kept at its first occurrence only, ``-`` when there is none (cut to Intercom's 255
   characters when written, :func:`sync_worker.attributes.build_update`);
@@ -34,8 +34,6 @@ from sync_worker.profiles.base import AttributeSpec
 
 NONE = "-"
 SEPARATOR = ", "
-#: What ``Source`` says unless ``USERS_SOURCE_LABEL`` says otherwise.
-DEFAULT_SOURCE_LABEL = "Billing Center Dealer App"
 #: Bumped when these rules change what is written: every user is written again once.
 VERSION = "1"
 
@@ -128,7 +126,7 @@ def location_companies(user: Mapping[str, Any]) -> tuple[LocationCompany, ...]:
     return tuple(found.values())
 
 
-def compute_user(user: Mapping[str, Any], *, source_label: str = DEFAULT_SOURCE_LABEL) -> UserValues:
+def compute_user(user: Mapping[str, Any], *, source_label: str) -> UserValues:
     """The contact's values and location companies of one platform ``User`` record."""
     values: dict[str, str | None] = {
         "external_id": str(user["user_id"]),

@@ -31,6 +31,9 @@ DEFAULT_TTL_SECONDS = 90 * 24 * 3600
 #: How long one company's write may hold its lock, and how long another run waits for it.
 COMPANY_LOCK_SECONDS = 30
 COMPANY_LOCK_WAIT_SECONDS = 10
+#: How long finding or creating one user's contact may hold its lock, and how long another waits.
+USER_LOCK_SECONDS = 60
+USER_LOCK_WAIT_SECONDS = 20
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -94,6 +97,13 @@ class UserStates:
         """The contact is gone from Intercom: look for (or create) the user's contact again."""
         self._redis.hdel(self._key(user_id), "contact_id", "contact_fingerprint", "membership_fingerprint")
 
+    def lock(self, user_id: str) -> Lock:
+        """The lock a user's contact is found or created under (a context manager; redis-py's
+        ``LockError`` when another run holds it past :data:`USER_LOCK_WAIT_SECONDS`)."""
+        return self._redis.lock(
+            f"{self._key(user_id)}:lock", timeout=USER_LOCK_SECONDS, blocking_timeout=USER_LOCK_WAIT_SECONDS
+        )
+
     def contact_written(self, user_id: str, contact_id: str, fingerprint: str) -> None:
         self._set(user_id, {"contact_id": contact_id, "contact_fingerprint": fingerprint})
 
@@ -131,6 +141,10 @@ class CompanyStates:
         pipe.hset(self._key(company_id), mapping={"intercom_id": intercom_id, "fingerprint": fingerprint})
         pipe.expire(self._key(company_id), self._ttl)
         pipe.execute()
+
+    def forget(self, company_id: str) -> None:
+        """The company is not in Intercom any more: its next sync writes it again."""
+        self._redis.delete(self._key(company_id))
 
     def lock(self, company_id: str) -> Lock:
         """The lock one company's write is made under (a context manager; raises redis-py's
