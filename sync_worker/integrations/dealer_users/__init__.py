@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sync_worker.dispatch import SyncRequest
+from sync_worker.dispatch import SOURCE_ID_PATTERN, SyncRequest
 from sync_worker.integrations.base import Integration
 from sync_worker.integrations.dealer_users.pipeline import INTEGRATION, DealerUserSync
 from sync_worker.integrations.dealer_users.profile import resolve_user_names
@@ -36,6 +36,15 @@ class DealerUsersIntegration(Integration):
     name = INTEGRATION
     webhook_topics: ClassVar[frozenset[str]] = frozenset({USER_CREATED})
     sandbox_dataset = "sync_worker.devtools.sandbox.dealer_users_dataset"
+    trigger_fields: ClassVar[tuple[str, ...]] = ("user_id",)
+    trigger_identity: ClassVar[tuple[str, ...]] = ("user_id",)
+
+    def trigger_request(self, fields: Mapping[str, Any], *, trigger: str) -> SyncRequest:
+        """A sync of the user ``user_id``; not forced (the platform calls on every change of a user,
+        a role or a location: a call that changes nothing costs no Intercom call)."""
+        return SyncRequest(
+            source_id=fields["user_id"], trigger=trigger, integration=self.name, force_write=False
+        )
 
     def read_one(self, platform: PlatformClient, identity: str, **options: Any) -> list[dict[str, Any]]:
         """The user ``identity`` (a ``user_id``) as a list of one, ``[]`` when the platform has none."""
@@ -94,7 +103,7 @@ class DealerUsersIntegration(Integration):
 
 
 #: What a webhook's contact id and external id may look like to be kept (ids, never free text).
-_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,255}$")
+_ID = re.compile(SOURCE_ID_PATTERN)
 
 
 def _text(value: Any) -> str | None:
