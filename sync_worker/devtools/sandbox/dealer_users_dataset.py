@@ -9,7 +9,8 @@ Guarantees:
 - :func:`validate_users` also refuses a dataset where a ``user_id`` appears twice, or where one
   location id (or company id) has two names, or a location two companies: a location is one
   Intercom company, so every user must describe it the same way;
-- :func:`load_sample_users` returns a fresh copy of :data:`SAMPLE_USERS` (valid, 17 users);
+- :func:`load_users` returns a file's users (a JSON array) only when :func:`validate_users`
+  accepts them; :func:`load_sample_users` returns a fresh copy of :data:`SAMPLE_USERS` (valid, 17 users);
   :func:`apply_patch` is the pure change the sandbox's ``PATCH /_sandbox/users/{id}`` applies;
 - :func:`synthetic_user` is a pure function of ``(i, locations, seed)``: a valid user with id
   :func:`synthetic_user_id` ``(i)`` (ids sort as ``i`` does), email ``dealer.user{i}@dealer.example``
@@ -54,9 +55,12 @@ Intercom's 1,000 company associations (:data:`INTERCOM_COMPANY_CAP`).
 from __future__ import annotations
 
 import copy
+import json
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from sync_worker.devtools.sandbox.dataset import InvalidRecord, validate_unique
@@ -375,6 +379,12 @@ def validate_users(records: Any) -> list[dict[str, Any]]:
     if problems:
         raise InvalidRecord(problems, where="users")
     return records
+
+
+def load_users(path: str | PathLike[str]) -> list[dict[str, Any]]:
+    """The valid users in the JSON array at ``path`` (InvalidRecord otherwise)."""
+    with Path(path).open(encoding="utf-8") as handle:
+        return validate_users(json.load(handle))
 
 
 def load_sample_users() -> list[dict[str, Any]]:

@@ -57,8 +57,8 @@ from sync_worker.devtools.sandbox.dataset import (
     validate_dataset,
     validate_record,
 )
-from sync_worker.devtools.sandbox.dealer_users_dataset import load_sample_users
-from sync_worker.devtools.sandbox.platform_users import UsersStore
+from sync_worker.devtools.sandbox.dealer_users_dataset import load_sample_users, load_users
+from sync_worker.devtools.sandbox.platform_users import Synthetic, UsersStore
 from sync_worker.devtools.sandbox.server import ServedApp, store_records
 from sync_worker.devtools.sandbox.server import error_response as _error
 
@@ -404,7 +404,8 @@ def create_app(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sync_worker.devtools.sandbox.platform --port 8081 --token T [--dataset FILE]``."""
+    """``python -m sync_worker.devtools.sandbox.platform --port 8081 --token T [--dataset FILE]
+    [--users FILE] [--synthetic-users N M]``."""
     parser = argparse.ArgumentParser(description="Serve the platform sandbox.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
@@ -413,10 +414,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--synthetic", type=int, default=0, metavar="N", help="also serve client{i}@example.com, i < N"
     )
+    parser.add_argument("--users", help="a JSON array of dealer users (default: the sample users)")
+    parser.add_argument(
+        "--synthetic-users",
+        type=int,
+        nargs=2,
+        metavar=("N", "M"),
+        help="serve N synthetic dealer users sharing M locations instead of the stored ones",
+    )
     args = parser.parse_args(argv)
     dataset = load(args.dataset) if args.dataset else load_sample()
-    app = create_app(dataset, token=args.token, synthetic_count=args.synthetic)
-    print(f"platform sandbox on http://{args.host}:{args.port} ({len(dataset)} clients)", flush=True)
+    users = load_users(args.users) if args.users else load_sample_users()
+    app = create_app(dataset, token=args.token, synthetic_count=args.synthetic, users=users)
+    if args.synthetic_users:
+        count, locations = args.synthetic_users
+        app.extensions[EXTENSION].users.generate(Synthetic(count, locations))
+    total = app.extensions[EXTENSION].users.total()
+    print(
+        f"platform sandbox on http://{args.host}:{args.port} ({len(dataset)} clients, {total} users)",
+        flush=True,
+    )
     try:
         ServedApp(app, host=args.host, port=args.port).serve_forever()
     except KeyboardInterrupt:
