@@ -188,7 +188,7 @@ class DealerUserSync:
             user_id=computed.user_id,
             contact_id=contact_id,
             status=status,
-            created=created,
+            contact_created=created,
             contact_written=contact_written,
             company_writes=company_writes,
             membership_changes=memberships,
