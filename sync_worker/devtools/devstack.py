@@ -28,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from sync_worker import stackfile
+from sync_worker import integrations, stackfile
 from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until
 from sync_worker.devtools.processes import Child, beat_argv, web_argv, worker_argv
 from sync_worker.devtools.sandbox.dataset import load_sample
@@ -74,6 +74,10 @@ class DevStack:
         sandboxed = not self.environ.get("INTERCOM_ACCESS_TOKEN")
         if sandboxed:
             env.update(self._start_sandboxes())
+            # On the sandboxes every integration runs, unless the environment chooses.
+            env["SYNC_INTEGRATIONS"] = self.environ.get("SYNC_INTEGRATIONS") or ",".join(
+                integrations.REGISTRY
+            )
         env.setdefault(
             "SYNC_TRIGGER_TOKEN", self.environ.get("SYNC_TRIGGER_TOKEN") or secrets.token_urlsafe(16)
         )
@@ -100,6 +104,7 @@ class DevStack:
             "intercom_api_url": child_env.get("INTERCOM_API_URL", "https://api.intercom.io"),
             "platform_api_url": child_env.get("PLATFORM_API_URL"),
             "sandboxed": sandboxed,
+            "integrations": list(integrations.parse(child_env.get("SYNC_INTEGRATIONS"))),
             "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
             "generated_trigger_token": not self.environ.get("SYNC_TRIGGER_TOKEN"),
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],

@@ -6,8 +6,6 @@ The expected values are written out by hand from the platform sandbox's sample u
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -19,6 +17,7 @@ from sync_worker import keys
 from sync_worker.devtools.localredis import wait_until
 from sync_worker.devtools.sandbox.dealer_users_dataset import GONE_USER_ID
 from tests.fixtures.workers import CLIENT_SECRET, TRIGGER_TOKEN
+from web.auth import sign
 
 pytestmark = pytest.mark.integration
 
@@ -69,10 +68,6 @@ def _user_created(contact: dict, notification_id: str = "notif_user_created_1") 
     ).encode()
 
 
-def _sign(body: bytes) -> str:
-    return "sha1=" + hmac.new(CLIENT_SECRET.encode(), body, hashlib.sha1).hexdigest()
-
-
 def test_a_triggered_user_is_created_then_an_unchanged_second_trigger_makes_no_intercom_call(
     intercom_sandbox, platform_sandbox, workers, web_app, service_env
 ):
@@ -116,7 +111,7 @@ def test_contact_user_created_fills_a_new_messenger_user_within_seconds(
     response = requests.post(
         f"{web_app.url}/webhooks/intercom",
         data=body,
-        headers={"Content-Type": "application/json", "X-Hub-Signature": _sign(body)},
+        headers={"Content-Type": "application/json", "X-Hub-Signature": sign(body, CLIENT_SECRET)},
         timeout=10,
     )
     assert response.status_code == 200, response.text
