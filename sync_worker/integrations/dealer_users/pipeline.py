@@ -71,6 +71,7 @@ from sync_worker.intercom import (
     ContactMerged,
     IntercomClient,
     IntercomNotFound,
+    InvalidAttribute,
 )
 from sync_worker.logs import log_event
 from sync_worker.platform import PlatformClient, PlatformUnavailable, check_user
@@ -225,7 +226,12 @@ class DealerUserSync:
                     return record.intercom_id, False
                 if custom:
                     self.company_schema.ensure(custom.keys())
-                company = self._upsert_company(location, custom)
+                try:
+                    company = self._upsert_company(location, custom)
+                except InvalidAttribute as refused:  # archived since cached: the next try lists again
+                    if refused.attribute is not None:
+                        self.company_schema.forget()
+                    raise
                 self.companies.written(location.company_id, company["id"], fingerprint)
                 return company["id"], True
         except LockError:
