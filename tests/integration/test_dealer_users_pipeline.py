@@ -73,6 +73,14 @@ def test_a_new_user_is_a_user_contact_with_the_seed_attributes_and_its_location_
     assert companies["location_id_1"]["name"] == "Location 1"
     assert companies["location_id_1"]["custom_attributes"] == {"Dealer Company": "Company A"}
     assert companies["location_id_3"]["custom_attributes"] == {"Dealer Company": "Company B"}
+    assert intercom_sandbox.stats()["calls_by_operation"] == {
+        "lisDataAttributes": 2,  # contacts' and companies', once each
+        "createDataAttribute": 4,  # Source, User_roles, User_companies; Dealer Company
+        "SearchContacts": 1,  # its external id or its email, in one search
+        "CreateContact": 1,  # every value in the create: no PUT after it
+        "createOrUpdateCompany": 2,
+        "attachContactToACompany": 2,  # no listing of a contact created now
+    }
 
 
 def test_a_second_sync_with_no_change_makes_no_intercom_call(runtime, intercom_sandbox, platform_sandbox):

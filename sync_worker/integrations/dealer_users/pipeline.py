@@ -84,10 +84,18 @@ logger = logging.getLogger(__name__)
 
 INTEGRATION = "dealer_users"
 #: What a run plans to call Intercom for (the limiter takes them together; unused ones go back):
-#: a known user's contact write and one membership or company call; a new user's two searches,
-#: its create, one company and one attach.
+#: a known user's contact write and one membership or company call; a new user's search, its
+#: create, one company and one attach.
 KNOWN_USER_CALLS = 2
-NEW_USER_CALLS = 5
+NEW_USER_CALLS = 4
+
+
+def _identity_query(computed: UserValues) -> dict[str, Any]:
+    """Intercom's search for the contacts that may be the user's: its external id, or its email."""
+    by_id = {"field": "external_id", "operator": "=", "value": computed.user_id}
+    if not computed.email:
+        return by_id
+    return {"operator": "OR", "value": [by_id, {"field": "email", "operator": "=", "value": computed.email}]}
 
 
 class ContactConflict(PermanentError):
@@ -330,21 +338,25 @@ class DealerUserSync:
         if request.contact_id and request.contact_id not in seen:
             seen.add(request.contact_id)
             yield request.contact_id
-        for contact in self.intercom.find_contacts_by_external_id(computed.user_id):
-            if contact["id"] not in seen:
-                seen.add(contact["id"])
-                yield contact["id"]
-        if computed.email:
-            for contact in self.intercom.search_contacts_by_email(computed.email):
-                if (
-                    contact["id"] not in seen
-                    and contact.get("role") == "user"
-                    and not contact.get("external_id")
-                ):
-                    seen.add(contact["id"])
-                    log_event(logger, "dealer_user_contact_adopted", integration=self.integration,
-                              user_id=computed.user_id, contact_id=contact["id"])  # fmt: skip
-                    yield contact["id"]
+        # One search for both: the contact with the user's external id, else a user with its email
+        # and no external id (the Messenger's), which is adopted.
+        found = list(self.intercom.iter_search(_identity_query(computed)))
+        ours = [c for c in found if c.get("external_id") == computed.user_id]
+        adoptable = [
+            c
+            for c in found
+            if c.get("role") == "user"
+            and not c.get("external_id")
+            and (c.get("email") or "").strip().lower() == computed.email
+        ]
+        for contact in ours + adoptable:
+            if contact["id"] in seen:
+                continue
+            seen.add(contact["id"])
+            if contact in adoptable:
+                log_event(logger, "dealer_user_contact_adopted", integration=self.integration,
+                          user_id=computed.user_id, contact_id=contact["id"])  # fmt: skip
+            yield contact["id"]
 
     def _claim_existing(self, contact_id: str, user_id: str) -> str:
         """The contact a 409 names, unarchived when archived; :class:`ContactConflict` when it is
