@@ -19,7 +19,9 @@ Contacts, companies and memberships (what the dealer-users profile writes):
 - :meth:`IntercomClient.create_contact` never creates a duplicate silently: Intercom's 409 "A
   contact matching those details already exists with id=<id>" is :class:`ContactExists` with
   ``existing_id`` (permanent for this request, not retried: the caller continues with that id,
-  unarchiving it first when :meth:`~IntercomClient.get_contact` answers 404 for it);
+  unarchiving it first when :meth:`~IntercomClient.get_contact` answers 404 for it); an
+  :meth:`~IntercomClient.update_contact` giving a contact another one's email or external id
+  (``standard=``) is refused the same way;
 - :meth:`~IntercomClient.search_contacts` is one page of any Intercom search query,
   :meth:`~IntercomClient.iter_search` every page (``pages.next.starting_after``); search lags
   behind writes in Intercom, so a contact just created may not be found yet;
@@ -31,7 +33,9 @@ Contacts, companies and memberships (what the dealer-users profile writes):
   Intercom answers under ``data`` (its examples) or ``companies`` (its schema), page by page;
 - :meth:`~IntercomClient.attach_company` beyond Intercom's :data:`MAX_COMPANIES_PER_CONTACT`
   associations is :class:`CompanyLimitReached` (permanent, naming the limit); attaching an
-  attached company and detaching a detached one are no-ops in Intercom;
+  attached company changes nothing; Intercom does not document its answer to detaching a company
+  that is not attached (the sandbox answers 200), so a caller should read a
+  :class:`IntercomNotFound` from :meth:`~IntercomClient.detach_company` as "already detached";
 - data attributes take ``model="company"`` as they take ``"contact"``.
 """
 

@@ -7,6 +7,7 @@ stop every child on Ctrl-C.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,6 +27,9 @@ UNSET = (
     "INTERCOM_API_URL",
     "PLATFORM_API_URL",
     "PLATFORM_API_TOKEN",
+    "REFERRAL_API_URL",
+    "REFERRAL_API_TOKEN",
+    "REFERRAL_WEBHOOK_TOKEN",
     "SYNC_TRIGGER_TOKEN",
     "SYNC_ADMIN_TOKEN",
     "INTERCOM_CLIENT_SECRET",
@@ -108,6 +112,12 @@ def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
         )
         assert re.search(r"company\s+location_id_1\s+Location 1", user.stdout), user.stdout
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        stack = json.loads((tmp_path / "var" / "dev" / "stack.json").read_text())
+        referral = requests.get(f"{stack['referral_api_url']}/_sandbox/config", timeout=5).json()
+        assert (
+            referral["webhook_url"] == f"http://127.0.0.1:{port}/webhooks/referrals"
+        )  # aimed at our receiver
+        assert set(referral["webhook_headers"]) == {"X-Referral-Token"}
         by_hand = re.search(r"curl -s -X POST (\S+) -H \"Authorization: Bearer (\S+)\"", banner)
         assert by_hand, banner  # the copy-paste curl line carries a token that works as printed
         url, bearer = by_hand.groups()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from sync_worker.errors import PermanentError, TransientError
 from sync_worker.intercom import (
@@ -289,3 +290,27 @@ def test_company_routes_are_rate_limited_with_headers(sandbox, client):
     with pytest.raises(IntercomRateLimited):
         client.upsert_company(company_id="loc-2", name="South")
     assert sandbox.stats()["rate_limited"] == 1
+
+
+def test_an_update_to_another_contacts_email_or_external_id_is_contact_exists(sandbox, client):
+    theirs, mine = sandbox.seed({"email": "a@example.com", "external_id": "u-1"}, {"email": "b@example.com"})
+    for standard in ({"email": "A@example.com"}, {"external_id": "u-1"}):
+        with pytest.raises(ContactExists) as caught:
+            client.update_contact(mine["id"], custom_attributes={}, standard=standard)
+        assert caught.value.existing_id == theirs["id"]
+    assert (sandbox.contact(mine["id"])["email"], sandbox.contact(mine["id"])["external_id"]) == (
+        "b@example.com",
+        None,
+    )
+    client.update_contact(
+        mine["id"], custom_attributes={}, standard={"email": "b@example.com", "external_id": "u-2"}
+    )
+    assert sandbox.contact(mine["id"])["external_id"] == "u-2"
+
+
+def test_control_routes_refuse_an_attach_past_the_cap(sandbox):
+    contact, _ = with_companies(sandbox, 1001, attached=1000)
+    with pytest.raises(requests.HTTPError) as caught:
+        sandbox.attach(contact["id"], "loc-1000")
+    assert caught.value.response.status_code == 400
+    assert "1000 company associations" in caught.value.response.json()["error"]

@@ -20,13 +20,18 @@ Guarantees:
   404 ``not_found`` under 2.14 and every other version, as a deleted contact does;
 - ``POST /contacts`` creates a user or a lead; a user's email (case-insensitive, among users) and
   any contact's ``external_id`` are unique, archived contacts included: a duplicate answers 409
-  ``conflict`` "A contact matching those details already exists with id=<id>", as Intercom does;
+  ``conflict`` "A contact matching those details already exists with id=<id>", as Intercom does
+  (a PUT giving a contact another's email or external id too);
   an archived contact (``POST /contacts/{id}/archive``, undone by ``/unarchive``) answers 404 and
   is left out of lists and search until unarchived;
 - companies and memberships (``POST/GET /companies``, ``/contacts/{id}/companies``) live in
   :mod:`sync_worker.devtools.sandbox.intercom_companies`, under the same lock, windows and
   validation; ``stats()["succeeded_by_operation"]`` counts the 2xx answers per operation id
   (``CreateContact``, ``createOrUpdateCompany``, ``attachContactToACompany``, ...);
+- leads (``role: lead``) have no ``external_id`` (one sent is ignored, as Intercom ignores it); a
+  PUT ``role: user`` converts a lead (``signed_up_at`` set), a user never becomes a lead;
+  ``POST /contacts/merge``, the agent control routes and the webhooks they send live in
+  :mod:`~sync_worker.devtools.sandbox.intercom_agent`, registered by :func:`create_app`;
 - every PUT applied to a contact is kept, in order, in that contact's write log (the last
   :data:`WRITES_KEPT`), so a test can show what a contact showed at every step, not only at the end;
 - data attributes are listed without archived ones unless ``include_archived=true``; an archived
@@ -127,6 +132,9 @@ class SandboxConfig:
     delay_ms: int = 0
     search_lag_seconds: float = 0.0  # new contacts show up in search only after this long
     token_revoked: bool = False  # the token is refused (401) as a revoked one is, until restored
+    webhook_url: str | None = None  # where notifications go (our receiver): see intercom_agent
+    webhook_secret: str | None = None  # the app's client secret: signs them (X-Hub-Signature)
+    echo_writes: bool = False  # every API PUT /contacts/{id} is notified back (contact.<role>.updated)
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (ValueError, nothing applied, on an unknown key or a bad value)."""
@@ -141,6 +149,9 @@ class SandboxConfig:
         if int(updated["delay_ms"]) < 0 or float(updated["search_lag_seconds"]) < 0:
             raise ValueError("delay_ms and search_lag_seconds must be >= 0")
         failure = updated["fail_next"]
+        url = updated["webhook_url"]
+        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            raise ValueError("webhook_url must be an http(s) URL or null")
         if failure is not None:
             if not isinstance(failure, Mapping) or not isinstance(failure.get("status"), int):
                 raise ValueError('fail_next must look like {"count": 3, "status": 503}')
@@ -151,6 +162,9 @@ class SandboxConfig:
         self.delay_ms = int(updated["delay_ms"])
         self.search_lag_seconds = float(updated["search_lag_seconds"])
         self.token_revoked = bool(updated["token_revoked"])
+        self.webhook_url = url
+        self.webhook_secret = None if updated["webhook_secret"] is None else str(updated["webhook_secret"])
+        self.echo_writes = bool(updated["echo_writes"])
 
 
 @dataclass
@@ -367,7 +381,7 @@ class IntercomState:
                 "email": seed.get("email"),
                 "name": seed.get("name"),
                 "phone": seed.get("phone"),
-                "external_id": seed.get("external_id"),
+                "external_id": seed.get("external_id") if role == "user" else None,  # a lead's is ignored
                 "custom_attributes": dict(seed.get("custom_attributes") or {}),
                 "created_at": created,
                 "updated_at": created,
@@ -405,6 +419,20 @@ class IntercomState:
             for source, target in list(self._merged.items()):  # earlier merges follow to the survivor
                 if target == from_id:
                     self._merged[source] = into_id
+
+    def merge_lead(self, from_id: str, into_id: str) -> dict[str, Any]:
+        """``POST /contacts/merge``: a live lead into a live user (404 / 400 otherwise). The user keeps
+        its values and takes the lead's where it has none; the lead then answers as merged."""
+        with self._lock:
+            lead, user = self._live(from_id, preview=False), self._live(into_id, preview=False)
+            if lead["role"] != "lead" or user["role"] != "user":
+                raise ApiError(400, "parameter_invalid", "Only a lead can be merged, and only into a user")
+            for key in ("name", "email", "phone"):
+                user[key] = user[key] if user[key] is not None else lead[key]
+            user["custom_attributes"] = {**lead["custom_attributes"], **user["custom_attributes"]}
+            user["updated_at"] = int(self.clock())
+            self.merge(from_id, into_id)
+            return self._render(user)
 
     def delete(self, contact_id: str) -> None:
         """Delete a live contact: every version answers 404 for it, and it leaves lists and search."""
@@ -511,9 +539,11 @@ class IntercomState:
         }
 
     def update_contact(
-        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False
+        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False, logged: bool = True
     ) -> dict[str, Any]:
-        """Apply a PUT body; the whole update is checked before anything is written."""
+        """Apply a PUT body; the whole update is checked before anything is written. ``role: user``
+        converts a lead (``signed_up_at`` set); a user never becomes a lead; a lead's ``external_id``
+        is ignored. ``logged=False`` (an agent's change, not a PUT) keeps it out of the write log."""
         with self._lock:
             contact = self._live(contact_id, preview=preview)
             custom = body.get("custom_attributes") or {}
@@ -521,17 +551,33 @@ class IntercomState:
                 self._check_custom_value(name, value)
             if "role" in body and body["role"] not in ("user", "lead"):
                 raise ApiError(400, "parameter_invalid", "role must be user or lead")
+            if body.get("role") == "lead" and contact["role"] == "user":
+                raise ApiError(400, "parameter_invalid", "A user cannot be converted to a lead")
+            converting = body.get("role") == "user" and contact["role"] == "lead"
+            if "email" in body or "external_id" in body:
+                role = body.get("role", contact["role"])
+                self._check_unique(
+                    role,
+                    body.get("email"),
+                    body.get("external_id") if role == "user" else None,  # a lead's is ignored
+                    exclude=contact_id,
+                )
             for key in ("name", "email", "phone", "external_id", "role"):
                 if key in body:
                     contact[key] = body[key]
+            if contact["role"] == "lead":
+                contact["external_id"] = None
+            if converting and contact["signed_up_at"] is None:
+                contact["signed_up_at"] = int(self.clock())
             for name, value in custom.items():
                 if value is None:
                     contact["custom_attributes"].pop(name, None)
                 else:
                     contact["custom_attributes"][name] = value
             contact["updated_at"] = int(self.clock())
-            log = self._writes.setdefault(contact_id, deque(maxlen=WRITES_KEPT))
-            log.append({"at": round(self.clock(), 3), "body": json.loads(json.dumps(dict(body)))})
+            if logged:
+                log = self._writes.setdefault(contact_id, deque(maxlen=WRITES_KEPT))
+                log.append({"at": round(self.clock(), 3), "body": json.loads(json.dumps(dict(body)))})
             return self._render(contact)
 
     def writes(self, contact_id: str) -> list[dict[str, Any]] | None:
@@ -637,24 +683,27 @@ class IntercomState:
         with self._lock:
             for name, value in (body.get("custom_attributes") or {}).items():
                 self._check_custom_value(name, value)
-            for contact_id, contact in self._contacts.items():
-                if contact_id in self._merged:
-                    continue
-                same_email = (
-                    role == "user"
-                    and contact["role"] == "user"
-                    and bool(email)
-                    and _norm(contact["email"]) == _norm(email)
-                )
-                if same_email or (external_id and contact["external_id"] == external_id):
-                    raise ApiError(
-                        409,
-                        "conflict",
-                        f"A contact matching those details already exists with id={contact_id}",
-                    )
+            self._check_unique(role, email, external_id)
             seed = {k: body.get(k) for k in ("email", "name", "phone", "external_id")}
             custom = {k: v for k, v in (body.get("custom_attributes") or {}).items() if v is not None}
             return self.add_contact({**seed, "role": role, "custom_attributes": custom})
+
+    def _check_unique(self, role: str, email: Any, external_id: Any, *, exclude: str | None = None) -> None:
+        """409 naming the contact (archived ones included) that already has a user's ``email`` or
+        the ``external_id``; ``exclude`` is the contact being updated."""
+        for contact_id, contact in self._contacts.items():
+            if contact_id in self._merged or contact_id == exclude:
+                continue
+            same_email = (
+                role == "user"
+                and contact["role"] == "user"
+                and bool(email)
+                and _norm(contact["email"]) == _norm(email)
+            )
+            if same_email or (external_id and contact["external_id"] == external_id):
+                raise ApiError(
+                    409, "conflict", f"A contact matching those details already exists with id={contact_id}"
+                )
 
     def set_contact_archived(self, contact_id: str, archived: bool) -> dict[str, Any]:
         """``POST /contacts/{id}/archive`` and ``/unarchive`` (404 for unknown or merged ones)."""
@@ -1079,6 +1128,10 @@ def create_app(
     def sandbox_reset() -> Any:
         state.reset()
         return jsonify({"reset": True})
+
+    from sync_worker.devtools.sandbox.intercom_agent import register_agent_routes  # it imports this module
+
+    register_agent_routes(app, state)  # POST /contacts/merge, /_sandbox/agent/*, echo_writes
 
     return app
 

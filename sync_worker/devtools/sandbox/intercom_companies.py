@@ -44,7 +44,7 @@ class CompanyBook:
         live_contact: Callable[[str], Any],
         check_value: Callable[[str, Any], None],
         app_id: str,
-        api_error: Callable[[int, str, str], Exception],
+        api_error: type[Exception],
     ):
         self._lock = lock
         self._clock = clock
@@ -53,6 +53,7 @@ class CompanyBook:
         self._check_value = check_value  # (name, value): raises the API's 400 for a bad company value
         self._app_id = app_id
         self._error = api_error
+        self.error_type = api_error  # what the API's refusals raise
         self._companies: dict[str, dict[str, Any]] = {}  # Intercom id -> stored company
         self._by_company_id: dict[str, str] = {}  # company_id -> Intercom id
         self._members: dict[str, list[str]] = {}  # contact id -> Intercom company ids, attach order
@@ -309,6 +310,10 @@ def add_company_routes(app: Flask, book: Callable[[], CompanyBook]) -> None:
 
     @app.get("/companies/<company_id>")
     def show_company(company_id: str) -> Any:
+        if company_id == "scroll":  # Intercom's scroll over every company: not needed by the sync
+            raise book().refusal(
+                501, "not_implemented", "The sandbox does not implement scrollOverAllCompanies"
+            )
         return jsonify(book().get(company_id))
 
     @app.get("/contacts/<contact_id>/companies")
@@ -360,6 +365,5 @@ def add_company_routes(app: Flask, book: Callable[[], CompanyBook]) -> None:
         try:
             attached = [book().seed_attachment(contact_id, selector) for selector in selectors]
             return jsonify(attached if isinstance(payload, list) else attached[0]), 201
-        except Exception as exc:  # the API's errors, told as a control route tells them
-            status = getattr(exc, "status", 400)
-            return jsonify({"error": getattr(exc, "message", str(exc))}), status
+        except book().error_type as exc:  # the API's refusal, told as a control route tells one
+            return jsonify({"error": getattr(exc, "message", str(exc))}), getattr(exc, "status", 400)
