@@ -264,12 +264,7 @@ class PlatformClient:
             raise ValueError("lookup needs non-blank emails")
         operation = "lookup"
         found: dict[str, list[dict[str, Any]]] = {}
-        for start in range(0, len(wanted), LOOKUP_BATCH):
-            batch = wanted[start : start + LOOKUP_BATCH]
-            payload = self._request(operation, "POST", "/v1/clients/lookup", json={"emails": batch})
-            data = payload.get("data")
-            if not isinstance(data, Mapping):
-                raise PlatformContractError(f"platform {operation}: data is not an object")
+        for start, batch, data in self._batched(operation, "/v1/clients/lookup", "emails", wanted):
             answered = {normalise_email(str(key)): value for key, value in data.items()}
             for position, email in enumerate(batch, start=start):
                 if email not in answered:
@@ -355,12 +350,7 @@ class PlatformClient:
             raise ValueError("lookup_users needs non-blank string ids")
         operation = "lookup_users"
         found: dict[str, dict[str, Any] | None] = {}
-        for start in range(0, len(wanted), LOOKUP_BATCH):
-            batch = wanted[start : start + LOOKUP_BATCH]
-            payload = self._request(operation, "POST", "/v1/users/lookup", json={"user_ids": batch})
-            data = payload.get("data")
-            if not isinstance(data, Mapping):
-                raise PlatformContractError(f"platform {operation}: data is not an object")
+        for start, batch, data in self._batched(operation, "/v1/users/lookup", "user_ids", wanted):
             for position, user_id in enumerate(batch, start=start):
                 if user_id not in data:
                     raise PlatformContractError(
@@ -390,6 +380,19 @@ class PlatformClient:
         self.session.close()
 
     # --- transport -------------------------------------------------------------------
+
+    def _batched(
+        self, operation: str, path: str, field: str, wanted: list[str]
+    ) -> Iterator[tuple[int, list[str], Mapping[str, Any]]]:
+        """POST ``wanted`` to ``path`` as ``{field: [...]}`` in calls of :data:`LOOKUP_BATCH`, in
+        order; yields each call's first position, its items and its ``data`` object."""
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            batch = wanted[start : start + LOOKUP_BATCH]
+            payload = self._request(operation, "POST", path, json={field: batch})
+            data = payload.get("data")
+            if not isinstance(data, Mapping):
+                raise PlatformContractError(f"platform {operation}: data is not an object")
+            yield start, batch, data
 
     def _request(
         self, operation: str, method: str, path: str, *, total_timeout: float | None = None, **kwargs: Any

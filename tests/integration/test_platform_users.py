@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import tracemalloc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from flask import Flask, Response, jsonify
 
-from sync_worker.devtools.localredis import free_port, wait_until
 from sync_worker.devtools.sandbox.dealer_users_dataset import (
     EMAIL_CHANGE,
     GONE_USER_ID,
@@ -41,7 +38,8 @@ from sync_worker.platform import (
     UsersPage,
     check_user,
 )
-from tests.fixtures.platform_sandbox import PlatformSandbox
+from tests.fixtures.platform_contract import contract_validator, schema_errors
+from tests.fixtures.platform_sandbox import PlatformSandbox, RecordingHooks, sandbox_process
 
 pytestmark = pytest.mark.integration
 
@@ -49,18 +47,6 @@ ONE = "GET /v1/users/{user_id}"
 PAGE = "GET /v1/users"
 LOOKUP = "POST /v1/users/lookup"
 SAMPLE_IDS = sorted(user["user_id"] for user in load_sample_users())
-
-
-class RecordingHooks:
-    def __init__(self) -> None:
-        self.before: list[tuple[str, str]] = []
-        self.after: list[tuple[str, int, dict[str, str]]] = []
-
-    def before_request(self, upstream: str, operation: str) -> None:
-        self.before.append((upstream, operation))
-
-    def after_response(self, upstream: str, status: int, headers: Mapping[str, str]) -> None:
-        self.after.append((upstream, status, dict(headers)))
 
 
 def sample_user(user_id: str) -> dict[str, Any]:
@@ -478,22 +464,74 @@ def test_a_cursor_answered_twice_stops_the_walk(misbehaving):
 def test_the_sandbox_process_serves_users_from_a_file_or_generated(tmp_path):
     users = tmp_path / "users.json"
     users.write_text(json.dumps([sample_user("user139")]), encoding="utf-8")
-    for options, present, absent in (
-        (["--users", str(users)], "user139", "user123"),
-        (["--synthetic-users", "1000", "50"], synthetic_user_id(999), "user123"),
-    ):
-        port = free_port()
-        command = [sys.executable, "-m", "sync_worker.devtools.sandbox.platform", "--port", str(port)]
-        process = subprocess.Popen(
-            [*command, "--token", "T", *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    with sandbox_process("--users", str(users)) as client:
+        assert client.user("user139") == sample_user("user139") and client.user("user123") is None
+    with sandbox_process("--synthetic-users", "1000", "50") as client:
+        assert client.user(synthetic_user_id(999)) == synthetic_user(999, locations=50)
+        assert client.user(synthetic_user_id(1000)) is None and client.user("user123") is None
+
+
+def _response_schema(path: str, method: str, status: str) -> str:
+    escaped = path.replace("~", "~0").replace("/", "~1")
+    return f"#/paths/{escaped}/{method}/responses/{status}/content/application~1json/schema"
+
+
+def test_every_users_answer_validates_against_the_contracts_response_schemas(
+    platform_sandbox: PlatformSandbox,
+):
+    platform_sandbox.generate_users(30, locations=10, keep=True)
+    headers = {"Authorization": f"Bearer {platform_sandbox.token}"}
+    url = platform_sandbox.url
+    answers = [
+        (
+            "/v1/users",
+            "get",
+            requests.get(f"{url}/v1/users", params={"limit": 20}, headers=headers, timeout=5),
+        ),
+        (
+            "/v1/users",
+            "get",
+            requests.get(
+                f"{url}/v1/users", params={"email": "DANA@dealer.example"}, headers=headers, timeout=5
+            ),
+        ),
+        (
+            "/v1/users",
+            "get",
+            requests.get(f"{url}/v1/users", params={"limit": 0}, headers=headers, timeout=5),
+        ),
+        ("/v1/users/{user_id}", "get", requests.get(f"{url}/v1/users/user130", headers=headers, timeout=5)),
+        (
+            "/v1/users/{user_id}",
+            "get",
+            requests.get(f"{url}/v1/users/{GONE_USER_ID}", headers=headers, timeout=5),
+        ),
+        ("/v1/users/{user_id}", "get", requests.get(f"{url}/v1/users/user130", timeout=5)),
+        (
+            "/v1/users/lookup",
+            "post",
+            requests.post(
+                f"{url}/v1/users/lookup",
+                json={"user_ids": ["user123", GONE_USER_ID, synthetic_user_id(29)]},
+                headers=headers,
+                timeout=5,
+            ),
+        ),
+        (
+            "/v1/users/lookup",
+            "post",
+            requests.post(f"{url}/v1/users/lookup", json={}, headers=headers, timeout=5),
+        ),
+    ]
+    assert [answer.status_code for _, _, answer in answers] == [200, 200, 400, 200, 404, 401, 200, 400]
+    for path, method, answer in answers:
+        status = str(answer.status_code)
+        pointer = (
+            _response_schema(path, method, status)
+            if status == "200"
+            else "#/components/responses/Error/content/application~1json/schema"
         )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until(
-                lambda url=url: requests.get(f"{url}/v1/health", timeout=1).ok, 20, message="the sandbox"
-            )
-            client = PlatformClient(url, "T")
-            assert client.user(present) is not None and client.user(absent) is None
-        finally:
-            process.terminate()
-            process.wait(10)
+        assert schema_errors(contract_validator(pointer), answer.json()) == [], (path, status)
+    page, lookup = answers[0][2].json(), answers[6][2].json()
+    assert page["next_cursor"] is not None and len(page["data"]) == 20
+    assert lookup["data"][GONE_USER_ID] is None and lookup["data"][synthetic_user_id(29)] is not None
