@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 # One set of JSON type checks for both contracts: the platform's, with the nullable kinds a User adds.
-from sync_worker.platform_records import _KINDS as _PLATFORM_KINDS
-from sync_worker.platform_records import _STRICT_KINDS as _PLATFORM_STRICT_KINDS
-from sync_worker.platform_records import _field_problems, _is_int, _is_time, _is_utc_time, _or_null
+from sync_worker.platform_records import KINDS as _PLATFORM_KINDS
+from sync_worker.platform_records import STRICT_KINDS as _PLATFORM_STRICT_KINDS
+from sync_worker.platform_records import _is_int, _is_time, _is_utc_time, _or_null, field_problems
 
 SOURCES = ("Direct", "Referred", "Api", "Added", "Zapier", "Widget", "Popup", "Embed", "Test")
 #: ``person_invited``: referred by someone; ``person_referring``: joined the campaign directly.
@@ -64,7 +64,7 @@ def user_problems(record: Any, *, strict: bool = False) -> list[str]:
     if not isinstance(record, Mapping):
         return [f"a user record is a {type(record).__name__}, not an object"]
     kinds = _STRICT_KINDS if strict else _KINDS
-    problems = _field_problems(record, USER_FIELDS, "", kinds)
+    problems = field_problems(record, USER_FIELDS, "", kinds)
     if strict:
         problems += [
             f"{name} is not one of {', '.join(allowed)}"

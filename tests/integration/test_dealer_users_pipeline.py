@@ -99,6 +99,27 @@ def test_a_second_sync_with_no_change_makes_no_intercom_call(runtime, intercom_s
     assert _calls(intercom_sandbox) == before
 
 
+def test_a_preview_says_what_a_sync_would_do_with_no_call_and_nothing_stored(
+    runtime, intercom_sandbox, platform_sandbox
+):
+    pipeline = runtime.pipeline("dealer_users")
+    request = SyncRequest(
+        source_id="user123", integration="dealer_users", trigger="schedule", force_write=False
+    )
+    user = platform_sandbox.client().user("user123")
+    assert pipeline.preview(user, request).status == "synced"  # never written
+    assert pipeline.preview(None, request).status == "no_account"
+    assert _calls(intercom_sandbox) == 0
+    assert pipeline.apply(user, request).status == "synced"
+    before = _calls(intercom_sandbox)
+    assert pipeline.preview(user, request).status == "unchanged"
+    moved = {**user, "locations": user["locations"][:1]}
+    assert pipeline.preview(moved, request).written
+    assert pipeline.preview({**user, "last_name": "Whitfield-Ng"}, request).written
+    assert _calls(intercom_sandbox) == before
+    assert pipeline.apply(user, request).status == "unchanged"  # the previews stored nothing
+
+
 def test_a_messenger_made_contact_with_the_same_email_is_adopted_not_duplicated(
     runtime, intercom_sandbox, platform_sandbox
 ):

@@ -36,6 +36,10 @@ class DealerUsersIntegration(Integration):
     name = INTEGRATION
     webhook_topics: ClassVar[frozenset[str]] = frozenset({USER_CREATED})
     sandbox_dataset = "sync_worker.devtools.sandbox.dealer_users_dataset"
+    #: the bulk re-sync walks the platform's users (pages of whole records, each given to ``apply``)
+    resync_walks: ClassVar[str] = "platform_users"
+    resync_cron: ClassVar[str] = "users_resync_cron"
+    resync_dry_run: ClassVar[bool] = True  # DealerUserSync.preview
     trigger_fields: ClassVar[tuple[str, ...]] = ("user_id",)
     trigger_identity: ClassVar[tuple[str, ...]] = ("user_id",)
 

@@ -205,6 +205,44 @@ class DealerUserSync:
         )
         return SyncOutcome(status, contact_id, request.trigger, written=written, accounts=1)
 
+    def preview(self, user: Mapping[str, Any] | None, request: SyncRequest) -> SyncOutcome:
+        """What :meth:`apply` would do, with no Intercom call and nothing stored (a dry run):
+        ``unchanged`` when every fingerprint is the one last written, else ``synced`` with
+        ``written`` (a user never written before counts as a write: its lookups are not made)."""
+        if user is None:
+            return SyncOutcome(
+                "no_account", request.contact_id, request.trigger, reason="the platform has no such user"
+            )
+        computed = compute_user(check_user(user), source_label=self.source_label)
+        skip = screen(computed.email, excluded=self.excluded_emails)
+        if skip is not None:
+            return SyncOutcome("skipped", request.contact_id, request.trigger, reason=skip.message)
+        check_location_count(len(computed.locations))
+        record = self.users.load(computed.user_id)
+        known = self.companies.load_many(location.company_id for location in computed.locations)
+        companies_same = all(
+            known[location.company_id] is not None
+            and known[location.company_id].fingerprint
+            == company_fingerprint(location.name, company_update(location, self.names))
+            for location in computed.locations
+        )
+        custom, standard = contact_update(computed, self.names)
+        contact_id = record.contact_id
+        same = (
+            contact_id is not None
+            and not request.force_write
+            and companies_same
+            and contact_fingerprint(custom, standard, contact_id) == record.contact_fingerprint
+            and membership_fingerprint(computed.location_ids, contact_id) == record.membership_fingerprint
+        )
+        status = "unchanged" if same else "synced"
+        return SyncOutcome(status, contact_id, request.trigger, written=not same, accounts=1)
+
+    @property
+    def schema(self) -> AttributeSchema:
+        """The contact data attributes' cache (what a caller forgets when a write names a stale one)."""
+        return self.contact_schema
+
     # --- step 3: companies -------------------------------------------------------------
 
     def _write_companies(self, locations: tuple[LocationCompany, ...]) -> tuple[dict[str, str], int]:
