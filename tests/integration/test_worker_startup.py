@@ -39,5 +39,14 @@ def test_worker_with_an_unknown_display_zone_does_not_start(service_env):
 def test_worker_with_an_unknown_integration_does_not_start(service_env):
     """``SYNC_INTEGRATIONS`` naming an integration that is not registered: one line, the known ones."""
     assert _refusal(service_env, "SYNC_INTEGRATIONS", "clients,dealers") == [
-        "intercom-sync worker: SYNC_INTEGRATIONS: unknown integration 'dealers' (known: clients)"
+        "intercom-sync worker: SYNC_INTEGRATIONS: unknown integration 'dealers' (known: clients, dealer_users)"
+    ]
+
+
+def test_worker_with_a_dealer_users_name_intercom_refuses_does_not_start(service_env):
+    """``USERS_ATTRIBUTE_NAMES`` is checked at start like ``SYNC_ATTRIBUTE_NAMES``, and named."""
+    env = {**service_env, "SYNC_INTEGRATIONS": "clients,dealer_users"}
+    assert _refusal(env, "USERS_ATTRIBUTE_NAMES", '{"roles": "Roles.v2"}') == [
+        "intercom-sync worker: USERS_ATTRIBUTE_NAMES: invalid_attribute_name: invalid Intercom attribute name 'Roles.v2' "
+        "(attribute 'roles'): Intercom does not allow . in attribute names"
     ]
