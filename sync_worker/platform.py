@@ -29,6 +29,18 @@ Guarantees:
 - :meth:`PlatformClient.lookup` accepts any number of emails: it sends them normalised
   (trimmed, lower-cased, duplicates dropped) in calls of at most :data:`LOOKUP_BATCH` emails and
   answers every requested email, keyed by its normalised form (``[]`` for no account);
+- the dealer users' reads (``/v1/users...``): :meth:`PlatformClient.user` answers ``None`` for a
+  404 (no such user) and :meth:`PlatformClient.users_by_email` a list; both check every record
+  (:func:`check_user`, :mod:`sync_worker.platform_users`), so a record that breaks the contract
+  is that one user's :class:`PlatformContractError`. The batch reads
+  (:meth:`PlatformClient.users_page`, :meth:`PlatformClient.iter_users`,
+  :meth:`PlatformClient.lookup_users`) check the envelope and each record's ``user_id`` (a
+  non-blank string; in a lookup, the id it is answered under) and return the records as sent:
+  the caller checks each with :func:`check_user`, so one malformed user is its own error, never
+  a failed (halted) batch. :meth:`PlatformClient.lookup_users` takes any number of ids, sends
+  them (duplicates dropped, order kept) in calls of at most :data:`LOOKUP_BATCH`, and answers
+  every requested id (``None`` for an unknown one); :meth:`PlatformClient.iter_users` follows
+  ``next_cursor`` until it is null and refuses a cursor answered twice (it would loop);
 - log lines carry operation names, statuses, attempts and error codes, never emails, names
   or the token.
 """
@@ -38,10 +50,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -51,12 +65,16 @@ from urllib3.util import Timeout
 from sync_worker.errors import PermanentError, SyncError, TransientError
 from sync_worker.http import NoHooks, RequestHooks
 from sync_worker.logs import log_event
+from sync_worker.platform_users import user_problems
 
 logger = logging.getLogger(__name__)
 
 UPSTREAM = "platform"
-#: The most emails one ``POST /v1/clients/lookup`` may carry (the contract's ``maxItems``).
+#: The most emails one ``POST /v1/clients/lookup`` may carry, and the most ids one
+#: ``POST /v1/users/lookup`` may (the contract's ``maxItems``).
 LOOKUP_BATCH = 100
+#: The bounds of ``GET /v1/users``'s ``limit`` (the contract's).
+USERS_PAGE_LIMITS = (1, 500)
 #: The wait assumed for a 429 without a usable ``Retry-After``.
 DEFAULT_RETRY_AFTER = 1.0
 
@@ -162,6 +180,33 @@ def _records(value: Any, *, operation: str, where: str) -> list[Any]:
     return value
 
 
+def check_user(record: Any, *, operation: str = "user", where: str = "user") -> dict[str, Any]:
+    """``record`` when it is a contract ``User`` (:func:`~sync_worker.platform_users.user_problems`),
+    else :class:`PlatformContractError` naming the problems (fields, never values)."""
+    problems = user_problems(record)
+    if problems:
+        raise PlatformContractError(
+            f"platform {operation}: {where} breaks the contract: " + "; ".join(problems)
+        )
+    return record
+
+
+def _user_id_of(record: Any, *, operation: str, where: str) -> str:
+    """A batch record's ``user_id`` (a non-blank string), else :class:`PlatformContractError`."""
+    user_id = record.get("user_id") if isinstance(record, Mapping) else None
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise PlatformContractError(f"platform {operation}: {where} has no user_id")
+    return user_id
+
+
+@dataclass(frozen=True)
+class UsersPage:
+    """One page of ``GET /v1/users``: the users as sent, and the cursor of the next page (None: the last)."""
+
+    users: list[dict[str, Any]]
+    next_cursor: str | None
+
+
 # --- the client ---------------------------------------------------------------------------
 
 
@@ -219,12 +264,7 @@ class PlatformClient:
             raise ValueError("lookup needs non-blank emails")
         operation = "lookup"
         found: dict[str, list[dict[str, Any]]] = {}
-        for start in range(0, len(wanted), LOOKUP_BATCH):
-            batch = wanted[start : start + LOOKUP_BATCH]
-            payload = self._request(operation, "POST", "/v1/clients/lookup", json={"emails": batch})
-            data = payload.get("data")
-            if not isinstance(data, Mapping):
-                raise PlatformContractError(f"platform {operation}: data is not an object")
+        for start, batch, data in self._batched(operation, "/v1/clients/lookup", "emails", wanted):
             answered = {normalise_email(str(key)): value for key, value in data.items()}
             for position, email in enumerate(batch, start=start):
                 if email not in answered:
@@ -232,6 +272,95 @@ class PlatformClient:
                         f"platform {operation}: no answer for requested email #{position}"
                     )
                 found[email] = _records(answered[email], operation=operation, where=f"data[#{position}]")
+        return found
+
+    def user(self, user_id: str, *, total_timeout: float | None = None) -> dict[str, Any] | None:
+        """The user ``user_id`` (``GET /v1/users/{id}``), checked; None when the platform answers 404.
+
+        ``total_timeout`` as for :meth:`clients_by_email`.
+        """
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValueError("user needs a non-blank user_id")
+        operation = "user"
+        try:
+            payload = self._request(
+                operation, "GET", f"/v1/users/{quote(user_id, safe='')}", total_timeout=total_timeout
+            )
+        except PlatformRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return check_user(dict(payload), operation=operation)
+
+    def users_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Every user whose email matches ``email`` (trimmed, case-insensitive), each checked."""
+        wanted = normalise_email(email)
+        if not wanted:
+            raise ValueError("users_by_email needs a non-blank email")
+        operation = "users_by_email"
+        payload = self._request(operation, "GET", "/v1/users", params={"email": wanted})
+        records = _records(payload.get("data"), operation=operation, where="data")
+        return [
+            check_user(record, operation=operation, where=f"data[{index}]")
+            for index, record in enumerate(records)
+        ]
+
+    def users_page(self, cursor: str | None = None, limit: int = 100) -> UsersPage:
+        """One page of every user in the platform's stable order (records as sent; see the module)."""
+        low, high = USERS_PAGE_LIMITS
+        if isinstance(limit, bool) or not isinstance(limit, int) or not low <= limit <= high:
+            raise ValueError(f"users_page needs {low} <= limit <= {high}")
+        operation = "users_page"
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        payload = self._request(operation, "GET", "/v1/users", params=params)
+        records = _records(payload.get("data"), operation=operation, where="data")
+        for index, record in enumerate(records):
+            _user_id_of(record, operation=operation, where=f"data[{index}]")
+        if "next_cursor" not in payload:
+            raise PlatformContractError(f"platform {operation}: no next_cursor")
+        next_cursor = payload["next_cursor"]
+        if next_cursor is not None and (not isinstance(next_cursor, str) or not next_cursor):
+            raise PlatformContractError(f"platform {operation}: next_cursor is not a string or null")
+        return UsersPage(users=records, next_cursor=next_cursor)
+
+    def iter_users(self, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Every user, page after page (``limit`` a page) until ``next_cursor`` is null."""
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            page = self.users_page(cursor, limit)
+            yield from page.users
+            if page.next_cursor is None:
+                return
+            if page.next_cursor in seen:
+                raise PlatformContractError("platform users_page: a cursor was answered twice")
+            seen.add(page.next_cursor)
+            cursor = page.next_cursor
+
+    def lookup_users(self, user_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The user for each id (as sent; see the module), None for an id the platform does not know.
+
+        More than :data:`LOOKUP_BATCH` distinct ids are split into several calls, in order; a
+        failing call raises (nothing partial is returned). Blank ids raise ``ValueError``.
+        """
+        wanted = list(dict.fromkeys(user_ids))
+        if any(not isinstance(user_id, str) or not user_id.strip() for user_id in wanted):
+            raise ValueError("lookup_users needs non-blank string ids")
+        operation = "lookup_users"
+        found: dict[str, dict[str, Any] | None] = {}
+        for start, batch, data in self._batched(operation, "/v1/users/lookup", "user_ids", wanted):
+            for position, user_id in enumerate(batch, start=start):
+                if user_id not in data:
+                    raise PlatformContractError(
+                        f"platform {operation}: no answer for requested id #{position}"
+                    )
+                record = data[user_id]
+                where = f"data[#{position}]"
+                if record is not None and _user_id_of(record, operation=operation, where=where) != user_id:
+                    raise PlatformContractError(f"platform {operation}: {where} is another user")
+                found[user_id] = record
         return found
 
     def health(self) -> bool:
@@ -251,6 +380,19 @@ class PlatformClient:
         self.session.close()
 
     # --- transport -------------------------------------------------------------------
+
+    def _batched(
+        self, operation: str, path: str, field: str, wanted: list[str]
+    ) -> Iterator[tuple[int, list[str], Mapping[str, Any]]]:
+        """POST ``wanted`` to ``path`` as ``{field: [...]}`` in calls of :data:`LOOKUP_BATCH`, in
+        order; yields each call's first position, its items and its ``data`` object."""
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            batch = wanted[start : start + LOOKUP_BATCH]
+            payload = self._request(operation, "POST", path, json={field: batch})
+            data = payload.get("data")
+            if not isinstance(data, Mapping):
+                raise PlatformContractError(f"platform {operation}: data is not an object")
+            yield start, batch, data
 
     def _request(
         self, operation: str, method: str, path: str, *, total_timeout: float | None = None, **kwargs: Any

@@ -82,7 +82,7 @@ def _or_null(check: Check) -> Check:
 
 
 #: Kind -> (check, what the message says the value is not).
-_KINDS: dict[str, tuple[Check, str]] = {
+KINDS: dict[str, tuple[Check, str]] = {
     "int": (_is_int, "an integer"),
     "str": (_is_str, "a string"),
     "str?": (_or_null(_is_str), "a string or null"),
@@ -94,8 +94,8 @@ _KINDS: dict[str, tuple[Check, str]] = {
     "array": (lambda v: isinstance(v, list), "an array"),
 }
 #: The stricter kinds of ``strict=True`` (the contract's prose).
-_STRICT_KINDS: dict[str, tuple[Check, str]] = {
-    **_KINDS,
+STRICT_KINDS: dict[str, tuple[Check, str]] = {
+    **KINDS,
     "time": (_is_utc_time, "a UTC ISO 8601 time with a Z suffix"),
     "url?": (_or_null(_is_url), "an absolute http(s) URL or null"),
 }
@@ -146,9 +146,11 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def _field_problems(
+def field_problems(
     obj: Mapping[str, Any], fields: Mapping[str, tuple[str, bool]], where: str, kinds: Mapping[str, Any]
 ) -> list[str]:
+    """The problems of ``obj``'s ``fields`` (name -> (kind of :data:`KINDS`, required)); ``where``
+    prefixes each field name (``invoices[0].``, ``""`` for the record itself)."""
     problems = []
     for name, (kind, required) in fields.items():
         if name not in obj:
@@ -167,25 +169,38 @@ def record_problems(record: Any, *, strict: bool = False) -> list[str]:
     """What keeps ``record`` from being a contract ``Client`` ([] when nothing; see the module)."""
     if not isinstance(record, Mapping):
         return [f"a client record is a {type(record).__name__}, not an object"]
-    kinds = _STRICT_KINDS if strict else _KINDS
-    problems = _field_problems(record, CLIENT_FIELDS, "", kinds)
+    kinds = STRICT_KINDS if strict else KINDS
+    problems = field_problems(record, CLIENT_FIELDS, "", kinds)
     tags = record.get("tags")
     if isinstance(tags, list) and not all(isinstance(tag, str) for tag in tags):
         problems.append("tags are not all strings")
-    for name, fields in NESTED_FIELDS.items():
+    return problems + nested_problems(record, NESTED_FIELDS, ENUMS if strict else {}, kinds)
+
+
+def nested_problems(
+    record: Mapping[str, Any],
+    nested: Mapping[str, Mapping[str, tuple[str, bool]]],
+    enums: Mapping[tuple[str, str], tuple[str, ...]],
+    kinds: Mapping[str, Any],
+) -> list[str]:
+    """The problems of the objects nested in ``record`` (one object, or an array of them, per name
+    of ``nested``), with the ``enums`` given; a field missing or of the wrong type is not said
+    here (:func:`field_problems` of the record says it)."""
+    problems = []
+    for name, fields in nested.items():
         value = record.get(name)
         if isinstance(value, Mapping):
             items = [(f"{name}.", value)]
         elif isinstance(value, list):
             items = [(f"{name}[{index}].", item) for index, item in enumerate(value)]
         else:
-            continue  # missing or of the wrong type: said above
+            continue  # missing or of the wrong type: said by the record's fields
         for where, item in items:
             if not isinstance(item, Mapping):
                 problems.append(f"{where[:-1]} is not an object")
                 continue
-            problems += _field_problems(item, fields, where, kinds)
-            for (owner, field), allowed in ENUMS.items():
-                if strict and owner == name and field in item and item[field] not in allowed:
+            problems += field_problems(item, fields, where, kinds)
+            for (owner, field), allowed in enums.items():
+                if owner == name and field in item and item[field] not in allowed:
                     problems.append(f"{where}{field} is not one of {', '.join(allowed)}")
     return problems

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -31,26 +29,12 @@ from sync_worker.platform import (
     PlatformTimedOut,
     PlatformUnavailable,
 )
-from tests.fixtures.platform_sandbox import PlatformSandbox
+from tests.fixtures.platform_sandbox import PlatformSandbox, RecordingHooks, sandbox_process
 
 pytestmark = pytest.mark.integration
 
 CLIENTS = "GET /v1/clients"
 LOOKUP = "POST /v1/clients/lookup"
-
-
-class RecordingHooks:
-    """A RequestHooks that remembers every call it sees."""
-
-    def __init__(self) -> None:
-        self.before: list[tuple[str, str]] = []
-        self.after: list[tuple[str, int, dict[str, str]]] = []
-
-    def before_request(self, upstream: str, operation: str) -> None:
-        self.before.append((upstream, operation))
-
-    def after_response(self, upstream: str, status: int, headers: Mapping[str, str]) -> None:
-        self.after.append((upstream, status, dict(headers)))
 
 
 def ids(records: list[dict[str, Any]]) -> list[int]:
@@ -412,35 +396,13 @@ def test_synthetic_clients_are_served_on_demand():
 
 
 def test_sandbox_runs_as_its_own_process(tmp_path):
-    port = free_port()
     dataset = tmp_path / "clients.json"
     dataset.write_text(
         __import__("json").dumps([dict(synthetic_record(0), email="solo@example.com")]), encoding="utf-8"
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sync_worker.devtools.sandbox.platform",
-            "--port",
-            str(port),
-            "--token",
-            "T",
-            "--dataset",
-            str(dataset),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: requests.get(f"{url}/v1/health", timeout=1).ok, 20, message="the platform sandbox")
-        client = PlatformClient(url, "T")
+    with sandbox_process("--dataset", str(dataset)) as client:
         assert ids(client.clients_by_email("solo@example.com")) == [synthetic_record(0)["id"]]
         assert client.clients_by_email("maya.chen@example.com") == []  # the sample is not loaded
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 # --- a platform that breaks the contract -------------------------------------------------------------

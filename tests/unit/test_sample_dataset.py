@@ -7,14 +7,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from openapi_schema_validator import OAS31Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from sync_worker.devtools.sandbox.dataset import (
     InvalidRecord,
@@ -26,8 +22,8 @@ from sync_worker.devtools.sandbox.dataset import (
     synthetic_record,
     validate_record,
 )
+from tests.fixtures.platform_contract import contract_validator, schema_errors
 
-SPEC = Path(__file__).resolve().parents[2] / "docs" / "contracts" / "platform-api.yaml"
 PAST = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
 FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
 STATUSES = {"scheduled", "occurred", "late_cancellation", "cancelled", "no_show"}
@@ -35,25 +31,12 @@ STATUSES = {"scheduled", "occurred", "late_cancellation", "cancelled", "no_show"
 
 @pytest.fixture(scope="module")
 def client_validator() -> OAS31Validator:
-    spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
-    uri = "urn:platform-api"
-    registry: Registry = Registry().with_resource(
-        uri, Resource.from_contents(spec, default_specification=DRAFT202012)
-    )
-    return OAS31Validator(
-        {"$ref": f"{uri}#/components/schemas/Client"},
-        registry=registry,
-        format_checker=OAS31Validator.FORMAT_CHECKER,
-    )
+    return contract_validator("Client")
 
 
 @pytest.fixture(scope="module")
 def sample() -> list[dict[str, Any]]:
     return load_sample()
-
-
-def schema_errors(validator: OAS31Validator, record: Any) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(record)]
 
 
 def by_id(sample: list[dict[str, Any]], client_id: int) -> dict[str, Any]:

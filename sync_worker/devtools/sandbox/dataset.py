@@ -64,7 +64,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from os import PathLike
 from pathlib import Path
@@ -107,14 +107,22 @@ def validate_record(record: Any) -> dict[str, Any]:
 
 def validate_dataset(records: Any) -> list[dict[str, Any]]:
     """``records`` when it is a list of valid clients with unique ids; else :class:`InvalidRecord`."""
+    return validate_unique(records, validate_record, key="id", noun="clients", where="dataset")
+
+
+def validate_unique(
+    records: Any, validate: Callable[[Any], Any], *, key: str, noun: str, where: str
+) -> list[dict[str, Any]]:
+    """``records`` when it is a list each of whose items ``validate`` accepts, no ``key`` twice;
+    else :class:`InvalidRecord` (``validate``'s, or one naming the list's problem)."""
     if not isinstance(records, list):
-        raise InvalidRecord(["the dataset is not a JSON array of clients"], where="dataset")
-    seen: set[int] = set()
+        raise InvalidRecord([f"the {where} is not a JSON array of {noun}"], where=where)
+    seen: set[Any] = set()
     for record in records:
-        validate_record(record)
-        if record["id"] in seen:
-            raise InvalidRecord([f"id {record['id']} appears twice"], where="dataset")
-        seen.add(record["id"])
+        validate(record)
+        if record[key] in seen:
+            raise InvalidRecord([f"{key} {record[key]} appears twice"], where=where)
+        seen.add(record[key])
     return records
 
 

@@ -6,6 +6,10 @@ Guarantees:
   order (not sorted by id); lookup answers every requested email under its trimmed,
   lower-cased form, ``[]`` when it has no account; a bad body or more than 100 emails is a 400,
   a missing or wrong bearer token on the ``/v1/clients`` routes a 401, both ``{"error": ...}``;
+- the dealer users' routes (``/v1/users...``) and their ``/_sandbox/users`` controls are
+  :mod:`~sync_worker.devtools.sandbox.platform_users`'s, served from ``state.users`` (the sample
+  of :mod:`~sync_worker.devtools.sandbox.dealer_users_dataset` unless told otherwise), behind the
+  same gate; ``POST /_sandbox/reset`` resets them too, ``GET /_sandbox/stats`` counts them;
 - with ``synthetic_count=N`` it also serves ``client{i}@example.com`` (``i < N``) as
   :func:`~sync_worker.devtools.sandbox.dataset.synthetic_record` ``(i)``, generated on demand, unless a
   stored record has that client's id (``SYNTHETIC_BASE_ID + i``): that record replaces it, so
@@ -13,8 +17,9 @@ Guarantees:
 - control routes under ``/_sandbox/`` (no auth): ``GET``/``PUT /_sandbox/config`` (``PUT``
   changes only the knobs it names: ``latency_ms``, ``outage`` = ``"503"`` | ``"timeout"`` | null,
   ``rate_limit`` = ``{"per_second": N}`` | null, ``token_revoked``: the token answers 401 as a
-  revoked one does, ``lookup_refused``: ``POST /v1/clients/lookup`` answers 400 to every body, as
-  a platform whose batch contract changed would), ``PUT /_sandbox/clients`` (replace the dataset),
+  revoked one does, ``lookup_refused``: ``POST /v1/clients/lookup`` and ``/v1/users/lookup``
+  answer 400 to every body, as a platform whose batch contract changed would),
+  ``PUT /_sandbox/clients`` (replace the dataset),
   ``POST /_sandbox/clients`` (add or replace records by id), ``GET /_sandbox/stats``,
   ``POST /_sandbox/reset`` (initial dataset, default config, zero stats); records are validated
   against the contract (400 with the problems), except with ``POST /_sandbox/clients?check=false``,
@@ -22,9 +27,9 @@ Guarantees:
   so a test can serve a poison record;
 - on ``/v1/`` routes, in this order: the latency is served, an outage answers (``503`` at once;
   ``timeout`` holds the request until the outage is cleared, the sandbox is closed or
-  :data:`TIMEOUT_HOLD_SECONDS` pass, then answers 504), the rate limit (``/v1/clients`` routes
-  only; a token bucket of ``per_second`` tokens) answers 429 with ``Retry-After`` in whole
-  seconds, then the token is checked;
+  :data:`TIMEOUT_HOLD_SECONDS` pass, then answers 504), the rate limit (every route but
+  ``/v1/health``, clients and users alike: one token bucket of ``per_second`` tokens) answers
+  429 with ``Retry-After`` in whole seconds, then the token is checked;
 - :meth:`PlatformState.close` releases every held request at once (call it before stopping
   the server so nothing hangs); nothing is logged about requests.
 """
@@ -41,6 +46,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from sync_worker.devtools.sandbox import platform_users
 from sync_worker.devtools.sandbox.dataset import (
     SYNTHETIC_BASE_ID,
     InvalidRecord,
@@ -51,7 +57,10 @@ from sync_worker.devtools.sandbox.dataset import (
     validate_dataset,
     validate_record,
 )
-from sync_worker.devtools.sandbox.server import ServedApp
+from sync_worker.devtools.sandbox.dealer_users_dataset import load_sample_users, load_users
+from sync_worker.devtools.sandbox.platform_users import Synthetic, UsersStore
+from sync_worker.devtools.sandbox.server import ServedApp, store_records
+from sync_worker.devtools.sandbox.server import error_response as _error
 
 DEFAULT_TOKEN = "sandbox-platform-token"
 MAX_LOOKUP_EMAILS = 100
@@ -68,8 +77,15 @@ def _normalise(email: str) -> str:
 class PlatformState:
     """The sandbox's dataset, knobs and counters (thread-safe)."""
 
-    def __init__(self, dataset: Iterable[Mapping[str, Any]] = (), *, synthetic_count: int = 0):
+    def __init__(
+        self,
+        dataset: Iterable[Mapping[str, Any]] = (),
+        *,
+        synthetic_count: int = 0,
+        users: Iterable[Mapping[str, Any]] = (),
+    ):
         self._initial = [dict(record) for record in validate_dataset(list(dataset))]
+        self.users = UsersStore(users)
         self.synthetic_count = synthetic_count
         self._changed = threading.Condition()
         self._closed = False
@@ -242,9 +258,11 @@ class PlatformState:
                 "lookup_emails": self._lookup_emails,
                 "records": len(self._records),
                 "synthetic_count": self.synthetic_count,
+                **self.users.stats(),
             }
 
     def reset(self) -> None:
+        self.users.reset()
         with self._changed:
             self._set_records(self._initial)
             self._default_config()
@@ -263,14 +281,6 @@ def _positive(value: Any) -> bool:
     )
 
 
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    response = jsonify({"error": message})
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
 _ROUTES = {
     ("GET", "/v1/clients"): "GET /v1/clients",
     ("POST", "/v1/clients/lookup"): "POST /v1/clients/lookup",
@@ -283,14 +293,20 @@ def create_app(
     *,
     token: str = DEFAULT_TOKEN,
     synthetic_count: int = 0,
+    users: list[dict[str, Any]] | None = None,
     state: PlatformState | None = None,
 ) -> Flask:
-    """The sandbox app; ``dataset`` None serves the sample dataset (pass ``[]`` for none).
+    """The sandbox app; ``dataset`` None serves the sample clients, ``users`` None the sample dealer
+    users (pass ``[]`` for none).
 
     The state is ``app.extensions["platform_sandbox"]`` (close it before stopping the server).
     """
     if state is None:
-        state = PlatformState(load_sample() if dataset is None else dataset, synthetic_count=synthetic_count)
+        state = PlatformState(
+            load_sample() if dataset is None else dataset,
+            synthetic_count=synthetic_count,
+            users=load_sample_users() if users is None else users,
+        )
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = state
@@ -298,7 +314,9 @@ def create_app(
 
     @app.before_request
     def _gate() -> Response | None:
-        route = _ROUTES.get((request.method, request.path))
+        route = _ROUTES.get((request.method, request.path)) or platform_users.route_name(
+            request.method, request.path
+        )
         if route is None:
             return None
         state.count(route)
@@ -351,6 +369,8 @@ def create_app(
         state.counted_lookup(len(emails))
         return jsonify({"data": {_normalise(email): state.find(email) for email in emails}})
 
+    platform_users.register(app, state)
+
     # --- control routes ------------------------------------------------------------------
 
     @app.get("/_sandbox/config")
@@ -369,18 +389,7 @@ def create_app(
 
     @app.route("/_sandbox/clients", methods=["PUT", "POST"])
     def put_clients() -> Response:
-        body = request.get_json(silent=True)
-        records = [body] if isinstance(body, dict) else body
-        if not isinstance(records, list):
-            return _error(400, "the body must be a client or a JSON array of clients")
-        try:
-            if request.method == "PUT":
-                count = state.replace(records)
-            else:
-                count = state.upsert(records, check=request.args.get("check") != "false")
-        except InvalidRecord as exc:
-            return _error(400, str(exc))
-        return jsonify({"count": count})
+        return store_records(state.replace, state.upsert, noun="client", refused=InvalidRecord)
 
     @app.get("/_sandbox/stats")
     def get_stats() -> Response:
@@ -395,7 +404,8 @@ def create_app(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sync_worker.devtools.sandbox.platform --port 8081 --token T [--dataset FILE]``."""
+    """``python -m sync_worker.devtools.sandbox.platform --port 8081 --token T [--dataset FILE]
+    [--users FILE] [--synthetic-users N M]``."""
     parser = argparse.ArgumentParser(description="Serve the platform sandbox.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
@@ -404,10 +414,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--synthetic", type=int, default=0, metavar="N", help="also serve client{i}@example.com, i < N"
     )
+    parser.add_argument("--users", help="a JSON array of dealer users (default: the sample users)")
+    parser.add_argument(
+        "--synthetic-users",
+        type=int,
+        nargs=2,
+        metavar=("N", "M"),
+        help="serve N synthetic dealer users sharing M locations instead of the stored ones",
+    )
     args = parser.parse_args(argv)
     dataset = load(args.dataset) if args.dataset else load_sample()
-    app = create_app(dataset, token=args.token, synthetic_count=args.synthetic)
-    print(f"platform sandbox on http://{args.host}:{args.port} ({len(dataset)} clients)", flush=True)
+    users = load_users(args.users) if args.users else load_sample_users()
+    app = create_app(dataset, token=args.token, synthetic_count=args.synthetic, users=users)
+    if args.synthetic_users:
+        count, locations = args.synthetic_users
+        app.extensions[EXTENSION].users.generate(Synthetic(count, locations))
+    total = app.extensions[EXTENSION].users.total()
+    print(
+        f"platform sandbox on http://{args.host}:{args.port} ({len(dataset)} clients, {total} users)",
+        flush=True,
+    )
     try:
         ServedApp(app, host=args.host, port=args.port).serve_forever()
     except KeyboardInterrupt:
