@@ -34,10 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -53,160 +50,45 @@ sys.path.insert(0, str(ROOT))
 from bench._harness import (  # noqa: E402
     INTERCOM_TOKEN,
     PLATFORM_TOKEN,
-    group_pids,
     machine,
     service_env,
     start_workers,
     stop,
 )
+from bench._watch import MIB, Cpu, GroupWatch, WindowedIntercomState, window_figures  # noqa: E402
 from sync_worker import integrations  # noqa: E402
 from sync_worker.devtools.localredis import LocalRedis  # noqa: E402
 from sync_worker.devtools.processes import Child, beat_argv  # noqa: E402
 from sync_worker.devtools.sandbox.dataset import synthetic_record  # noqa: E402
-from sync_worker.devtools.sandbox.intercom import Admission, IntercomState  # noqa: E402
 from sync_worker.devtools.sandbox.intercom import create_app as intercom_app  # noqa: E402
 from sync_worker.devtools.sandbox.platform import PlatformState  # noqa: E402
 from sync_worker.devtools.sandbox.platform import create_app as platform_app  # noqa: E402
 from sync_worker.devtools.sandbox.server import ServedApp  # noqa: E402
 from sync_worker.resync.settings import PAGE_SIZE  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
-MIB = 1024 * 1024
 #: Peak RSS within this of the smaller run's counts as not grown: the same process varies by about
 #: 1 MiB from run to run, and 80,000 more contacts at 25 bytes each would already exceed it.
 RSS_TOLERANCE_MIB = 2.0
 
 
-class BenchIntercomState(IntercomState):
+class BenchIntercomState(WindowedIntercomState):
     """The sandbox's state, also noting each window's first and last admitted call and who was written."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.admitted_at: dict[float, list[float]] = {}  # window start -> [first, last] (Unix seconds)
         self.written: set[str] = set()
 
-    def receive(self, *, authorized: bool) -> Admission:
-        admission = super().receive(authorized=authorized)
-        if admission.admitted:
-            now = self.clock()
-            start = math.floor(now / self.config.window_seconds) * self.config.window_seconds
+    def update_contact(
+        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False
+    ) -> dict[str, Any]:
+        rendered = super().update_contact(contact_id, body, preview=preview)
+        if not preview:
             with self._lock:
-                seen = self.admitted_at.setdefault(start, [now, now])
-                seen[1] = now
-        return admission
-
-    def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        rendered = super().update_contact(contact_id, body)
-        with self._lock:
-            self.written.add(contact_id)
+                self.written.add(contact_id)
         return rendered
 
 
-# --- processes: RSS and CPU ---------------------------------------------------------------
-
-
-def _kib(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-class GroupWatch:
-    """One Child's process group: each process's peak RSS (VmHWM) and the group's CPU time."""
-
-    def __init__(self, child: Child):
-        self.child = child
-        self.pids: list[int] = []
-        self.peak_by_pid: dict[int, int] = {}
-        self.role_by_pid: dict[int, str] = {}
-        self.peak_total = 0
-
-    def refresh(self) -> None:
-        if self.child.pid is not None:
-            self.pids = group_pids(self.child.pid)
-            for pid in self.pids:
-                self.role_by_pid.setdefault(pid, "parent" if pid == self.child.pid else "child")
-
-    def sample(self) -> None:
-        for pid in self.pids:
-            self.peak_by_pid[pid] = max(self.peak_by_pid.get(pid, 0), _kib(pid, "VmHWM"))
-        self.peak_total = max(self.peak_total, sum(_kib(pid, "VmRSS") for pid in self.pids))
-
-    def cpu(self) -> float:
-        return sum(_cpu_seconds(pid) for pid in self.pids)
-
-    def figures(self) -> dict[str, Any]:
-        parent = [kib for pid, kib in self.peak_by_pid.items() if self.role_by_pid.get(pid) == "parent"]
-        children = sorted(
-            (kib for pid, kib in self.peak_by_pid.items() if self.role_by_pid.get(pid) == "child"),
-            reverse=True,
-        )
-        return {
-            "processes": len(self.peak_by_pid),
-            "peak_rss_mib_parent": round(max(parent, default=0) / 1024, 1),
-            "peak_rss_mib_children": [round(kib / 1024, 1) for kib in children],
-            "peak_rss_mib_largest_process": round(max(self.peak_by_pid.values(), default=0) / 1024, 1),
-            "peak_rss_mib_sum": round(self.peak_total / 1024, 1),
-        }
-
-
-class Cpu:
-    """CPU seconds of the workers, beat, this process (the sandboxes' threads) and Redis."""
-
-    def __init__(self, workers: list[GroupWatch], beat: GroupWatch, redis_pid: int):
-        self.workers, self.beat, self.redis_pid = workers, beat, redis_pid
-
-    def now(self) -> dict[str, float]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {
-            "workers": sum(w.cpu() for w in self.workers),
-            "beat": self.beat.cpu(),
-            "sandboxes_and_bench": usage.ru_utime + usage.ru_stime,
-            "redis": _cpu_seconds(self.redis_pid),
-        }
-
-
 # --- one run -------------------------------------------------------------------------------
-
-
-def _windows(state: BenchIntercomState, since: float, until: float) -> dict[str, Any]:
-    """When each window's calls came, for the windows of one run (seconds after the window opened)."""
-    stats = {w["start"]: w for w in state.stats()["windows"]}
-    rows = []
-    for start, (first, last) in sorted(state.admitted_at.items()):
-        if start + state.config.window_seconds <= since or start >= until:
-            continue
-        rows.append(
-            {
-                "start": start,
-                "admitted": stats.get(start, {}).get("admitted", 0),
-                "first_call_s": round(first - start, 2),
-                "last_call_s": round(last - start, 2),
-            }
-        )
-    # Full: the budget was spent (the limiter keeps back a few tokens for calls still in flight).
-    full = [r for r in rows if r["admitted"] >= 0.98 * state.config.rate_limit]
-    return {
-        "count": len(rows),
-        "full_windows": len(full),
-        "median_first_call_s": round(statistics.median(r["first_call_s"] for r in full), 2) if full else None,
-        "median_last_call_s": round(statistics.median(r["last_call_s"] for r in full), 2) if full else None,
-        "max_last_call_s": max((r["last_call_s"] for r in full), default=None),
-        "rows": rows,
-    }
 
 
 def _run(
@@ -269,7 +151,7 @@ def _run(
         "validation_failures": after["validation_failures"] - before["validation_failures"],
         "windows_over_limit": after["windows_over_limit"],
         "max_admitted_in_a_window": after["max_admitted_in_window"],
-        "windows": _windows(state, began, time.time()),
+        "windows": window_figures(state, began, time.time()),
         "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
         "platform_lookups": platform_after["calls"].get("POST /v1/clients/lookup", 0)
         - platform_before["calls"].get("POST /v1/clients/lookup", 0),
