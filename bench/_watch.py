@@ -8,7 +8,13 @@ Guarantees:
 - :class:`WindowedIntercomState` is the Intercom sandbox's state noting, for every rate-limit
   window, when its first and last admitted call came; :func:`window_figures` summarises the
   windows of one run (how many were full, and when their calls came, in seconds after the
-  window opened).
+  window opened);
+- :func:`compare_peak_rss` compares each process's peak RSS between the smallest and the largest
+  population a bench measured at one limit;
+- :func:`start_service` starts the workers and beat a re-sync bench watches (the caller stops
+  ``service.children``); :func:`start_run` starts a manual re-sync run with the workers' settings
+  and :func:`follow_run` waits for its end, sampling the watches meanwhile, and raises
+  ``TimeoutError`` when it outlives its time.
 """
 
 from __future__ import annotations
@@ -17,12 +23,18 @@ import math
 import os
 import resource
 import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._harness import group_pids
-from sync_worker.devtools.processes import Child
+import redis as redis_lib
+
+from bench._harness import group_pids, start_workers
+from sync_worker.devtools.processes import Child, beat_argv
 from sync_worker.devtools.sandbox.intercom import Admission, IntercomState
+from sync_worker.resync.runs import RUNNING, RunOptions, RunRecord, RunStore
 
 TICKS = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
@@ -145,3 +157,116 @@ def window_figures(state: WindowedIntercomState, since: float, until: float) -> 
         "max_last_call_s": max((r["last_call_s"] for r in full), default=None),
         "rows": rows,
     }
+
+
+def peak_rss_by_role(result: dict[str, Any]) -> dict[str, float]:
+    """Peak RSS (MiB) by role in one bench result: beat, the worker parent, its largest pool child."""
+    worker = result["worker_rss"][0]
+    return {
+        "beat": result["beat_rss"]["peak_rss_mib_parent"],
+        "worker_parent": worker["peak_rss_mib_parent"],
+        "worker_child_largest": max(worker["peak_rss_mib_children"], default=0.0),
+    }
+
+
+def compare_peak_rss(
+    results: list[dict[str, Any]], *, size: str, tolerance_mib: float
+) -> list[dict[str, Any]]:
+    """For each limit measured at several sizes (``result[size]``): each role's peak RSS at the
+    largest size against the smallest, and whether every role stayed within ``tolerance_mib``."""
+    out = []
+    for limit in sorted({r["rate_limit"]["calls"] for r in results}):
+        sized = sorted((r for r in results if r["rate_limit"]["calls"] == limit), key=lambda r: r[size])
+        if len(sized) < 2:
+            continue
+        small, large = sized[0], sized[-1]
+        before, after = peak_rss_by_role(small), peak_rss_by_role(large)
+        growth = {role: round(after[role] - before[role], 1) for role in before}
+        out.append(
+            {
+                "limit": limit,
+                size: [small[size], large[size]],
+                "peak_rss_mib": {role: [before[role], after[role]] for role in before},
+                "growth_mib": growth,
+                "tolerance_mib": tolerance_mib,
+                "flat": all(abs(g) <= tolerance_mib for g in growth.values()),
+            }
+        )
+    return out
+
+
+@dataclass
+class Service:
+    """The processes a re-sync bench runs and watches: the workers, then beat (last)."""
+
+    children: list[Child]
+    watches: list[GroupWatch]
+    cpu: Cpu
+
+
+def start_service(
+    env: dict[str, str], log_dir: Path, *, workers: int, concurrency: int, redis_pid: int
+) -> Service:
+    """``workers`` workers (each with ``concurrency`` pool processes, started and ready) and beat."""
+    children = start_workers(workers, env=env, log_dir=log_dir, concurrency=concurrency)
+    try:
+        beat = Child(
+            "beat",
+            beat_argv(schedule_file=str(log_dir / "beat-schedule"), loglevel="WARNING"),
+            env=env,
+            log_path=log_dir / "beat.log",
+        ).start()
+    except BaseException:
+        for child in children:
+            child.stop()
+        raise
+    children.append(beat)
+    watches = [GroupWatch(child) for child in children]
+    for watch in watches:
+        watch.refresh()
+    return Service(children, watches, Cpu(watches[:-1], watches[-1], redis_pid))
+
+
+def start_run(client: redis_lib.Redis, env: dict[str, str], options: RunOptions) -> tuple[RunStore, str]:
+    """Start a re-sync run with ``options`` and the workers' settings (``env``): its store and id."""
+    from sync_worker.celery_app import create_celery
+    from sync_worker.config import Settings
+    from sync_worker.resync.settings import ResyncSettings
+    from sync_worker.resync.starter import make_store, start
+
+    settings = ResyncSettings(**env)
+    result = start(client, create_celery(Settings(**env)), options, settings)
+    if result.status != "started" or result.run_id is None:
+        raise RuntimeError(f"could not start a run: {result}")
+    return make_store(client, settings), result.run_id
+
+
+def follow_run(
+    store: RunStore,
+    run_id: str,
+    watches: list[GroupWatch],
+    *,
+    timeout: float,
+    every: int = 4,
+    on_sample: Callable[[], None] = lambda: None,
+) -> RunRecord:
+    """Wait (polls of 0.25 s) for the run to end, sampling the watches (and ``on_sample``) every
+    ``every`` polls and once at the end; its final record."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while (record := store.load(run_id)).status == RUNNING:
+        if polls % 40 == 0:
+            for watch in watches:
+                watch.refresh()
+        if polls % every == 0:
+            for watch in watches:
+                watch.sample()
+            on_sample()
+        polls += 1
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} still running after {timeout}s: {record.counts}")
+        time.sleep(0.25)
+    for watch in watches:
+        watch.sample()
+    on_sample()
+    return record

@@ -51,19 +51,30 @@ from bench._harness import (  # noqa: E402
     INTERCOM_TOKEN,
     PLATFORM_TOKEN,
     machine,
+    merge_results,
     service_env,
-    start_workers,
     stop,
 )
-from bench._watch import MIB, Cpu, GroupWatch, WindowedIntercomState, window_figures  # noqa: E402
+from bench._watch import (  # noqa: E402
+    MIB,
+    Cpu,
+    GroupWatch,
+    WindowedIntercomState,
+    compare_peak_rss,
+    follow_run,
+    start_run,
+    start_service,
+    window_figures,
+)
 from sync_worker import integrations  # noqa: E402
 from sync_worker.devtools.localredis import LocalRedis  # noqa: E402
-from sync_worker.devtools.processes import Child, beat_argv  # noqa: E402
+from sync_worker.devtools.processes import Child  # noqa: E402
 from sync_worker.devtools.sandbox.dataset import synthetic_record  # noqa: E402
 from sync_worker.devtools.sandbox.intercom import create_app as intercom_app  # noqa: E402
 from sync_worker.devtools.sandbox.platform import PlatformState  # noqa: E402
 from sync_worker.devtools.sandbox.platform import create_app as platform_app  # noqa: E402
 from sync_worker.devtools.sandbox.server import ServedApp  # noqa: E402
+from sync_worker.resync.runs import RunOptions  # noqa: E402
 from sync_worker.resync.settings import PAGE_SIZE  # noqa: E402
 
 #: Peak RSS within this of the smaller run's counts as not grown: the same process varies by about
@@ -100,14 +111,6 @@ def _run(
     cpu: Cpu,
     timeout: float,
 ) -> dict[str, Any]:
-    from sync_worker.celery_app import create_celery
-    from sync_worker.config import Settings
-    from sync_worker.resync.runs import RUNNING, RunOptions
-    from sync_worker.resync.settings import ResyncSettings
-    from sync_worker.resync.starter import make_store, start
-
-    settings = ResyncSettings(**env)
-    store = make_store(client, settings)
     before = state.stats()
     platform_before = platform_state.stats()
     with state._lock:
@@ -115,25 +118,9 @@ def _run(
     cpu_before = cpu.now()
     began = time.time()
     started = time.monotonic()
-    result = start(client, create_celery(Settings(**env)), RunOptions(trigger="manual"), settings)
-    if result.status != "started":
-        raise RuntimeError(f"could not start a run: {result}")
-    deadline = started + timeout
-    polls = 0
-    while (record := store.load(result.run_id)).status == RUNNING:
-        if polls % 40 == 0:
-            for watch in watches:
-                watch.refresh()
-        if polls % 4 == 0:
-            for watch in watches:
-                watch.sample()
-        polls += 1
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"run {result.run_id} still running after {timeout}s: {record.counts}")
-        time.sleep(0.25)
+    store, run_id = start_run(client, env, RunOptions(trigger="manual"))
+    record = follow_run(store, run_id, watches, timeout=timeout)
     elapsed = time.monotonic() - started
-    for watch in watches:
-        watch.sample()
     cpu_after = cpu.now()
     after = state.stats()
     platform_after = platform_state.stats()
@@ -219,19 +206,11 @@ def bench(
     client = redis_lib.Redis.from_url(redis_server.url)
     changed = sorted(random.Random(contacts).sample(range(contacts), round(contacts * changed_pct / 100)))
     try:
-        children += start_workers(workers, env=env, log_dir=log_dir, concurrency=concurrency)
-        beat = Child(
-            "beat",
-            beat_argv(schedule_file=str(log_dir / "beat-schedule"), loglevel="WARNING"),
-            env=env,
-            log_path=log_dir / "beat.log",
-        ).start()
-        children.append(beat)
-        watches = [GroupWatch(child) for child in children]
-        for watch in watches:
-            watch.refresh()
         assert redis_server.process is not None
-        cpu = Cpu(watches[:-1], watches[-1], redis_server.process.pid)
+        service = start_service(
+            env, log_dir, workers=workers, concurrency=concurrency, redis_pid=redis_server.process.pid
+        )
+        children, watches, cpu = service.children, service.watches, service.cpu
         full = _run(state, platform_state, client, env, watches, cpu, timeout)
         platform_state.upsert([changed_record(i) for i in changed])
         second = _run(state, platform_state, client, env, watches, cpu, timeout)
@@ -319,23 +298,13 @@ def _key(result: dict[str, Any]) -> tuple[int, int]:
 
 def _merge(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The results already in ``path`` with those of the same size and limit replaced by ``new``."""
-    try:
-        old = json.loads(path.read_text())["results"]
-    except (OSError, ValueError, KeyError):
-        old = []
-    replaced = {_key(r) for r in new}
-    kept = [r for r in old if "changed" in r and _key(r) not in replaced]  # older formats dropped
-    return sorted(kept + new, key=lambda r: (r["rate_limit"]["calls"], r["contacts"]))
-
-
-def _peaks(result: dict[str, Any]) -> dict[str, float]:
-    """Peak RSS (MiB) by role: beat, the worker parent, its largest pool child."""
-    worker = result["worker_rss"][0]
-    return {
-        "beat": result["beat_rss"]["peak_rss_mib_parent"],
-        "worker_parent": worker["peak_rss_mib_parent"],
-        "worker_child_largest": max(worker["peak_rss_mib_children"], default=0.0),
-    }
+    return merge_results(
+        path,
+        new,
+        key=_key,
+        order=lambda r: (r["rate_limit"]["calls"], r["contacts"]),
+        keep=lambda r: "changed" in r,  # older formats dropped
+    )
 
 
 def compare_memory(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -343,25 +312,7 @@ def compare_memory(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     "Does not grow" = within :data:`RSS_TOLERANCE_MIB` for every role.
     """
-    out = []
-    for limit in sorted({r["rate_limit"]["calls"] for r in results}):
-        sized = sorted((r for r in results if r["rate_limit"]["calls"] == limit), key=lambda r: r["contacts"])
-        if len(sized) < 2:
-            continue
-        small, large = sized[0], sized[-1]
-        before, after = _peaks(small), _peaks(large)
-        growth = {role: round(after[role] - before[role], 1) for role in before}
-        out.append(
-            {
-                "limit": limit,
-                "contacts": [small["contacts"], large["contacts"]],
-                "peak_rss_mib": {role: [before[role], after[role]] for role in before},
-                "growth_mib": growth,
-                "tolerance_mib": RSS_TOLERANCE_MIB,
-                "flat": all(abs(g) <= RSS_TOLERANCE_MIB for g in growth.values()),
-            }
-        )
-    return out
+    return compare_peak_rss(results, size="contacts", tolerance_mib=RSS_TOLERANCE_MIB)
 
 
 def main(argv: list[str] | None = None) -> None:
