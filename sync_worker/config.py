@@ -2,7 +2,7 @@
 
 Guarantees:
 - every setting has one environment name (the design's table for the shared ones,
-  ``SYNC_*`` / ``INTERCOM_*`` / ``PLATFORM_*`` for the rest) and a typed value;
+  ``SYNC_*`` / ``INTERCOM_*`` / ``PLATFORM_*`` / ``REFERRAL_*`` for the rest) and a typed value;
 - a missing required setting fails at start with one line naming the variable
   (:func:`require`), never with a traceback deep in a task;
 - secrets are ``SecretStr``: their ``repr`` and log lines show ``**********``.
@@ -58,8 +58,26 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(10.0, validation_alias="SYNC_HTTP_TIMEOUT_SECONDS")
     platform_timeout_seconds: float = Field(5.0, validation_alias="PLATFORM_TIMEOUT_SECONDS")
 
+    # --- the referral program (docs/contracts/referral-api.yaml) ----------------------
+    referral_api_url: str | None = Field(None, validation_alias="REFERRAL_API_URL")
+    referral_api_token: SecretStr | None = Field(None, validation_alias="REFERRAL_API_TOKEN")
+    #: Every worker together; the program allows 600 a minute and blocks an IP that goes over.
+    referral_calls_per_minute: int = Field(540, ge=1, validation_alias="REFERRAL_CALLS_PER_MINUTE")
+    referral_timeout_seconds: float = Field(10.0, gt=0, validation_alias="REFERRAL_TIMEOUT_SECONDS")
+
     # --- attribute names: JSON object {key: "Intercom name"} overriding the defaults -
     attribute_names: dict[str, str] = Field(default_factory=dict, validation_alias="SYNC_ATTRIBUTE_NAMES")
+
+    # --- dealer users (docs/integrations/dealer_users.md) -------------------------------
+    #: What the contact's ``Source`` says.
+    users_source_label: str = Field(
+        "Billing Center Dealer App", min_length=1, validation_alias="USERS_SOURCE_LABEL"
+    )
+    #: JSON object {key: "Intercom name"} renaming the dealer users' custom attributes (``source``,
+    #: ``roles``, ``companies``; ``dealer_company`` on companies).
+    users_attribute_names: dict[str, str] = Field(
+        default_factory=dict, validation_alias="USERS_ATTRIBUTE_NAMES"
+    )
 
     # --- webhooks -------------------------------------------------------------------
     webhook_topics: Annotated[list[str], NoDecode] = Field(
@@ -179,6 +197,8 @@ _ENV_NAMES = {
     "intercom_client_secret": "INTERCOM_CLIENT_SECRET",
     "platform_api_url": "PLATFORM_API_URL",
     "platform_api_token": "PLATFORM_API_TOKEN",
+    "referral_api_url": "REFERRAL_API_URL",
+    "referral_api_token": "REFERRAL_API_TOKEN",
     "sync_trigger_token": "SYNC_TRIGGER_TOKEN",
     "sync_connector_token": "SYNC_CONNECTOR_TOKEN",
     "sync_admin_token": "SYNC_ADMIN_TOKEN",

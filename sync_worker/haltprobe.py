@@ -6,6 +6,7 @@ Guarantees: for each halted upstream (:mod:`sync_worker.halts`) one cheap authen
   made under the cap all clear the halt, and a schema problem still there keeps it;
 - the platform: one read and one batched read (what a bulk chunk sends: a ``contract`` halt is
   about it) for an address no client has (``PROBE_EMAIL``);
+- the referral program: one page of one user (any answer but an error means the token works);
 a probe that works clears the halt (the waiting work goes on at its next look); one that fails
 notes its error on the halt (``probes``, ``last_probe_error``) and keeps it. An upstream without
 a halt costs no call.
@@ -15,9 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sync_worker.attributes import resolve_names
 from sync_worker.celery_app import HALT_PROBE_TASK, app
-from sync_worker.halts import INTERCOM, PLATFORM
+from sync_worker.halts import INTERCOM, PLATFORM, REFERRAL
 from sync_worker.runtime import Runtime, get_runtime
 
 #: The platform probe's address: a reserved domain (RFC 2606), so it is nobody's.
@@ -28,9 +28,7 @@ def probe_intercom(runtime: Runtime) -> None:
     """The data attributes of every integration that runs here listed and ensured again."""
     runtime.schema.forget()
     for name in runtime.integrations:
-        profile = runtime.pipeline(name).profile
-        targets = resolve_names(profile.attributes, runtime.settings.attribute_names)
-        runtime.schema.ensure(name for name, custom in targets.values() if custom)
+        runtime.pipeline(name).ensure_schema()
 
 
 def probe_platform(runtime: Runtime) -> None:
@@ -38,7 +36,15 @@ def probe_platform(runtime: Runtime) -> None:
     runtime.platform.lookup([PROBE_EMAIL])
 
 
-PROBES: dict[str, Callable[[Runtime], None]] = {INTERCOM: probe_intercom, PLATFORM: probe_platform}
+def probe_referral(runtime: Runtime) -> None:
+    runtime.referral.users_page(per_page=1)
+
+
+PROBES: dict[str, Callable[[Runtime], None]] = {
+    INTERCOM: probe_intercom,
+    PLATFORM: probe_platform,
+    REFERRAL: probe_referral,
+}
 
 
 @app.task(name=HALT_PROBE_TASK)

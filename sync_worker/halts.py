@@ -5,7 +5,8 @@ Intercom's cap on data attributes) fails every contact the same way: parking eac
 the dead-letter store with thousands of copies of one problem and say nothing clear. Instead:
 
 - :func:`halt_reason` (pure) says whether an error is workspace-wide, and for which upstream:
-  ``auth`` (Intercom's or the platform's 401/403), ``schema`` (Intercom's data attributes), or
+  ``auth`` (Intercom's, the platform's or the referral program's 401/403: a revoked token),
+  ``schema`` (Intercom's data attributes), or
   ``contract`` (a bulk chunk's batched platform read refused as sent, or answered in a shape we
   do not read: a batch of a hundred contacts cannot fail so for one of them, the platform's API
   changed);
@@ -39,13 +40,20 @@ from sync_worker.errors import SyncError, TransientError
 from sync_worker.intercom import IntercomAuthError
 from sync_worker.logs import log_event
 from sync_worker.platform import PlatformAuthError, PlatformContractError, PlatformRequestError
+from sync_worker.referral import ReferralAuthError
 from sync_worker.schema import SCHEMA_ERRORS
 
 logger = logging.getLogger(__name__)
 
 INTERCOM = "intercom"
 PLATFORM = "platform"
-UPSTREAMS = (INTERCOM, PLATFORM)
+REFERRAL = "referral"
+#: Every upstream a halt can stop (listed, probed, shown in ``/metrics``).
+UPSTREAMS = (INTERCOM, PLATFORM, REFERRAL)
+#: What :meth:`HaltStore.check` looks at unless told: the contact syncs' upstreams. A referral
+#: halt stops only the work that calls the program (it passes ``REFERRAL`` itself), never the
+#: contact syncs of the other integrations.
+CONTACT_SYNC_UPSTREAMS = (INTERCOM, PLATFORM)
 AUTH = "auth"
 SCHEMA = "schema"
 CONTRACT = "contract"
@@ -62,6 +70,8 @@ def halt_reason(error: BaseException, *, batch: bool = False) -> tuple[str, str]
         return INTERCOM, AUTH
     if isinstance(error, PlatformAuthError):
         return PLATFORM, AUTH
+    if isinstance(error, ReferralAuthError):
+        return REFERRAL, AUTH
     if isinstance(error, SCHEMA_ERRORS):
         return INTERCOM, SCHEMA
     return None
@@ -116,7 +126,7 @@ class HaltStore:
         found = self._redis.mget([keys.halt(upstream) for upstream in UPSTREAMS])
         return [halt for halt in map(_parse, found) if halt is not None]
 
-    def check(self, upstreams: Iterable[str] = UPSTREAMS) -> None:
+    def check(self, upstreams: Iterable[str] = CONTACT_SYNC_UPSTREAMS) -> None:
         """Raise :class:`UpstreamHalted` when one of ``upstreams`` is halted (one ``MGET``)."""
         names = list(upstreams)
         for raw in self._redis.mget([keys.halt(upstream) for upstream in names]):

@@ -1,6 +1,6 @@
 """What the HTTP clients let the rest of the worker hook into.
 
-Guarantees: both upstream clients (Intercom, platform) call
+Guarantees: every upstream client (Intercom, the platform, the referral program) calls
 ``hooks.before_request`` once before every attempt they send (so a shared rate
 limiter sees every call, retries included) and ``hooks.after_response`` once
 for every response they receive (so the limiter can follow the upstream's own

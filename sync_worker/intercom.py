@@ -14,6 +14,29 @@ Guarantees:
   exponential backoff (well under the caller's time budget); a 429 is raised at once with
   the window's reset time, so the caller can reschedule instead of blocking;
 - log lines carry operation names, statuses, codes and ids, never emails or attribute values.
+
+Contacts, companies and memberships (what the dealer-users profile writes):
+- :meth:`IntercomClient.create_contact` never creates a duplicate silently: Intercom's 409 "A
+  contact matching those details already exists with id=<id>" is :class:`ContactExists` with
+  ``existing_id`` (permanent for this request, not retried: the caller continues with that id,
+  unarchiving it first when :meth:`~IntercomClient.get_contact` answers 404 for it); an
+  :meth:`~IntercomClient.update_contact` giving a contact another one's email or external id
+  (``standard=``) is refused the same way;
+- :meth:`~IntercomClient.search_contacts` is one page of any Intercom search query,
+  :meth:`~IntercomClient.iter_search` every page (``pages.next.starting_after``); search lags
+  behind writes in Intercom, so a contact just created may not be found yet;
+- :meth:`~IntercomClient.upsert_company` creates or updates by ``company_id``; the create Intercom
+  loses to a concurrent one ("Company already exists.", 400 ``unique_company_constraint``) is
+  :class:`CompanyExists` (transient: the company exists by then), so the caller reads it back
+  with :meth:`~IntercomClient.find_company` (None when there is none);
+- :meth:`~IntercomClient.list_contact_companies` returns every company of a contact, whether
+  Intercom answers under ``data`` (its examples) or ``companies`` (its schema), page by page;
+- :meth:`~IntercomClient.attach_company` beyond Intercom's :data:`MAX_COMPANIES_PER_CONTACT`
+  associations is :class:`CompanyLimitReached` (permanent, naming the limit); attaching an
+  attached company changes nothing; Intercom does not document its answer to detaching a company
+  that is not attached (the sandbox answers 200), so a caller should read a
+  :class:`IntercomNotFound` from :meth:`~IntercomClient.detach_company` as "already detached";
+- data attributes take ``model="company"`` as they take ``"contact"``.
 """
 
 from __future__ import annotations
@@ -38,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 UPSTREAM = "intercom"
 DEFAULT_RATE_LIMIT_WAIT = 10.0  # one Intercom window, when a 429 says nothing about its reset
+MAX_COMPANIES_PER_CONTACT = 1000  # Intercom's cap on one contact's company associations
+SEARCH_PER_PAGE = 150  # the largest page Intercom's search answers
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -110,6 +135,32 @@ class IntercomConflict(IntercomError, TransientError):
     """408 or 409: the same request can succeed a moment later."""
 
     code = "intercom_conflict"
+
+
+class ContactExists(IntercomError, PermanentError):
+    """409 to a create: a contact with that email (users) or external id exists, ``existing_id``."""
+
+    code = "contact_exists"
+
+    def __init__(self, message: str, *, existing_id: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.existing_id = existing_id
+
+
+class CompanyExists(IntercomError, TransientError):
+    """A create of a ``company_id`` lost to a concurrent one: the company exists, read it back."""
+
+    code = "company_exists"
+
+
+class CompanyLimitReached(IntercomError, PermanentError):
+    """The contact holds Intercom's maximum of company associations (``limit``)."""
+
+    code = "company_limit_reached"
+
+    def __init__(self, message: str, *, limit: int = MAX_COMPANIES_PER_CONTACT, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.limit = limit
 
 
 class IntercomUnavailable(IntercomError, TransientError):
@@ -185,6 +236,57 @@ def survivor_from_link(link_header: str | None) -> str | None:
     return None
 
 
+_EXISTING_CONTACT = re.compile(r"already exists with id\s*=\s*['\"]?([0-9A-Za-z_-]+)")
+
+
+def existing_contact_id(message: str | None) -> str | None:
+    """The id in Intercom's "A contact matching those details already exists with id=<id>"."""
+    match = _EXISTING_CONTACT.search(message or "")
+    return match.group(1) if match else None
+
+
+def is_company_exists(code: str | None, message: str | None) -> bool:
+    """Whether an error body is Intercom's answer to a concurrent create of one company."""
+    return code == "unique_company_constraint" or "company already exists" in (message or "").lower()
+
+
+def is_company_limit(code: str | None, message: str | None) -> bool:
+    """Whether an error body is Intercom's refusal of one more company association."""
+    text = (message or "").lower()
+    return code == "contact_company_limit_exceeded" or ("maximum" in text and "company associations" in text)
+
+
+def companies_of(payload: Any) -> list[dict[str, Any]]:
+    """The companies of a contact-companies answer: under ``data`` (Intercom's examples) or
+    ``companies`` (its 2.14 schema), whichever holds companies; an empty list when neither does."""
+    if not isinstance(payload, Mapping):
+        return []
+    for key in ("data", "companies"):
+        found = payload.get(key)
+        if isinstance(found, list) and found:
+            return [dict(c) for c in found if isinstance(c, Mapping)]
+    return []
+
+
+def company_from_listing(payload: Any, company_id: str) -> dict[str, Any] | None:
+    """The company ``company_id`` in a ``GET /companies?company_id=`` answer: a ``company_list``
+    (2.14's schema) or one company object (older versions), None when it holds no such company."""
+    if not isinstance(payload, Mapping):
+        return None
+    candidates = [payload] if payload.get("type") == "company" else companies_of(payload)
+    for company in candidates:
+        if company.get("company_id") == company_id:
+            return dict(company)
+    return None
+
+
+def next_page_cursor(payload: Mapping[str, Any]) -> str | None:
+    """``pages.next.starting_after`` of a contacts list or search answer, None on the last page."""
+    next_page = (payload.get("pages") or {}).get("next") or {}
+    cursor = next_page.get("starting_after") if isinstance(next_page, Mapping) else None
+    return cursor or None
+
+
 _ATTRIBUTE_NAME = re.compile(r"""['"‘’“”]([^'"‘’“”]+)['"‘’“”]""")
 
 
@@ -219,10 +321,18 @@ def error_for_response(
         state = RateLimitState.from_headers(headers)
         reset_at = state.reset_at if state and state.reset_at else now + DEFAULT_RATE_LIMIT_WAIT
         return IntercomRateLimited(text, reset_at=reset_at, retry_after=max(0.0, reset_at - now), **common)
+    if status == 409:
+        existing = existing_contact_id(message)
+        if existing:
+            return ContactExists(text, existing_id=existing, **common)
     if status in (408, 409):
         return IntercomConflict(text, **common)
     if status >= 500:
         return IntercomUnavailable(text, **common)
+    if is_company_exists(code, message):
+        return CompanyExists(text, **common)
+    if is_company_limit(code, message):
+        return CompanyLimitReached(text, **common)
     if 400 <= status < 500:
         if message and "attribute" in message.lower() and status in (400, 422):
             named = _ATTRIBUTE_NAME.search(message)
@@ -281,23 +391,80 @@ class IntercomClient:
 
     def search_contacts_by_email(self, email: str) -> list[dict[str, Any]]:
         """Contacts whose email is ``email`` (Intercom's search: new contacts show up after a delay)."""
-        body = {
-            "query": {"field": "email", "operator": "=", "value": email},
-            "pagination": {"per_page": 150},
-        }
+        return list(self.iter_search({"field": "email", "operator": "=", "value": email}))
+
+    def find_contacts_by_external_id(self, external_id: str) -> list[dict[str, Any]]:
+        """Contacts whose standard ``external_id`` is ``external_id`` (search lags behind writes)."""
+        if not external_id:
+            raise ValueError("external_id must not be empty")
+        return list(self.iter_search({"field": "external_id", "operator": "=", "value": external_id}))
+
+    def search_contacts(
+        self, query: Mapping[str, Any], *, per_page: int = SEARCH_PER_PAGE, starting_after: str | None = None
+    ) -> ContactPage:
+        """One page of Intercom's contact search for ``query`` (``{field, operator, value}`` or
+        ``{operator: AND|OR, value: [...]}``)."""
+        pagination: dict[str, Any] = {"per_page": per_page}
+        if starting_after:
+            pagination["starting_after"] = starting_after
+        body = {"query": dict(query), "pagination": pagination}
         answer = self._request(_Call("search_contacts", "POST", "/contacts/search", json=body))
-        return list(answer.get("data") or [])
+        total = answer.get("total_count")
+        return ContactPage(
+            list(answer.get("data") or []),
+            next_page_cursor(answer),
+            total if isinstance(total, int) else None,
+        )
+
+    def iter_search(
+        self, query: Mapping[str, Any], *, per_page: int = SEARCH_PER_PAGE
+    ) -> Iterator[dict[str, Any]]:
+        """Every contact ``query`` matches, page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.search_contacts(query, per_page=per_page, starting_after=cursor)
+            yield from page.contacts
+            if not page.next_cursor or not page.contacts:
+                return
+            cursor = page.next_cursor
+
+    def create_contact(
+        self,
+        *,
+        role: str,
+        email: str | None = None,
+        external_id: str | None = None,
+        name: str | None = None,
+        custom_attributes: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /contacts``; :class:`ContactExists` (with ``existing_id``) when Intercom has one."""
+        body: dict[str, Any] = {"role": role}
+        for key, value in (("email", email), ("external_id", external_id), ("name", name)):
+            if value is not None:
+                body[key] = value
+        if custom_attributes:
+            body["custom_attributes"] = dict(custom_attributes)
+        return self._request(_Call("create_contact", "POST", "/contacts", json=body))
+
+    def archive_contact(self, contact_id: str) -> dict[str, Any]:
+        return self._request(_Call("archive_contact", "POST", f"/contacts/{_segment(contact_id)}/archive"))
+
+    def unarchive_contact(self, contact_id: str) -> dict[str, Any]:
+        """``POST /contacts/{id}/unarchive``: the contact answers reads and writes again."""
+        return self._request(
+            _Call("unarchive_contact", "POST", f"/contacts/{_segment(contact_id)}/unarchive")
+        )
 
     def list_contacts(self, per_page: int = 150, starting_after: str | None = None) -> ContactPage:
         params: dict[str, Any] = {"per_page": per_page}
         if starting_after:
             params["starting_after"] = starting_after
         answer = self._request(_Call("list_contacts", "GET", "/contacts", params=params))
-        next_page = (answer.get("pages") or {}).get("next") or {}
-        cursor = next_page.get("starting_after") if isinstance(next_page, Mapping) else None
         total = answer.get("total_count")
         return ContactPage(
-            list(answer.get("data") or []), cursor or None, total if isinstance(total, int) else None
+            list(answer.get("data") or []),
+            next_page_cursor(answer),
+            total if isinstance(total, int) else None,
         )
 
     def iter_contacts(
@@ -347,6 +514,73 @@ class IntercomClient:
         if description is not None:
             body["description"] = description
         return self._request(_Call("create_data_attribute", "POST", "/data_attributes", json=body))
+
+    # --- companies and memberships ---------------------------------------------------
+
+    def upsert_company(
+        self, *, company_id: str, name: str, custom_attributes: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST /companies``: create or update the company keyed by ``company_id``;
+        :class:`CompanyExists` when a concurrent create won (read it back with :meth:`find_company`)."""
+        if not company_id:
+            raise ValueError("company_id must not be empty")
+        body: dict[str, Any] = {"company_id": company_id, "name": name}
+        if custom_attributes:
+            body["custom_attributes"] = dict(custom_attributes)
+        return self._request(_Call("upsert_company", "POST", "/companies", json=body))
+
+    def find_company(self, company_id: str) -> dict[str, Any] | None:
+        """The company keyed by ``company_id`` (``GET /companies?company_id=``), None when none."""
+        if not company_id:
+            raise ValueError("company_id must not be empty")
+        try:
+            answer = self._request(
+                _Call("find_company", "GET", "/companies", params={"company_id": company_id})
+            )
+        except IntercomNotFound:
+            return None
+        return company_from_listing(answer, company_id)
+
+    def get_company(self, company_intercom_id: str) -> dict[str, Any]:
+        """The company by Intercom's own id (:class:`IntercomNotFound` when none)."""
+        return self._request(_Call("get_company", "GET", f"/companies/{_segment(company_intercom_id)}"))
+
+    def list_contact_companies(self, contact_id: str, *, per_page: int = 50) -> list[dict[str, Any]]:
+        """Every company the contact is attached to, following ``pages`` when there are several."""
+        companies: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            answer = self._request(
+                _Call(
+                    "list_contact_companies",
+                    "GET",
+                    f"/contacts/{_segment(contact_id)}/companies",
+                    params={"page": page, "per_page": per_page},
+                )
+            )
+            seen = {c.get("id") for c in companies}
+            found = [c for c in companies_of(answer) if c.get("id") not in seen]
+            companies.extend(found)
+            pages = answer.get("pages")
+            total_pages = pages.get("total_pages") if isinstance(pages, Mapping) else None
+            # a page with nothing new ends the walk too (a server ignoring ``page`` cannot loop it)
+            if not found or not isinstance(total_pages, int) or page >= total_pages:
+                return companies
+            page += 1
+
+    def attach_company(self, contact_id: str, company_intercom_id: str) -> dict[str, Any]:
+        """Attach the contact to the company (Intercom's id); :class:`CompanyLimitReached` past
+        :data:`MAX_COMPANIES_PER_CONTACT`."""
+        if not company_intercom_id:
+            raise ValueError("company_intercom_id must not be empty")
+        body = {"id": company_intercom_id}
+        return self._request(
+            _Call("attach_company", "POST", f"/contacts/{_segment(contact_id)}/companies", json=body)
+        )
+
+    def detach_company(self, contact_id: str, company_intercom_id: str) -> dict[str, Any]:
+        path = f"/contacts/{_segment(contact_id)}/companies/{_segment(company_intercom_id)}"
+        return self._request(_Call("detach_company", "DELETE", path))
 
     def close(self) -> None:
         self.session.close()

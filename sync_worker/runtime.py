@@ -28,7 +28,10 @@ from sync_worker.integrations import Integration, UnknownIntegration, enabled
 from sync_worker.intercom import IntercomClient
 from sync_worker.platform import PlatformClient
 from sync_worker.ratelimit import RateLimiter, RateLimitHooks
+from sync_worker.ratelimit.hooks import REFERRAL
 from sync_worker.ratelimit.limiter import DEFAULT_SKEW_MARGIN_SECONDS
+from sync_worker.ratelimit.slices import sliced_budget
+from sync_worker.referral import ReferralClient
 from sync_worker.schema import AttributeSchema, workspace_id
 from sync_worker.servicemetrics import ServiceMetrics
 
@@ -64,6 +67,7 @@ class Runtime:
             "platform": RateLimiter(
                 self.redis, "platform", limit=self.settings.platform_calls_per_second, window_seconds=1
             ),
+            REFERRAL: referral_limiter(self.redis, self.settings.referral_calls_per_minute),
         }
 
     @cached_property
@@ -109,6 +113,16 @@ class Runtime:
             self.settings.platform_api_url or "",
             secret(self.settings.platform_api_token) or "",
             timeout=self.settings.platform_timeout_seconds,
+            hooks=self.hooks,
+        )
+
+    @cached_property
+    def referral(self) -> ReferralClient:
+        require(self.settings, "referral_api_url", "referral_api_token")
+        return ReferralClient(
+            self.settings.referral_api_url or "",
+            secret(self.settings.referral_api_token) or "",
+            timeout=self.settings.referral_timeout_seconds,
             hooks=self.hooks,
         )
 
@@ -173,6 +187,15 @@ class Runtime:
     @cached_property
     def _pipelines(self) -> dict[str, Any]:
         return {}
+
+
+def referral_limiter(
+    client: redis_lib.Redis, calls_per_minute: int, *, minute_seconds: float = 60.0
+) -> RateLimiter:
+    """The referral program's shared limiter: ``calls_per_minute`` in slices (:func:`sliced_budget`),
+    so no minute of the program's own sees more than 1.1 times it (``minute_seconds``: tests only)."""
+    limit, window = sliced_budget(calls_per_minute, minute_seconds)
+    return RateLimiter(client, REFERRAL, limit=limit, window_seconds=window)
 
 
 _runtime: Runtime | None = None

@@ -2,8 +2,9 @@
 
 Guarantees:
 - :meth:`AttributeSchema.ensure` returns only when every name given exists in
-  the workspace as a ``string`` contact attribute, creating the missing ones
-  (each once: the known names are cached in Redis for every worker);
+  the workspace as a ``string`` attribute of the schema's ``model`` (``contact`` unless told,
+  ``company`` for company attributes), creating the missing ones (each once: the known names
+  are cached in Redis for every worker, one cache per model);
 - an attribute that exists with another type raises :class:`AttributeTypeClash`
   (permanent: Intercom never changes an attribute's type) naming it;
 - Intercom is listed with archived attributes included: a name that is archived (it can be
@@ -89,11 +90,18 @@ def workspace_id(api_url: str, token: str) -> str:
 
 class AttributeSchema:
     def __init__(
-        self, intercom: IntercomClient, client: redis_lib.Redis, workspace: str, *, ttl_seconds: int = 3600
+        self,
+        intercom: IntercomClient,
+        client: redis_lib.Redis,
+        workspace: str,
+        *,
+        ttl_seconds: int = 3600,
+        model: str = "contact",
     ):
         self._intercom = intercom
         self._redis = client
-        self._key = keys.data_attributes(workspace)
+        self._model = model
+        self._key = keys.data_attributes(workspace, model)
         self._ttl = ttl_seconds
 
     def forget(self) -> None:
@@ -137,7 +145,7 @@ class AttributeSchema:
         if any(name not in known for name in wanted):
             attributes = [
                 attribute
-                for attribute in self._intercom.list_data_attributes(model="contact")
+                for attribute in self._intercom.list_data_attributes(model=self._model)
                 if attribute.get("custom", True)
             ]
             listed = {
@@ -154,5 +162,5 @@ class AttributeSchema:
             if name in known:
                 self._check(name, known[name])
                 continue
-            created = self._intercom.create_data_attribute(name, data_type=DATA_TYPE, model="contact")
+            created = self._intercom.create_data_attribute(name, data_type=DATA_TYPE, model=self._model)
             self._remember({name: created.get("data_type", DATA_TYPE)})

@@ -3,7 +3,9 @@
 pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.intercom_sandbox",
+    "tests.fixtures.intercom_agent",
     "tests.fixtures.platform_sandbox",
+    "tests.fixtures.referral_sandbox",
     "tests.fixtures.workers",
     "tests.fixtures.web",
     "tests.fixtures.resilience",

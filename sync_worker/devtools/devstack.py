@@ -3,8 +3,10 @@
 Guarantees of :class:`DevStack`:
 - with no ``REDIS_URL`` in the environment it starts a private redis-server
   (persistent, on a free port, files under the state directory);
-- with no ``INTERCOM_ACCESS_TOKEN`` it starts both sandboxes (Intercom and the
-  platform) seeded with the sample dataset, and points the service at them;
+- with no ``INTERCOM_ACCESS_TOKEN`` it starts the sandboxes (Intercom and the platform seeded
+  with the sample dataset, the referral program with its sample users, its ``user.join``
+  webhook aimed at the receiver's ``/webhooks/referrals`` with ``X-Referral-Token``), and
+  points the service at them (``REFERRAL_API_URL``/``TOKEN``, ``REFERRAL_WEBHOOK_TOKEN``);
   with one, it uses the real Intercom and the configured platform;
 - it then starts web (waitress, ``web.serve``), one worker and beat, each in its own process
   group, and writes ``stack.json`` (URLs and the dev tokens, :mod:`sync_worker.stackfile`)
@@ -28,13 +30,14 @@ from pathlib import Path
 
 import requests
 
-from sync_worker import stackfile
+from sync_worker import integrations, stackfile
 from sync_worker.devtools.localredis import LocalRedis, free_port, wait_until
 from sync_worker.devtools.processes import Child, beat_argv, web_argv, worker_argv
 from sync_worker.devtools.sandbox.dataset import load_sample
 
 SANDBOX_INTERCOM_TOKEN = "sandbox-intercom-token"
 SANDBOX_PLATFORM_TOKEN = "sandbox-platform-token"
+SANDBOX_REFERRAL_TOKEN = "sandbox-referral-token"
 #: A contact in the Intercom sandbox whose email has no platform account (shows `Platform Account Exists = No`).
 NO_ACCOUNT_EMAIL = "no.account@example.com"
 
@@ -74,6 +77,10 @@ class DevStack:
         sandboxed = not self.environ.get("INTERCOM_ACCESS_TOKEN")
         if sandboxed:
             env.update(self._start_sandboxes())
+            # On the sandboxes every integration runs, unless the environment chooses.
+            env["SYNC_INTEGRATIONS"] = self.environ.get("SYNC_INTEGRATIONS") or ",".join(
+                integrations.REGISTRY
+            )
         env.setdefault(
             "SYNC_TRIGGER_TOKEN", self.environ.get("SYNC_TRIGGER_TOKEN") or secrets.token_urlsafe(16)
         )
@@ -99,7 +106,9 @@ class DevStack:
             "redis_url": child_env["REDIS_URL"],
             "intercom_api_url": child_env.get("INTERCOM_API_URL", "https://api.intercom.io"),
             "platform_api_url": child_env.get("PLATFORM_API_URL"),
+            "referral_api_url": child_env.get("REFERRAL_API_URL"),
             "sandboxed": sandboxed,
+            "integrations": list(integrations.parse(child_env.get("SYNC_INTEGRATIONS"))),
             "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
             "generated_trigger_token": not self.environ.get("SYNC_TRIGGER_TOKEN"),
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],
@@ -111,7 +120,8 @@ class DevStack:
         return self.info
 
     def _start_sandboxes(self) -> dict[str, str]:
-        intercom_port, platform_port = free_port(), free_port()
+        intercom_port, platform_port, referral_port = free_port(), free_port(), free_port()
+        webhook_token = self.environ.get("REFERRAL_WEBHOOK_TOKEN") or secrets.token_urlsafe(16)
         self._child(
             "intercom-sandbox",
             [
@@ -138,18 +148,42 @@ class DevStack:
             ],
             {},
         )
+        self._child(
+            "referral-sandbox",
+            [
+                sys.executable,
+                "-m",
+                "sync_worker.devtools.sandbox.referral",
+                "--port",
+                str(referral_port),
+                "--token",
+                SANDBOX_REFERRAL_TOKEN,
+                "--webhook-url",
+                f"http://127.0.0.1:{self.web_port}/webhooks/referrals",
+                "--webhook-header",
+                f"X-Referral-Token={webhook_token}",
+            ],
+            {},
+        )
         intercom_url = f"http://127.0.0.1:{intercom_port}"
         platform_url = f"http://127.0.0.1:{platform_port}"
+        referral_url = f"http://127.0.0.1:{referral_port}"
         self._wait(
             lambda: requests.get(f"{intercom_url}/_sandbox/stats", timeout=1).ok, "the Intercom sandbox"
         )
         self._wait(lambda: requests.get(f"{platform_url}/v1/health", timeout=1).ok, "the platform sandbox")
+        self._wait(
+            lambda: requests.get(f"{referral_url}/_sandbox/stats", timeout=1).ok, "the referral sandbox"
+        )
         seed_intercom_contacts(intercom_url)
         return {
             "INTERCOM_API_URL": intercom_url,
             "INTERCOM_ACCESS_TOKEN": SANDBOX_INTERCOM_TOKEN,
             "PLATFORM_API_URL": platform_url,
             "PLATFORM_API_TOKEN": SANDBOX_PLATFORM_TOKEN,
+            "REFERRAL_API_URL": referral_url,
+            "REFERRAL_API_TOKEN": SANDBOX_REFERRAL_TOKEN,
+            "REFERRAL_WEBHOOK_TOKEN": webhook_token,
         }
 
     def stop(self) -> None:

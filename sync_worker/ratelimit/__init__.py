@@ -6,7 +6,9 @@
   token before each call and feed each response's rate-limit headers back;
 - :mod:`.reservation`: a run's calls taken together and tokens promised in a later window
   (:func:`reserving`, :class:`Reservation`), so a waiting run is woken when its token is there;
-- :mod:`.headers`: pure parsing of ``X-RateLimit-*`` and ``Retry-After``.
+- :mod:`.headers`: pure parsing of ``X-RateLimit-*`` and ``Retry-After``;
+- :mod:`.slices`: a budget taken in slices for an upstream that counts its window on its own
+  clock (:func:`sliced_budget`: the referral program's minute).
 """
 
 from sync_worker.ratelimit.headers import RetryAfter, UpstreamWindow, parse_intercom_window, parse_retry_after

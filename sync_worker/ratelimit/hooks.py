@@ -15,7 +15,7 @@ Guarantees (``RateLimitHooks`` implements :class:`sync_worker.http.RequestHooks`
   ``X-RateLimit-*`` headers lower the shared budget (:meth:`RateLimiter.observe`);
   a 429 pauses every worker (Intercom: until its reset, bounded by one window
   plus the skew margin since the reset is read on Intercom's clock; the
-  platform: for its ``Retry-After``, one window when absent);
+  platform and the referral program: for its ``Retry-After``, one window when absent);
 - given ``metrics``, every attempt let through is counted by upstream, every response
   by upstream and status (an attempt without one timed out or failed), and every call
   that found no token at once by how it waited (slept inline, or rescheduled), with the
@@ -37,6 +37,8 @@ from sync_worker.servicemetrics import ServiceMetrics
 logger = logging.getLogger(__name__)
 
 INTERCOM = "intercom"
+#: The referral program (:mod:`sync_worker.referral`): ``Retry-After`` on a 429, like the platform.
+REFERRAL = "referral"
 #: How far ahead a session may reserve (seconds); a task's countdown is bounded by
 #: ``SYNC_MAX_RESCHEDULE_SECONDS`` anyway (a run woken before its window waits again, reservation kept).
 RESERVE_AHEAD_SECONDS = 300.0

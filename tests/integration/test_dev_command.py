@@ -7,6 +7,7 @@ stop every child on Ctrl-C.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -26,6 +27,9 @@ UNSET = (
     "INTERCOM_API_URL",
     "PLATFORM_API_URL",
     "PLATFORM_API_TOKEN",
+    "REFERRAL_API_URL",
+    "REFERRAL_API_TOKEN",
+    "REFERRAL_WEBHOOK_TOKEN",
     "SYNC_TRIGGER_TOKEN",
     "SYNC_ADMIN_TOKEN",
     "INTERCOM_CLIENT_SECRET",
@@ -91,7 +95,29 @@ def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
         assert "worker result: synced" in tried.stdout
         assert re.search(r"Data Status\s+Live", tried.stdout), tried.stdout
         assert re.search(r"Platform Account Exists\s+Yes", tried.stdout), tried.stdout
+        assert "try --integration dealer_users user123" in banner  # every integration runs on the sandboxes
+        user = subprocess.run(
+            [str(SCRIPT), "try", "--integration", "dealer_users", "user123"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert user.returncode == 0, user.stdout + user.stderr
+        assert "worker result: synced" in user.stdout, user.stdout
+        assert re.search(r"external_id\s+user123", user.stdout), user.stdout
+        assert re.search(r"User_roles\s+Company Billing Admin, Location Sales Admin", user.stdout), (
+            user.stdout
+        )
+        assert re.search(r"company\s+location_id_1\s+Location 1", user.stdout), user.stdout
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        stack = json.loads((tmp_path / "var" / "dev" / "stack.json").read_text())
+        referral = requests.get(f"{stack['referral_api_url']}/_sandbox/config", timeout=5).json()
+        assert (
+            referral["webhook_url"] == f"http://127.0.0.1:{port}/webhooks/referrals"
+        )  # aimed at our receiver
+        assert set(referral["webhook_headers"]) == {"X-Referral-Token"}
         by_hand = re.search(r"curl -s -X POST (\S+) -H \"Authorization: Bearer (\S+)\"", banner)
         assert by_hand, banner  # the copy-paste curl line carries a token that works as printed
         url, bearer = by_hand.groups()

@@ -38,6 +38,7 @@ from sync_worker.platform import (
     UsersPage,
     check_user,
 )
+from tests.fixtures.platform_contract import contract_validator, schema_errors
 from tests.fixtures.platform_sandbox import PlatformSandbox, RecordingHooks, sandbox_process
 
 pytestmark = pytest.mark.integration
@@ -468,3 +469,69 @@ def test_the_sandbox_process_serves_users_from_a_file_or_generated(tmp_path):
     with sandbox_process("--synthetic-users", "1000", "50") as client:
         assert client.user(synthetic_user_id(999)) == synthetic_user(999, locations=50)
         assert client.user(synthetic_user_id(1000)) is None and client.user("user123") is None
+
+
+def _response_schema(path: str, method: str, status: str) -> str:
+    escaped = path.replace("~", "~0").replace("/", "~1")
+    return f"#/paths/{escaped}/{method}/responses/{status}/content/application~1json/schema"
+
+
+def test_every_users_answer_validates_against_the_contracts_response_schemas(
+    platform_sandbox: PlatformSandbox,
+):
+    platform_sandbox.generate_users(30, locations=10, keep=True)
+    headers = {"Authorization": f"Bearer {platform_sandbox.token}"}
+    url = platform_sandbox.url
+    answers = [
+        (
+            "/v1/users",
+            "get",
+            requests.get(f"{url}/v1/users", params={"limit": 20}, headers=headers, timeout=5),
+        ),
+        (
+            "/v1/users",
+            "get",
+            requests.get(
+                f"{url}/v1/users", params={"email": "DANA@dealer.example"}, headers=headers, timeout=5
+            ),
+        ),
+        (
+            "/v1/users",
+            "get",
+            requests.get(f"{url}/v1/users", params={"limit": 0}, headers=headers, timeout=5),
+        ),
+        ("/v1/users/{user_id}", "get", requests.get(f"{url}/v1/users/user130", headers=headers, timeout=5)),
+        (
+            "/v1/users/{user_id}",
+            "get",
+            requests.get(f"{url}/v1/users/{GONE_USER_ID}", headers=headers, timeout=5),
+        ),
+        ("/v1/users/{user_id}", "get", requests.get(f"{url}/v1/users/user130", timeout=5)),
+        (
+            "/v1/users/lookup",
+            "post",
+            requests.post(
+                f"{url}/v1/users/lookup",
+                json={"user_ids": ["user123", GONE_USER_ID, synthetic_user_id(29)]},
+                headers=headers,
+                timeout=5,
+            ),
+        ),
+        (
+            "/v1/users/lookup",
+            "post",
+            requests.post(f"{url}/v1/users/lookup", json={}, headers=headers, timeout=5),
+        ),
+    ]
+    assert [answer.status_code for _, _, answer in answers] == [200, 200, 400, 200, 404, 401, 200, 400]
+    for path, method, answer in answers:
+        status = str(answer.status_code)
+        pointer = (
+            _response_schema(path, method, status)
+            if status == "200"
+            else "#/components/responses/Error/content/application~1json/schema"
+        )
+        assert schema_errors(contract_validator(pointer), answer.json()) == [], (path, status)
+    page, lookup = answers[0][2].json(), answers[6][2].json()
+    assert page["next_cursor"] is not None and len(page["data"]) == 20
+    assert lookup["data"][GONE_USER_ID] is None and lookup["data"][synthetic_user_id(29)] is not None

@@ -58,3 +58,16 @@ def test_names_past_intercoms_cap_are_refused_before_any_create(schema, intercom
         schema.ensure(["Data Status", "Balance"])
     assert "'Data Status', 'Balance'" in str(raised.value)
     assert intercom_sandbox.stats()["calls_by_operation"].get("createDataAttribute", 0) == 0
+
+
+def test_company_attributes_have_their_own_schema(intercom_sandbox, redis_client, schema):
+    companies = AttributeSchema(intercom_sandbox.client(), redis_client, "test-workspace", model="company")
+    schema.ensure(["Dealer Company"])  # a contact attribute of that name does not make a company one
+    companies.ensure(["Dealer Company"])
+    listed = intercom_sandbox.client().list_data_attributes(model="company")
+    assert [(a["name"], a["model"], a["data_type"]) for a in listed if a["custom"]] == [
+        ("Dealer Company", "company", "string")
+    ]
+    created = intercom_sandbox.stats()["calls_by_operation"]["createDataAttribute"]
+    companies.ensure(["Dealer Company"])  # cached: no call
+    assert intercom_sandbox.stats()["calls_by_operation"]["createDataAttribute"] == created == 2

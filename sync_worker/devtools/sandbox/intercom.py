@@ -18,13 +18,27 @@ Guarantees:
   requested ``Intercom-Version`` documents: 410 ``contact_merged`` with a ``Link`` to the
   survivor under ``Preview`` (whose requests are validated against the Preview description),
   404 ``not_found`` under 2.14 and every other version, as a deleted contact does;
+- ``POST /contacts`` creates a user or a lead; a user's email (case-insensitive, among users) and
+  any contact's ``external_id`` are unique, archived contacts included: a duplicate answers 409
+  ``conflict`` "A contact matching those details already exists with id=<id>", as Intercom does
+  (a PUT giving a contact another's email or external id too);
+  an archived contact (``POST /contacts/{id}/archive``, undone by ``/unarchive``) answers 404 and
+  is left out of lists and search until unarchived;
+- companies and memberships (``POST/GET /companies``, ``/contacts/{id}/companies``) live in
+  :mod:`sync_worker.devtools.sandbox.intercom_companies`, under the same lock, windows and
+  validation; ``stats()["succeeded_by_operation"]`` counts the 2xx answers per operation id
+  (``CreateContact``, ``createOrUpdateCompany``, ``attachContactToACompany``, ...);
+- leads (``role: lead``) have no ``external_id`` (one sent is ignored, as Intercom ignores it); a
+  PUT ``role: user`` converts a lead (``signed_up_at`` set), a user never becomes a lead;
+  ``POST /contacts/merge``, the agent control routes and the webhooks they send live in
+  :mod:`~sync_worker.devtools.sandbox.intercom_agent`, registered by :func:`create_app`;
 - every PUT applied to a contact is kept, in order, in that contact's write log (the last
   :data:`WRITES_KEPT`), so a test can show what a contact showed at every step, not only at the end;
 - data attributes are listed without archived ones unless ``include_archived=true``; an archived
   name can be neither written nor created again; at most :data:`MAX_CUSTOM_ATTRIBUTES` live
   custom attributes per model (the sandbox's own wording for the refusal);
 - ``/_sandbox/*`` control routes (no auth, not validated, not rate limited) seed, inspect,
-  merge, delete, read write logs, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
+  merge, delete, read write logs, seed companies and attachments, race a company create, archive attributes (``PUT /_sandbox/data_attributes/<name>``),
   configure failures, delays and a revoked token (``token_revoked``), read the stats and reset.
 
 Run standalone: ``python -m sync_worker.devtools.sandbox.intercom --port 8090 --token T [--contacts FILE]``.
@@ -48,6 +62,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
+from sync_worker.devtools.sandbox.intercom_companies import CompanyBook, add_company_routes
 from sync_worker.devtools.sandbox.openapi import RequestValidator, get_validator, shipped_spec
 from sync_worker.devtools.sandbox.server import ServedApp
 
@@ -117,6 +132,9 @@ class SandboxConfig:
     delay_ms: int = 0
     search_lag_seconds: float = 0.0  # new contacts show up in search only after this long
     token_revoked: bool = False  # the token is refused (401) as a revoked one is, until restored
+    webhook_url: str | None = None  # where notifications go (our receiver): see intercom_agent
+    webhook_secret: str | None = None  # the app's client secret: signs them (X-Hub-Signature)
+    echo_writes: bool = False  # every API PUT /contacts/{id} is notified back (contact.<role>.updated)
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (ValueError, nothing applied, on an unknown key or a bad value)."""
@@ -131,6 +149,9 @@ class SandboxConfig:
         if int(updated["delay_ms"]) < 0 or float(updated["search_lag_seconds"]) < 0:
             raise ValueError("delay_ms and search_lag_seconds must be >= 0")
         failure = updated["fail_next"]
+        url = updated["webhook_url"]
+        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            raise ValueError("webhook_url must be an http(s) URL or null")
         if failure is not None:
             if not isinstance(failure, Mapping) or not isinstance(failure.get("status"), int):
                 raise ValueError('fail_next must look like {"count": 3, "status": 503}')
@@ -141,6 +162,9 @@ class SandboxConfig:
         self.delay_ms = int(updated["delay_ms"])
         self.search_lag_seconds = float(updated["search_lag_seconds"])
         self.token_revoked = bool(updated["token_revoked"])
+        self.webhook_url = url
+        self.webhook_secret = None if updated["webhook_secret"] is None else str(updated["webhook_secret"])
+        self.echo_writes = bool(updated["echo_writes"])
 
 
 @dataclass
@@ -172,6 +196,7 @@ class Admission:
 class _Stats:
     windows: dict[float, Window] = field(default_factory=dict)
     by_operation: Counter[str] = field(default_factory=Counter)
+    succeeded_by_operation: Counter[str] = field(default_factory=Counter)  # 2xx answers only
     by_status: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
     validation_failures: int = 0
@@ -213,6 +238,15 @@ class IntercomState:
             self._attributes: dict[tuple[str, str], dict[str, Any]] = {}
             self._writes: dict[str, deque[dict[str, Any]]] = {}
             self._stats = _Stats()
+            self.companies = CompanyBook(
+                lock=self._lock,
+                clock=self.clock,
+                new_id=self._new_id,
+                live_contact=lambda contact_id: self._live(contact_id, preview=False),
+                check_value=lambda name, value: self._check_custom_value(name, value, model="company"),
+                app_id=self.workspace_id,
+                api_error=ApiError,
+            )
 
     # --- rate limiting and stats ---------------------------------------------------------
 
@@ -247,6 +281,8 @@ class IntercomState:
     def record(self, method: str, path: str, operation: str, status: int) -> None:
         with self._lock:
             self._stats.by_operation[operation] += 1
+            if 200 <= status < 300:
+                self._stats.succeeded_by_operation[operation] += 1
             self._stats.by_status[str(status)] += 1
             self._stats.recent.append(
                 {
@@ -312,6 +348,8 @@ class IntercomState:
                 "max_admitted_in_window": max((w.admitted for w in windows), default=0),
                 "windows_over_limit": sum(1 for w in windows if w.admitted > w.limit),
                 "calls_by_operation": dict(self._stats.by_operation),
+                "succeeded_by_operation": dict(self._stats.succeeded_by_operation),
+                **self.companies.counts(),
                 "responses_by_status": dict(self._stats.by_status),
                 "rate_limited": self._stats.rate_limited,
                 "validation_failures": self._stats.validation_failures,
@@ -343,11 +381,12 @@ class IntercomState:
                 "email": seed.get("email"),
                 "name": seed.get("name"),
                 "phone": seed.get("phone"),
-                "external_id": seed.get("external_id"),
+                "external_id": seed.get("external_id") if role == "user" else None,  # a lead's is ignored
                 "custom_attributes": dict(seed.get("custom_attributes") or {}),
                 "created_at": created,
                 "updated_at": created,
                 "signed_up_at": created if role == "user" else None,
+                "archived": bool(seed.get("archived", False)),
                 "_created": now,
             }
             self._position[contact_id] = len(self._order)
@@ -360,7 +399,11 @@ class IntercomState:
             stored = self._contacts.get(contact_id)
             if stored is None:
                 return None
-            return {**self._render(stored), "merged_into": self._merged.get(contact_id)}
+            return {
+                **self._render(stored),
+                "merged_into": self._merged.get(contact_id),
+                "archived": stored["archived"],
+            }
 
     def all_contacts(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -377,6 +420,20 @@ class IntercomState:
                 if target == from_id:
                     self._merged[source] = into_id
 
+    def merge_lead(self, from_id: str, into_id: str) -> dict[str, Any]:
+        """``POST /contacts/merge``: a live lead into a live user (404 / 400 otherwise). The user keeps
+        its values and takes the lead's where it has none; the lead then answers as merged."""
+        with self._lock:
+            lead, user = self._live(from_id, preview=False), self._live(into_id, preview=False)
+            if lead["role"] != "lead" or user["role"] != "user":
+                raise ApiError(400, "parameter_invalid", "Only a lead can be merged, and only into a user")
+            for key in ("name", "email", "phone"):
+                user[key] = user[key] if user[key] is not None else lead[key]
+            user["custom_attributes"] = {**lead["custom_attributes"], **user["custom_attributes"]}
+            user["updated_at"] = int(self.clock())
+            self.merge(from_id, into_id)
+            return self._render(user)
+
     def delete(self, contact_id: str) -> None:
         """Delete a live contact: every version answers 404 for it, and it leaves lists and search."""
         with self._lock:
@@ -384,6 +441,7 @@ class IntercomState:
                 raise KeyError("no such live contact")
             del self._contacts[contact_id]
             self._writes.pop(contact_id, None)
+            self.companies.forget_contact(contact_id)
             self._order.remove(contact_id)
             self._position = {cid: n for n, cid in enumerate(self._order)}
 
@@ -397,7 +455,7 @@ class IntercomState:
                 {"Link": f'</contacts/{survivor}>; rel="canonical"'},
             )
         contact = self._contacts.get(contact_id)
-        if contact is None or contact_id in self._merged:
+        if contact is None or contact_id in self._merged or contact["archived"]:
             raise ApiError(404, "not_found", "User Not Found")
         return contact
 
@@ -409,17 +467,18 @@ class IntercomState:
         """One page of the live contacts; costs the page (and the merged ones), not the workspace."""
         with self._lock:
             _check_per_page(per_page)
+            hidden = self._hidden()
             start = 0
             if starting_after:
                 start = self._position[self._cursor_id(starting_after)] + 1
             chunk, end = [], start
             while end < len(self._order) and len(chunk) < per_page:
-                if self._order[end] not in self._merged:
+                if self._order[end] not in hidden:
                     chunk.append(self._contacts[self._order[end]])
                 end += 1
-            more = any(self._order[n] not in self._merged for n in range(end, len(self._order)))
-            live_before = start - sum(1 for m in self._merged if self._position[m] < start)
-            total = len(self._contacts) - len(self._merged)
+            more = any(self._order[n] not in hidden for n in range(end, len(self._order)))
+            live_before = start - sum(1 for m in hidden if self._position[m] < start)
+            total = len(self._contacts) - len(hidden)
             return self._listing(chunk, per_page, total=total, start=live_before, more=more)
 
     def search_contacts(
@@ -432,7 +491,10 @@ class IntercomState:
             contacts = [
                 c
                 for i, c in self._contacts.items()
-                if i not in self._merged and c["_created"] <= visible_before and _matches(c, query)
+                if i not in self._merged
+                and not c["archived"]
+                and c["_created"] <= visible_before
+                and _matches(c, query)
             ]
             return self._page(contacts, per_page, pagination.get("starting_after"))
 
@@ -477,9 +539,11 @@ class IntercomState:
         }
 
     def update_contact(
-        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False
+        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False, logged: bool = True
     ) -> dict[str, Any]:
-        """Apply a PUT body; the whole update is checked before anything is written."""
+        """Apply a PUT body; the whole update is checked before anything is written. ``role: user``
+        converts a lead (``signed_up_at`` set); a user never becomes a lead; a lead's ``external_id``
+        is ignored. ``logged=False`` (an agent's change, not a PUT) keeps it out of the write log."""
         with self._lock:
             contact = self._live(contact_id, preview=preview)
             custom = body.get("custom_attributes") or {}
@@ -487,17 +551,33 @@ class IntercomState:
                 self._check_custom_value(name, value)
             if "role" in body and body["role"] not in ("user", "lead"):
                 raise ApiError(400, "parameter_invalid", "role must be user or lead")
+            if body.get("role") == "lead" and contact["role"] == "user":
+                raise ApiError(400, "parameter_invalid", "A user cannot be converted to a lead")
+            converting = body.get("role") == "user" and contact["role"] == "lead"
+            if "email" in body or "external_id" in body:
+                role = body.get("role", contact["role"])
+                self._check_unique(
+                    role,
+                    body.get("email"),
+                    body.get("external_id") if role == "user" else None,  # a lead's is ignored
+                    exclude=contact_id,
+                )
             for key in ("name", "email", "phone", "external_id", "role"):
                 if key in body:
                     contact[key] = body[key]
+            if contact["role"] == "lead":
+                contact["external_id"] = None
+            if converting and contact["signed_up_at"] is None:
+                contact["signed_up_at"] = int(self.clock())
             for name, value in custom.items():
                 if value is None:
                     contact["custom_attributes"].pop(name, None)
                 else:
                     contact["custom_attributes"][name] = value
             contact["updated_at"] = int(self.clock())
-            log = self._writes.setdefault(contact_id, deque(maxlen=WRITES_KEPT))
-            log.append({"at": round(self.clock(), 3), "body": json.loads(json.dumps(dict(body)))})
+            if logged:
+                log = self._writes.setdefault(contact_id, deque(maxlen=WRITES_KEPT))
+                log.append({"at": round(self.clock(), 3), "body": json.loads(json.dumps(dict(body)))})
             return self._render(contact)
 
     def writes(self, contact_id: str) -> list[dict[str, Any]] | None:
@@ -507,8 +587,8 @@ class IntercomState:
                 return None
             return [dict(write) for write in self._writes.get(contact_id, ())]
 
-    def _check_custom_value(self, name: str, value: Any) -> None:
-        attribute = self._attributes.get(("contact", name))
+    def _check_custom_value(self, name: str, value: Any, *, model: str = "contact") -> None:
+        attribute = self._attributes.get((model, name))
         if attribute is None or attribute.get("archived"):
             raise ApiError(400, "parameter_invalid", f"Custom attribute '{name}' does not exist")
         if value is None:
@@ -582,8 +662,63 @@ class IntercomState:
             "custom_attributes": dict(stored["custom_attributes"]),
             "tags": listing("tags"),
             "notes": listing("notes"),
-            "companies": listing("companies"),
+            "companies": self.companies.contact_listing(contact_id),
         }
+
+    # --- creating and archiving contacts ----------------------------------------------------
+
+    def _hidden(self) -> set[str]:
+        """Contacts lists and search leave out: merged and archived ones."""
+        return set(self._merged) | {i for i, c in self._contacts.items() if c["archived"]}
+
+    def create_contact(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /contacts``: a user's email and any contact's external id are unique in the
+        workspace, archived contacts included (409 naming the contact that has them)."""
+        role = body.get("role") or "user"
+        if role not in ("user", "lead"):
+            raise ApiError(400, "parameter_invalid", "role must be user or lead")
+        email, external_id = body.get("email"), body.get("external_id")
+        if role == "user" and not email and not external_id:
+            raise ApiError(400, "parameter_invalid", "A user needs an email or an external_id")
+        with self._lock:
+            for name, value in (body.get("custom_attributes") or {}).items():
+                self._check_custom_value(name, value)
+            self._check_unique(role, email, external_id)
+            seed = {k: body.get(k) for k in ("email", "name", "phone", "external_id")}
+            custom = {k: v for k, v in (body.get("custom_attributes") or {}).items() if v is not None}
+            return self.add_contact({**seed, "role": role, "custom_attributes": custom})
+
+    def _check_unique(self, role: str, email: Any, external_id: Any, *, exclude: str | None = None) -> None:
+        """409 naming the contact (archived ones included) that already has a user's ``email`` or
+        the ``external_id``; ``exclude`` is the contact being updated."""
+        for contact_id, contact in self._contacts.items():
+            if contact_id in self._merged or contact_id == exclude:
+                continue
+            same_email = (
+                role == "user"
+                and contact["role"] == "user"
+                and bool(email)
+                and _norm(contact["email"]) == _norm(email)
+            )
+            if same_email or (external_id and contact["external_id"] == external_id):
+                raise ApiError(
+                    409, "conflict", f"A contact matching those details already exists with id={contact_id}"
+                )
+
+    def set_contact_archived(self, contact_id: str, archived: bool) -> dict[str, Any]:
+        """``POST /contacts/{id}/archive`` and ``/unarchive`` (404 for unknown or merged ones)."""
+        with self._lock:
+            contact = self._contacts.get(contact_id)
+            if contact is None or contact_id in self._merged:
+                raise ApiError(404, "not_found", "User Not Found")
+            contact["archived"] = archived
+            contact["updated_at"] = int(self.clock())
+            return {
+                "type": "contact",
+                "id": contact_id,
+                "external_id": contact["external_id"],
+                "archived": archived,
+            }
 
     # --- data attributes -------------------------------------------------------------------
 
@@ -880,6 +1015,20 @@ def create_app(
         payload = body()
         return jsonify(state.search_contacts(payload.get("query") or {}, payload.get("pagination")))
 
+    @app.post("/contacts")
+    def create_contact() -> Any:
+        return jsonify(state.create_contact(body()))
+
+    @app.post("/contacts/<contact_id>/archive")
+    def archive_contact(contact_id: str) -> Any:
+        return jsonify(state.set_contact_archived(contact_id, True))
+
+    @app.post("/contacts/<contact_id>/unarchive")
+    def unarchive_contact(contact_id: str) -> Any:
+        return jsonify(state.set_contact_archived(contact_id, False))
+
+    add_company_routes(app, lambda: state.companies)
+
     @app.get("/data_attributes")
     def list_data_attributes() -> Any:
         archived = request.args.get("include_archived", "false").lower() == "true"
@@ -979,6 +1128,10 @@ def create_app(
     def sandbox_reset() -> Any:
         state.reset()
         return jsonify({"reset": True})
+
+    from sync_worker.devtools.sandbox.intercom_agent import register_agent_routes  # it imports this module
+
+    register_agent_routes(app, state)  # POST /contacts/merge, /_sandbox/agent/*, echo_writes
 
     return app
 

@@ -144,25 +144,32 @@ class UsersStore:
     def page(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """Up to ``limit`` users with ids above ``after`` (all when None), and whether more follow."""
         with self._lock:
-            count = self._synthetic.count if self._synthetic is not None else 0
+            synthetic = self._synthetic or Synthetic(0, 1)
+            count = synthetic.count
             stored = bisect.bisect_right(self._ids, after) if after is not None else 0
             generated = bisect.bisect_right(range(count), after, key=synthetic_user_id) if after else 0
-            picked: list[str] = []
+            picked: list[dict[str, Any] | int] = []  # a stored user, or a generated one's number
             while len(picked) <= limit:
                 while generated < count and self._synthetic_number(synthetic_user_id(generated)) is None:
                     generated += 1  # patched (stored) or deleted: not served as generated
                 next_stored = self._ids[stored] if stored < len(self._ids) else None
                 next_generated = synthetic_user_id(generated) if generated < count else None
-                if next_stored is None and next_generated is None:
-                    break
-                if next_generated is None or (next_stored is not None and next_stored < next_generated):
-                    picked.append(next_stored)  # type: ignore[arg-type]
+                if next_generated is not None and (next_stored is None or next_generated < next_stored):
+                    picked.append(generated)
+                    generated += 1
+                elif next_stored is not None:
+                    picked.append(self._users[next_stored])
                     stored += 1
                 else:
-                    picked.append(next_generated)
-                    generated += 1
-            users = [user for user_id in picked[:limit] if (user := self._get(user_id)) is not None]
-            return users, len(picked) > limit
+                    break
+        # generated users are made after the lock is released (pure, and slow in bulk)
+        users = [
+            item
+            if isinstance(item, dict)
+            else synthetic_user(item, locations=synthetic.locations, seed=synthetic.seed)
+            for item in picked[:limit]
+        ]
+        return users, len(picked) > limit
 
     def total(self) -> int:
         with self._lock:
