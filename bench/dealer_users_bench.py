@@ -76,9 +76,9 @@ INTEGRATION = "dealer_users"
 #: about 1 MiB from run to run; 40,000 more users at 50 bytes each would exceed it).
 RSS_TOLERANCE_MIB = 2.0
 #: The Intercom operation that writes a company (create or update by ``company_id``).
-COMPANY_WRITE = "CreateOrUpdateCompany"
+COMPANY_WRITE = "createOrUpdateCompany"
 #: POST operations that only read.
-READ_POSTS = ("SearchContacts", "SearchCompanies")
+READ_POSTS = ("SearchContacts", "listAllCompanies")
 
 
 def operation_methods() -> dict[str, str]:

@@ -14,7 +14,9 @@ from sync_worker.crons import parse_cron
 from sync_worker.integrations.clients import ClientsIntegration
 from sync_worker.resync.walks import (
     INTERCOM_CONTACTS,
+    PLATFORM_USERS,
     IntercomContacts,
+    PlatformUsers,
     UnknownWalk,
     plan_users,
     walk_kind,
@@ -31,6 +33,11 @@ class OddWalks(ClientsIntegration):
 def test_the_clients_integration_walks_intercoms_contacts():
     assert integrations.get("clients").resync_walks == INTERCOM_CONTACTS
     assert walk_kind(integrations.get("clients")) is IntercomContacts
+
+
+def test_dealer_users_walk_the_platforms_users():
+    assert integrations.get("dealer_users").resync_walks == PLATFORM_USERS
+    assert walk_kind(integrations.get("dealer_users")) is PlatformUsers
 
 
 def test_a_walk_the_service_does_not_have_is_refused_naming_the_known_ones():
@@ -54,6 +61,26 @@ def test_the_clients_nightly_run_keeps_its_beat_entry_exactly():
     assert entry["task"] == "sync_worker.resync.tasks.start_resync" and "kwargs" not in entry
     assert entry["schedule"] == parse_cron("15 2 * * *") and entry["options"] == {"queue": "sync.bulk"}
     assert [name for name in schedule if name.startswith("nightly-resync")] == ["nightly-resync"]
+
+
+def test_each_running_integration_has_its_own_nightly_entry_on_its_own_cron():
+    schedule = beat_schedule(
+        Settings(
+            SYNC_INTEGRATIONS="clients,dealer_users",
+            SYNC_RESYNC_CRON="0 3 * * *",
+            USERS_RESYNC_CRON="30 1 * * *",
+        )
+    )
+    users = schedule["nightly-resync-dealer_users"]
+    assert users["task"] == schedule["nightly-resync"]["task"] == "sync_worker.resync.tasks.start_resync"
+    assert users["kwargs"] == {"integration": "dealer_users"} and users["schedule"] == parse_cron(
+        "30 1 * * *"
+    )
+    assert schedule["nightly-resync"]["schedule"] == parse_cron("0 3 * * *")
+    only_users = beat_schedule(Settings(SYNC_INTEGRATIONS="dealer_users"))
+    assert [name for name in only_users if name.startswith("nightly-resync")] == [
+        "nightly-resync-dealer_users"
+    ]
 
 
 @pytest.mark.parametrize(
