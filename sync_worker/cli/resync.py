@@ -26,6 +26,7 @@ import time
 import click
 import redis as redis_lib
 
+from sync_worker import integrations
 from sync_worker.cli.common import celery_app, integration_option, masked, redis_client, use_service_redis
 from sync_worker.heartbeat import worker_health
 from sync_worker.keys import LEGACY_INTEGRATION
@@ -111,7 +112,12 @@ def _exit_for(record: RunRecord) -> None:
 @click.option("--all", "write_all", is_flag=True, help="Write every contact, changed or not.")
 @click.option("--follow", "-f", is_flag=True, help="Show progress until the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@integration_option
+@click.option(
+    "--integration",
+    type=click.Choice(sorted(integrations.REGISTRY)),
+    default=None,
+    help=f"The integration to re-sync (default: {LEGACY_INTEGRATION}); it walks what that integration walks.",
+)
 @click.pass_context
 def resync(
     ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_json: bool, integration: str | None
