@@ -19,6 +19,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sync_worker.crons import parse_cron
+
 
 class MissingSetting(RuntimeError):
     """A required environment variable is not set; the message names it."""
@@ -140,8 +142,11 @@ class Settings(BaseSettings):
     #: SYNC_MAX_RESCHEDULE_SECONDS) before looking again.
     halt_probe_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_HALT_PROBE_SECONDS")
 
-    # --- schedule ---------------------------------------------------------------------
+    # --- schedule (each cron is checked at start: sync_worker.crons) --------------------------
+    #: The clients integration's bulk re-sync (each integration names its own: Integration.resync_cron).
     resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
+    #: The dealer users integration's bulk re-sync (nightly, after the clients').
+    users_resync_cron: str = Field("0 4 * * *", validation_alias="USERS_RESYNC_CRON")
     #: When set, beat replays every dead letter on this cron (unset: only operators replay).
     dead_letter_replay_cron: str | None = Field(None, validation_alias="SYNC_DEAD_LETTER_REPLAY_CRON")
 
@@ -157,6 +162,13 @@ class Settings(BaseSettings):
         if self.soft_time_limit_seconds >= self.task_time_limit_seconds:
             raise ValueError("SYNC_TASK_SOFT_TIME_LIMIT_SECONDS must be below SYNC_TASK_TIME_LIMIT_SECONDS")
         return self
+
+    @field_validator("resync_cron", "users_resync_cron", "dead_letter_replay_cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value)  # ValueError: what is wrong with it, under the setting's name
+        return value
 
     @field_validator("excluded_emails", "webhook_topics", mode="before")
     @classmethod
