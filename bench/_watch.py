@@ -8,7 +8,8 @@ Guarantees:
 - :class:`WindowedIntercomState` is the Intercom sandbox's state noting, for every rate-limit
   window, when its first and last admitted call came; :func:`window_figures` summarises the
   windows of one run (how many were full, and when their calls came, in seconds after the
-  window opened);
+  window opened); :class:`IndexedIntercomState` also answers searches and uniqueness checks by
+  email or external id from an index (the same answers, without a scan of the workspace);
 - :func:`compare_peak_rss` compares each process's peak RSS between the smallest and the largest
   population a bench measured at one limit;
 - :func:`start_service` starts the workers and beat a re-sync bench watches (the caller stops
@@ -24,7 +25,7 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,79 @@ class WindowedIntercomState(IntercomState):
                 seen = self.admitted_at.setdefault(start, [now, now])
                 seen[1] = now
         return admission
+
+
+#: The fields :class:`IndexedIntercomState` indexes (a search's ``=`` on them, a uniqueness check).
+INDEXED_FIELDS = ("email", "external_id")
+
+
+def _norm(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class IndexedIntercomState(WindowedIntercomState):
+    """:class:`WindowedIntercomState` whose searches by email or external id, and whose uniqueness
+    checks, look only at the contacts that ever held that value (an index by normalised value), not
+    the whole workspace: the sandbox's own scan makes each new user cost O(contacts) of the
+    benchmark's one process, so at 10,000 users the sandbox, not the service, set the pace.
+
+    The index is a superset (values are added, never removed), and every candidate is still tested
+    by the sandbox's own filters, so what a search or a check answers is unchanged; a query with no
+    ``=`` on an indexed field (under ORs, or in one branch of an AND) is answered by the full scan.
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._index: dict[tuple[str, Any], set[str]] = {}
+
+    def _note(self, contact_id: str) -> None:
+        contact = self._contacts[contact_id]
+        for name in INDEXED_FIELDS:
+            if contact.get(name):
+                self._index.setdefault((name, _norm(contact[name])), set()).add(contact_id)
+
+    def add_contact(self, seed: Mapping[str, Any]) -> dict[str, Any]:
+        rendered = super().add_contact(seed)
+        with self._lock:
+            self._note(rendered["id"])
+        return rendered
+
+    def update_contact(
+        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False
+    ) -> dict[str, Any]:
+        rendered = super().update_contact(contact_id, body, preview=preview)
+        with self._lock:
+            if contact_id in self._contacts:
+                self._note(contact_id)
+        return rendered
+
+    def _ordered(self, ids: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        return [(i, self._contacts[i]) for i in sorted(ids, key=self._position.__getitem__)]
+
+    def _lookup(self, query: Mapping[str, Any]) -> set[str] | None:
+        """Ids that may match ``query``, or None when the index cannot say (a full scan then)."""
+        operator = query.get("operator")
+        parts = query.get("value") or []
+        if operator == "OR":
+            found = [self._lookup(part) for part in parts]
+            return None if any(f is None for f in found) else set().union(*found)
+        if operator == "AND":
+            known = [f for f in (self._lookup(part) for part in parts) if f is not None]
+            return min(known, key=len) if known else None
+        if operator == "=" and query.get("field") in INDEXED_FIELDS:
+            return set(self._index.get((query["field"], _norm(query.get("value"))), ()))
+        return None
+
+    def _search_candidates(self, query: Mapping[str, Any]) -> Any:
+        ids = self._lookup(query)
+        return super()._search_candidates(query) if ids is None else self._ordered(ids)
+
+    def _identity_candidates(self, email: Any, external_id: Any) -> Any:
+        ids: set[str] = set()
+        for name, value in (("email", email), ("external_id", external_id)):
+            if value:
+                ids |= self._index.get((name, _norm(value)), set())
+        return self._ordered(ids)
 
 
 def kib(pid: int, field: str) -> int:

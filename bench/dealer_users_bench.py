@@ -53,6 +53,7 @@ from bench._watch import (  # noqa: E402
     MIB,
     Cpu,
     GroupWatch,
+    IndexedIntercomState,
     WindowedIntercomState,
     compare_peak_rss,
     follow_run,
@@ -170,7 +171,7 @@ def bench(
 ) -> dict[str, Any]:
     methods = operation_methods()
     redis_server = LocalRedis(persistent=False).start()
-    state = WindowedIntercomState(rate_limit=limit, window_seconds=window)
+    state = IndexedIntercomState(rate_limit=limit, window_seconds=window)
     intercom = ServedApp(intercom_app(state, token=INTERCOM_TOKEN)).start()
     platform_state = PlatformState([], users=[])
     platform_state.users.generate(Synthetic(users, locations, 0))
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on a run after this long")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "dealer_users.json")
     args = parser.parse_args(argv)
-    results = []
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a long run shows as it goes
     with tempfile.TemporaryDirectory(prefix="dealer-users-bench-") as tmp:
         for users in args.users or [10_000]:
             result = bench(
@@ -320,17 +321,19 @@ def main(argv: list[str] | None = None) -> None:
                 log_dir=Path(tmp),
             )
             _print(result)
-            results.append(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    merged = merge_results(
-        args.out, results, key=_key, order=lambda r: (r["rate_limit"]["calls"], r["users"])
-    )
+            _record(args.out, result)  # each population as soon as it is measured
+
+
+def _record(out: Path, result: dict[str, Any]) -> None:
+    """Merge ``result`` into ``out`` (and the memory comparison of what it then holds)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    merged = merge_results(out, [result], key=_key, order=lambda r: (r["rate_limit"]["calls"], r["users"]))
     memory = compare_memory(merged)
     for row in memory:
         print(f"memory at limit {row['limit']}: {row}")
     document = {"benchmark": "dealer_users_resync", "results": merged, "memory_comparison": memory}
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nwritten: {out}", flush=True)
 
 
 if __name__ == "__main__":
