@@ -144,7 +144,10 @@ def resync_schedules(settings: Settings) -> dict[str, dict[str, Any]]:
     clients' ``SYNC_RESYNC_CRON``, dealer users' ``USERS_RESYNC_CRON``). The clients' entry keeps
     its name and its message (no argument: a run of ``clients``)."""
     schedule: dict[str, dict[str, Any]] = {}
-    for integration in integrations.enabled(settings.integrations):
+    # Built as the app is imported: a name not registered is left to the start checks, which
+    # refuse it in one line (workerprocess), not a traceback here.
+    known = [name for name in integrations.parse(settings.integrations) if name in integrations.REGISTRY]
+    for integration in map(integrations.get, known):
         entry: dict[str, Any] = {
             "task": "sync_worker.resync.tasks.start_resync",
             "schedule": parse_cron(getattr(settings, integration.resync_cron)),
