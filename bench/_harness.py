@@ -10,17 +10,20 @@ Guarantees:
   the end of its log if one exits first; the caller stops them (:func:`stop`);
 - :func:`group_pids` and :func:`cpu_seconds` read a child's whole process group from
   ``/proc`` (a :class:`~sync_worker.devtools.processes.Child` runs in its own group, pool included);
-- :func:`machine` describes where a figure was measured.
+- :func:`machine` describes where a figure was measured; :func:`merge_results` keeps a results
+  file's earlier figures, replacing those of the same setup with the new ones.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
+from typing import Any
 
 import redis as redis_lib
 
@@ -126,3 +129,22 @@ def machine() -> dict[str, object]:
         "cpu_model": model or platform.processor(),
         "python": sys.version.split()[0],
     }
+
+
+def merge_results(
+    path: Path,
+    new: list[dict[str, Any]],
+    *,
+    key: Callable[[dict[str, Any]], Hashable],
+    order: Callable[[dict[str, Any]], Any],
+    keep: Callable[[dict[str, Any]], bool] = lambda result: True,
+) -> list[dict[str, Any]]:
+    """The results already in ``path`` (those ``keep`` accepts) with any of the same ``key`` replaced
+    by ``new``, sorted by ``order``."""
+    try:
+        old = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        old = []
+    replaced = {key(r) for r in new}
+    kept = [r for r in old if keep(r) and key(r) not in replaced]
+    return sorted(kept + new, key=order)

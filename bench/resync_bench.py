@@ -34,10 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -53,160 +50,56 @@ sys.path.insert(0, str(ROOT))
 from bench._harness import (  # noqa: E402
     INTERCOM_TOKEN,
     PLATFORM_TOKEN,
-    group_pids,
     machine,
+    merge_results,
     service_env,
-    start_workers,
     stop,
+)
+from bench._watch import (  # noqa: E402
+    MIB,
+    Cpu,
+    GroupWatch,
+    WindowedIntercomState,
+    compare_peak_rss,
+    follow_run,
+    start_run,
+    start_service,
+    window_figures,
 )
 from sync_worker import integrations  # noqa: E402
 from sync_worker.devtools.localredis import LocalRedis  # noqa: E402
-from sync_worker.devtools.processes import Child, beat_argv  # noqa: E402
+from sync_worker.devtools.processes import Child  # noqa: E402
 from sync_worker.devtools.sandbox.dataset import synthetic_record  # noqa: E402
-from sync_worker.devtools.sandbox.intercom import Admission, IntercomState  # noqa: E402
 from sync_worker.devtools.sandbox.intercom import create_app as intercom_app  # noqa: E402
 from sync_worker.devtools.sandbox.platform import PlatformState  # noqa: E402
 from sync_worker.devtools.sandbox.platform import create_app as platform_app  # noqa: E402
 from sync_worker.devtools.sandbox.server import ServedApp  # noqa: E402
+from sync_worker.resync.runs import RunOptions  # noqa: E402
 from sync_worker.resync.settings import PAGE_SIZE  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
-MIB = 1024 * 1024
 #: Peak RSS within this of the smaller run's counts as not grown: the same process varies by about
 #: 1 MiB from run to run, and 80,000 more contacts at 25 bytes each would already exceed it.
 RSS_TOLERANCE_MIB = 2.0
 
 
-class BenchIntercomState(IntercomState):
+class BenchIntercomState(WindowedIntercomState):
     """The sandbox's state, also noting each window's first and last admitted call and who was written."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self.admitted_at: dict[float, list[float]] = {}  # window start -> [first, last] (Unix seconds)
         self.written: set[str] = set()
 
-    def receive(self, *, authorized: bool) -> Admission:
-        admission = super().receive(authorized=authorized)
-        if admission.admitted:
-            now = self.clock()
-            start = math.floor(now / self.config.window_seconds) * self.config.window_seconds
+    def update_contact(
+        self, contact_id: str, body: Mapping[str, Any], *, preview: bool = False
+    ) -> dict[str, Any]:
+        rendered = super().update_contact(contact_id, body, preview=preview)
+        if not preview:
             with self._lock:
-                seen = self.admitted_at.setdefault(start, [now, now])
-                seen[1] = now
-        return admission
-
-    def update_contact(self, contact_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        rendered = super().update_contact(contact_id, body)
-        with self._lock:
-            self.written.add(contact_id)
+                self.written.add(contact_id)
         return rendered
 
 
-# --- processes: RSS and CPU ---------------------------------------------------------------
-
-
-def _kib(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-class GroupWatch:
-    """One Child's process group: each process's peak RSS (VmHWM) and the group's CPU time."""
-
-    def __init__(self, child: Child):
-        self.child = child
-        self.pids: list[int] = []
-        self.peak_by_pid: dict[int, int] = {}
-        self.role_by_pid: dict[int, str] = {}
-        self.peak_total = 0
-
-    def refresh(self) -> None:
-        if self.child.pid is not None:
-            self.pids = group_pids(self.child.pid)
-            for pid in self.pids:
-                self.role_by_pid.setdefault(pid, "parent" if pid == self.child.pid else "child")
-
-    def sample(self) -> None:
-        for pid in self.pids:
-            self.peak_by_pid[pid] = max(self.peak_by_pid.get(pid, 0), _kib(pid, "VmHWM"))
-        self.peak_total = max(self.peak_total, sum(_kib(pid, "VmRSS") for pid in self.pids))
-
-    def cpu(self) -> float:
-        return sum(_cpu_seconds(pid) for pid in self.pids)
-
-    def figures(self) -> dict[str, Any]:
-        parent = [kib for pid, kib in self.peak_by_pid.items() if self.role_by_pid.get(pid) == "parent"]
-        children = sorted(
-            (kib for pid, kib in self.peak_by_pid.items() if self.role_by_pid.get(pid) == "child"),
-            reverse=True,
-        )
-        return {
-            "processes": len(self.peak_by_pid),
-            "peak_rss_mib_parent": round(max(parent, default=0) / 1024, 1),
-            "peak_rss_mib_children": [round(kib / 1024, 1) for kib in children],
-            "peak_rss_mib_largest_process": round(max(self.peak_by_pid.values(), default=0) / 1024, 1),
-            "peak_rss_mib_sum": round(self.peak_total / 1024, 1),
-        }
-
-
-class Cpu:
-    """CPU seconds of the workers, beat, this process (the sandboxes' threads) and Redis."""
-
-    def __init__(self, workers: list[GroupWatch], beat: GroupWatch, redis_pid: int):
-        self.workers, self.beat, self.redis_pid = workers, beat, redis_pid
-
-    def now(self) -> dict[str, float]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {
-            "workers": sum(w.cpu() for w in self.workers),
-            "beat": self.beat.cpu(),
-            "sandboxes_and_bench": usage.ru_utime + usage.ru_stime,
-            "redis": _cpu_seconds(self.redis_pid),
-        }
-
-
 # --- one run -------------------------------------------------------------------------------
-
-
-def _windows(state: BenchIntercomState, since: float, until: float) -> dict[str, Any]:
-    """When each window's calls came, for the windows of one run (seconds after the window opened)."""
-    stats = {w["start"]: w for w in state.stats()["windows"]}
-    rows = []
-    for start, (first, last) in sorted(state.admitted_at.items()):
-        if start + state.config.window_seconds <= since or start >= until:
-            continue
-        rows.append(
-            {
-                "start": start,
-                "admitted": stats.get(start, {}).get("admitted", 0),
-                "first_call_s": round(first - start, 2),
-                "last_call_s": round(last - start, 2),
-            }
-        )
-    # Full: the budget was spent (the limiter keeps back a few tokens for calls still in flight).
-    full = [r for r in rows if r["admitted"] >= 0.98 * state.config.rate_limit]
-    return {
-        "count": len(rows),
-        "full_windows": len(full),
-        "median_first_call_s": round(statistics.median(r["first_call_s"] for r in full), 2) if full else None,
-        "median_last_call_s": round(statistics.median(r["last_call_s"] for r in full), 2) if full else None,
-        "max_last_call_s": max((r["last_call_s"] for r in full), default=None),
-        "rows": rows,
-    }
 
 
 def _run(
@@ -218,14 +111,6 @@ def _run(
     cpu: Cpu,
     timeout: float,
 ) -> dict[str, Any]:
-    from sync_worker.celery_app import create_celery
-    from sync_worker.config import Settings
-    from sync_worker.resync.runs import RUNNING, RunOptions
-    from sync_worker.resync.settings import ResyncSettings
-    from sync_worker.resync.starter import make_store, start
-
-    settings = ResyncSettings(**env)
-    store = make_store(client, settings)
     before = state.stats()
     platform_before = platform_state.stats()
     with state._lock:
@@ -233,25 +118,9 @@ def _run(
     cpu_before = cpu.now()
     began = time.time()
     started = time.monotonic()
-    result = start(client, create_celery(Settings(**env)), RunOptions(trigger="manual"), settings)
-    if result.status != "started":
-        raise RuntimeError(f"could not start a run: {result}")
-    deadline = started + timeout
-    polls = 0
-    while (record := store.load(result.run_id)).status == RUNNING:
-        if polls % 40 == 0:
-            for watch in watches:
-                watch.refresh()
-        if polls % 4 == 0:
-            for watch in watches:
-                watch.sample()
-        polls += 1
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"run {result.run_id} still running after {timeout}s: {record.counts}")
-        time.sleep(0.25)
+    store, run_id = start_run(client, env, RunOptions(trigger="manual"))
+    record = follow_run(store, run_id, watches, timeout=timeout)
     elapsed = time.monotonic() - started
-    for watch in watches:
-        watch.sample()
     cpu_after = cpu.now()
     after = state.stats()
     platform_after = platform_state.stats()
@@ -269,7 +138,7 @@ def _run(
         "validation_failures": after["validation_failures"] - before["validation_failures"],
         "windows_over_limit": after["windows_over_limit"],
         "max_admitted_in_a_window": after["max_admitted_in_window"],
-        "windows": _windows(state, began, time.time()),
+        "windows": window_figures(state, began, time.time()),
         "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_after},
         "platform_lookups": platform_after["calls"].get("POST /v1/clients/lookup", 0)
         - platform_before["calls"].get("POST /v1/clients/lookup", 0),
@@ -337,19 +206,11 @@ def bench(
     client = redis_lib.Redis.from_url(redis_server.url)
     changed = sorted(random.Random(contacts).sample(range(contacts), round(contacts * changed_pct / 100)))
     try:
-        children += start_workers(workers, env=env, log_dir=log_dir, concurrency=concurrency)
-        beat = Child(
-            "beat",
-            beat_argv(schedule_file=str(log_dir / "beat-schedule"), loglevel="WARNING"),
-            env=env,
-            log_path=log_dir / "beat.log",
-        ).start()
-        children.append(beat)
-        watches = [GroupWatch(child) for child in children]
-        for watch in watches:
-            watch.refresh()
         assert redis_server.process is not None
-        cpu = Cpu(watches[:-1], watches[-1], redis_server.process.pid)
+        service = start_service(
+            env, log_dir, workers=workers, concurrency=concurrency, redis_pid=redis_server.process.pid
+        )
+        children, watches, cpu = service.children, service.watches, service.cpu
         full = _run(state, platform_state, client, env, watches, cpu, timeout)
         platform_state.upsert([changed_record(i) for i in changed])
         second = _run(state, platform_state, client, env, watches, cpu, timeout)
@@ -437,23 +298,13 @@ def _key(result: dict[str, Any]) -> tuple[int, int]:
 
 def _merge(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The results already in ``path`` with those of the same size and limit replaced by ``new``."""
-    try:
-        old = json.loads(path.read_text())["results"]
-    except (OSError, ValueError, KeyError):
-        old = []
-    replaced = {_key(r) for r in new}
-    kept = [r for r in old if "changed" in r and _key(r) not in replaced]  # older formats dropped
-    return sorted(kept + new, key=lambda r: (r["rate_limit"]["calls"], r["contacts"]))
-
-
-def _peaks(result: dict[str, Any]) -> dict[str, float]:
-    """Peak RSS (MiB) by role: beat, the worker parent, its largest pool child."""
-    worker = result["worker_rss"][0]
-    return {
-        "beat": result["beat_rss"]["peak_rss_mib_parent"],
-        "worker_parent": worker["peak_rss_mib_parent"],
-        "worker_child_largest": max(worker["peak_rss_mib_children"], default=0.0),
-    }
+    return merge_results(
+        path,
+        new,
+        key=_key,
+        order=lambda r: (r["rate_limit"]["calls"], r["contacts"]),
+        keep=lambda r: "changed" in r,  # older formats dropped
+    )
 
 
 def compare_memory(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -461,25 +312,7 @@ def compare_memory(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     "Does not grow" = within :data:`RSS_TOLERANCE_MIB` for every role.
     """
-    out = []
-    for limit in sorted({r["rate_limit"]["calls"] for r in results}):
-        sized = sorted((r for r in results if r["rate_limit"]["calls"] == limit), key=lambda r: r["contacts"])
-        if len(sized) < 2:
-            continue
-        small, large = sized[0], sized[-1]
-        before, after = _peaks(small), _peaks(large)
-        growth = {role: round(after[role] - before[role], 1) for role in before}
-        out.append(
-            {
-                "limit": limit,
-                "contacts": [small["contacts"], large["contacts"]],
-                "peak_rss_mib": {role: [before[role], after[role]] for role in before},
-                "growth_mib": growth,
-                "tolerance_mib": RSS_TOLERANCE_MIB,
-                "flat": all(abs(g) <= RSS_TOLERANCE_MIB for g in growth.values()),
-            }
-        )
-    return out
+    return compare_peak_rss(results, size="contacts", tolerance_mib=RSS_TOLERANCE_MIB)
 
 
 def main(argv: list[str] | None = None) -> None:

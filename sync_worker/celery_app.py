@@ -39,12 +39,12 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.schedules import crontab
 from celery.signals import beat_init, celeryd_init
 from kombu import Exchange, Queue
 
-from sync_worker import redis_policy
+from sync_worker import integrations, redis_policy
 from sync_worker.config import Settings, get_settings
+from sync_worker.cron import parse_cron
 from sync_worker.referral_intake import schedule as referral_intake_schedule
 from sync_worker.resync.settings import ResyncSettings, get_resync_settings
 
@@ -128,17 +128,6 @@ def restore_interval(settings: Settings) -> float:
     return min(MAX_RESTORE_INTERVAL_SECONDS, max(MIN_RESTORE_INTERVAL_SECONDS, tenth))
 
 
-def _crontab(expression: str) -> crontab:
-    minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
-    return crontab(
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month_of_year=month_of_year,
-        day_of_week=day_of_week,
-    )
-
-
 #: A halt probe expires after this many of its periods, at least :data:`HALT_PROBE_MIN_EXPIRES_SECONDS`.
 HALT_PROBE_EXPIRY_PERIODS = 10
 HALT_PROBE_MIN_EXPIRES_SECONDS = 600.0
@@ -150,16 +139,38 @@ def halt_probe_expires(settings: Settings) -> float:
     return max(HALT_PROBE_MIN_EXPIRES_SECONDS, HALT_PROBE_EXPIRY_PERIODS * settings.halt_probe_seconds)
 
 
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """What beat runs: the nightly re-sync, its watchdog, the halt probe (``SYNC_HALT_PROBE_SECONDS``),
-    the referral program's walk and qualification backstop when ``referral_leads`` runs
-    (:mod:`sync_worker.referral_intake.schedule`), and the dead-letter replay when it has a cron."""
-    schedule: dict[str, dict[str, Any]] = {
-        "nightly-resync": {
+def resync_schedules(settings: Settings) -> dict[str, dict[str, Any]]:
+    """One nightly re-sync per integration that runs (``SYNC_INTEGRATIONS``), each on its own cron
+    (the :class:`~sync_worker.config.Settings` field its ``Integration.resync_cron`` names: the
+    clients' ``SYNC_RESYNC_CRON``, dealer users' ``USERS_RESYNC_CRON``). The clients' entry keeps
+    its name and its message (no argument: a run of ``clients``)."""
+    schedule: dict[str, dict[str, Any]] = {}
+    # Built as the app is imported: a name not registered is left to the start checks, which
+    # refuse it in one line (workerprocess), not a traceback here.
+    known = [name for name in integrations.parse(settings.integrations) if name in integrations.REGISTRY]
+    for integration in map(integrations.get, known):
+        entry: dict[str, Any] = {
             "task": "sync_worker.resync.tasks.start_resync",
-            "schedule": _crontab(settings.resync_cron),
+            "schedule": parse_cron(getattr(settings, integration.resync_cron)),
             "options": {"queue": BULK_QUEUE},
-        },
+        }
+        if integration.name == integrations.DEFAULT:
+            schedule["nightly-resync"] = entry
+        else:
+            schedule[f"nightly-resync-{integration.name}"] = {
+                **entry,
+                "kwargs": {"integration": integration.name},
+            }
+    return schedule
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """What beat runs: each integration's nightly re-sync (:func:`resync_schedules`), their watchdog,
+    the halt probe (``SYNC_HALT_PROBE_SECONDS``), the referral program's walk and qualification
+    backstop when ``referral_leads`` runs (:mod:`sync_worker.referral_intake.schedule`), and the
+    dead-letter replay when it has a cron."""
+    schedule: dict[str, dict[str, Any]] = {
+        **resync_schedules(settings),
         "resync-watchdog": {
             "task": "sync_worker.resync.tasks.watchdog",
             "schedule": 60.0,
@@ -177,7 +188,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     if settings.dead_letter_replay_cron:
         schedule["dead-letter-replay"] = {
             "task": REPLAY_DEAD_LETTERS_TASK,
-            "schedule": _crontab(settings.dead_letter_replay_cron),
+            "schedule": parse_cron(settings.dead_letter_replay_cron),
             "options": {"queue": REALTIME_QUEUE},
         }
     return schedule

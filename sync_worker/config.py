@@ -19,7 +19,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sync_worker.cron import crontab_of
+from sync_worker.cron import crontab_of, parse_cron
 
 
 class MissingSetting(RuntimeError):
@@ -72,6 +72,17 @@ class Settings(BaseSettings):
 
     # --- attribute names: JSON object {key: "Intercom name"} overriding the defaults -
     attribute_names: dict[str, str] = Field(default_factory=dict, validation_alias="SYNC_ATTRIBUTE_NAMES")
+
+    # --- dealer users (docs/integrations/dealer_users.md) -------------------------------
+    #: What the contact's ``Source`` says.
+    users_source_label: str = Field(
+        "Billing Center Dealer App", min_length=1, validation_alias="USERS_SOURCE_LABEL"
+    )
+    #: JSON object {key: "Intercom name"} renaming the dealer users' custom attributes (``source``,
+    #: ``roles``, ``companies``; ``dealer_company`` on companies).
+    users_attribute_names: dict[str, str] = Field(
+        default_factory=dict, validation_alias="USERS_ATTRIBUTE_NAMES"
+    )
 
     # --- webhooks -------------------------------------------------------------------
     webhook_topics: Annotated[list[str], NoDecode] = Field(
@@ -136,8 +147,11 @@ class Settings(BaseSettings):
     #: SYNC_MAX_RESCHEDULE_SECONDS) before looking again.
     halt_probe_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_HALT_PROBE_SECONDS")
 
-    # --- schedule ---------------------------------------------------------------------
+    # --- schedule (each cron is checked at start: sync_worker.cron) --------------------------
+    #: The clients integration's bulk re-sync (each integration names its own: Integration.resync_cron).
     resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
+    #: The dealer users integration's bulk re-sync (nightly, after the clients').
+    users_resync_cron: str = Field("0 4 * * *", validation_alias="USERS_RESYNC_CRON")
     #: When set, beat replays every dead letter on this cron (unset: only operators replay).
     dead_letter_replay_cron: str | None = Field(None, validation_alias="SYNC_DEAD_LETTER_REPLAY_CRON")
 
@@ -184,6 +198,13 @@ class Settings(BaseSettings):
     def _a_cron(cls, value: str, info: ValidationInfo) -> str:
         field = cls.model_fields[info.field_name or ""]
         crontab_of(value, str(field.validation_alias))  # BadCron (a ValueError) names the setting
+        return value
+
+    @field_validator("resync_cron", "users_resync_cron", "dead_letter_replay_cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cron(value)  # ValueError: what is wrong with it, under the setting's name
         return value
 
     @field_validator(

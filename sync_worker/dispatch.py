@@ -61,6 +61,10 @@ FOLD_CLOCK_TOLERANCE_SECONDS = 60.0
 #: Default lifetime of an ``idempotency_key`` (:func:`enqueue_sync`).
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
+#: What a contact's id in an integration's source (``SyncRequest.source_id``) may look like when a
+#: trigger gives it: an id, never free text.
+SOURCE_ID_PATTERN = r"^[A-Za-z0-9_.:@+-]{1,255}$"
+
 Trigger = Literal["webhook", "manual", "connector", "replay", "schedule", "stale_refresh", "retry"]
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sync_worker.attributes import resolve_names
 from sync_worker.celery_app import HALT_PROBE_TASK, app
 from sync_worker.halts import INTERCOM, PLATFORM, REFERRAL
 from sync_worker.runtime import Runtime, get_runtime
@@ -29,9 +28,7 @@ def probe_intercom(runtime: Runtime) -> None:
     """The data attributes of every integration that runs here listed and ensured again."""
     runtime.schema.forget()
     for name in runtime.integrations:
-        profile = runtime.pipeline(name).profile
-        targets = resolve_names(profile.attributes, runtime.settings.attribute_names)
-        runtime.schema.ensure(name for name, custom in targets.values() if custom)
+        runtime.pipeline(name).ensure_schema()
 
 
 def probe_platform(runtime: Runtime) -> None:

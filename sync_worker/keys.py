@@ -69,6 +69,19 @@ def last_result(contact_key: str) -> str:
     return f"{PREFIX}:last-result:{contact_key}"
 
 
+def source_record(integration: str, source_id: str) -> str:
+    """Hash: what ``integration`` last wrote for one contact of its source (a dealer user's
+    contact id, fingerprints, the companies it attached), kept by the source's id (see
+    ``integrations/dealer_users/state.py``)."""
+    return f"{PREFIX}:source-record:{integration}:{source_id}"
+
+
+def company_record(integration: str, company_id: str) -> str:
+    """Hash: what ``integration`` last wrote for one Intercom company (by its ``company_id``):
+    the company's Intercom id and the fingerprint of its write, shared by every contact of it."""
+    return f"{PREFIX}:company-record:{integration}:{company_id}"
+
+
 def data_attributes(workspace: str, model: str = "contact") -> str:
     """The cached data-attribute names of one model (contact's key kept from before companies)."""
     base = f"{PREFIX}:data-attributes:{workspace}"

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from sync_worker.attributes import build_update
+from sync_worker.attributes import build_update, resolve_names
 from sync_worker.cache import LastKnownValues
 from sync_worker.circuit import CircuitBreaker
 from sync_worker.compute import compute_values
@@ -152,6 +152,11 @@ class ContactSync:
             skip = self._screen(contact.get("email"), request, contact_id=contact["id"])
             outcomes.append(skip or self._sync_contact(contact["id"], contact["email"], request))
         return outcomes
+
+    def ensure_schema(self) -> None:
+        """Every data attribute this pipeline writes exists (the halt probe's check)."""
+        targets = resolve_names(self.profile.attributes, self.attribute_names or {})
+        self.schema.ensure(name for name, custom in targets.values() if custom)
 
     @staticmethod
     def intercom_calls(request: SyncRequest) -> int:

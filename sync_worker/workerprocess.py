@@ -75,7 +75,7 @@ def _check_required_settings(**_: Any) -> None:
     except UnknownTimezone as zone:
         _refuse_to_start(f"SYNC_DISPLAY_TIMEZONE: {zone}")
     except InvalidAttributeName as name:
-        _refuse_to_start(f"SYNC_ATTRIBUTE_NAMES: {name}")
+        _refuse_to_start(f"{name.setting}: {name}")
 
 
 def _refuse_to_start(line: str) -> NoReturn:

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from sync_worker import integrations
 from sync_worker.config import Settings
+from sync_worker.dispatch import SOURCE_ID_PATTERN
 from web.connector import DATA_STATUS, STALE_KEY
 from web.context import web_context
 from web.notifications import Conversation, Notification, NotificationData
@@ -24,7 +25,7 @@ from web.referrals import INTEGRATION as REFERRAL_INTEGRATION
 from web.referrals import ROUTE as REFERRAL_ROUTE
 from web.referrals import TOKEN_HEADER as REFERRAL_TOKEN_HEADER
 from web.referrals import ReferralWebhook
-from web.triggers import MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
+from web.triggers import INTEGRATION_PATTERN, MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
 
 bp = Blueprint("openapi", __name__)
 
@@ -186,12 +187,29 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "email": _address("The contact's email address."),
+            "integration": {
+                "type": "string",
+                "pattern": INTEGRATION_PATTERN,
+                "default": integrations.DEFAULT,
+                "description": "The integration to sync with (a registry name, running here).",
+            },
+            "email": _address("The contact's email address (clients)."),
             "contact_id": contact_id,
-            "reply_to": _address("A reply-to address carried by the trigger; screened for exclusion."),
+            "reply_to": _address(
+                "A reply-to address carried by the trigger; screened for exclusion (clients)."
+            ),
+            "user_id": {
+                "type": "string",
+                "pattern": SOURCE_ID_PATTERN,
+                "description": "The dealer user's platform id (dealer_users).",
+            },
         },
-        "anyOf": [{"required": ["email"]}, {"required": ["contact_id"]}],
-        "description": f"At least one of email and contact_id; at most {MAX_BODY_BYTES} bytes.",
+        "anyOf": [{"required": ["email"]}, {"required": ["contact_id"]}, {"required": ["user_id"]}],
+        "description": (
+            "clients (the default): at least one of email and contact_id, optionally reply_to; "
+            "dealer_users: user_id alone. A field another integration takes, or an integration that "
+            f"does not run here, is 400. At most {MAX_BODY_BYTES} bytes."
+        ),
     }
     skipped = {
         "type": "object",

@@ -4,13 +4,17 @@ Guarantees:
 - only a caller holding ``SYNC_ADMIN_TOKEN`` is served (:func:`web.auth.require_bearer`:
   403 when it is unset, 401 when missing or wrong, constant-time compare), checked before
   anything is read;
-- ``POST /v1/admin/resync`` ``{"dry_run"?: bool, "only_changed"?: bool}`` starts a run
-  (202 ``started``), resumes the unfinished one (202 ``resumed``), or answers 409
-  ``resync_running`` naming the run in progress; it only touches Redis (the walk runs on
-  the workers), so it answers at once; Redis unreachable is 503 (nothing started);
-- ``GET /v1/admin/resync/<id>`` is the run's summary (counts, rate, ETA), during the run
-  and for ``SYNC_RESYNC_KEEP_SECONDS`` after it; ``latest`` names the latest run; an
-  unknown id is 404 ``resync_not_found``; ``GET /v1/admin/resync`` lists recent runs.
+- ``POST /v1/admin/resync`` ``{"integration"?: name, "dry_run"?: bool, "only_changed"?: bool}``
+  starts a run of that integration (default ``clients``; the walk is the integration's:
+  :mod:`sync_worker.resync.walks`) (202 ``started``), resumes its unfinished one (202
+  ``resumed``), or answers 409 ``resync_running`` naming the run of that integration in
+  progress (runs of two integrations go side by side); an integration that has no dry run
+  refuses one (400); it only touches Redis (the walk runs on the workers), so it answers at
+  once; Redis unreachable is 503 (nothing started);
+- ``GET /v1/admin/resync/<id>`` is the run's summary (its integration, counts, rate, ETA),
+  during the run and for ``SYNC_RESYNC_KEEP_SECONDS`` after it; ``latest`` names the latest run
+  (``?integration=``: that integration's); an unknown id is 404 ``resync_not_found``;
+  ``GET /v1/admin/resync`` lists recent runs (``?integration=``: that integration's).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.resync.progress import summarize
 from sync_worker.resync.runs import RunOptions
 from sync_worker.resync.settings import get_resync_settings
-from sync_worker.resync.starter import make_store, start
+from sync_worker.resync.starter import DryRunUnsupported, make_store, start
 from web.admin import integration_arg, known_integration
 from web.auth import require_admin
 from web.context import web_context
@@ -63,10 +67,17 @@ def start_run() -> Any:
     context = web_context()
     try:
         result = start(context.redis, context.celery, options, settings)
+    except DryRunUnsupported as refused:
+        raise ApiError(400, "invalid_parameter", f"{refused}.") from None
     except OperationalError:  # the broker refused the first walk message; the lock was released
         raise queue_unavailable() from None
     if result.status == "already_running":
-        raise ApiError(409, "resync_running", "A re-sync is running.", extra={"run_id": result.run_id})
+        raise ApiError(
+            409,
+            "resync_running",
+            f"A re-sync of {options.integration} is running.",
+            extra={"run_id": result.run_id, "integration": options.integration},
+        )
     answer: dict[str, Any] = result.to_dict()
     if result.run_id:
         answer["links"] = {"self": f"/v1/admin/resync/{result.run_id}"}
@@ -84,7 +95,7 @@ def list_runs() -> Any:
 @bp.get("/<run_id>")
 def get_run(run_id: str) -> Any:
     store = make_store(web_context().redis, get_resync_settings())
-    record = store.latest() if run_id == "latest" else store.load(run_id)
+    record = store.latest(integration_arg()) if run_id == "latest" else store.load(run_id)
     if record is None:
         raise ApiError(404, "resync_not_found", "No re-sync run with this id.")
     return summarize(record, time.time())

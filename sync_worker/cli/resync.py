@@ -1,10 +1,12 @@
 """``sync-worker resync``: start a bulk re-sync by hand, follow it, read its report.
 
-- ``sync-worker resync [--dry-run] [--all] [--follow] [--json]`` starts a run (or resumes
-  the unfinished one, or names the one running) and, with ``--follow``, shows a progress
-  bar until it ends;
-- ``sync-worker resync status [RUN_ID] [--follow] [--json]``: one run (default: the
-  latest) as figures, or followed live;
+- ``sync-worker resync [--integration NAME] [--dry-run] [--all] [--follow] [--json]`` starts a
+  run of one integration (default ``clients``; it walks what that integration walks:
+  :mod:`sync_worker.resync.walks`), or resumes its unfinished one, or names the one of that
+  integration running (one run at a time per integration), and, with ``--follow``, shows a
+  progress bar until it ends;
+- ``sync-worker resync status [RUN_ID] [--integration NAME] [--follow] [--json]``: one run
+  (default: the latest, of that integration when named) as figures, or followed live;
 - ``sync-worker resync list``: the recent runs; ``sync-worker resync cancel RUN_ID``.
 
 It talks to the service's Redis directly (``REDIS_URL``, else the running dev stack's:
@@ -24,13 +26,14 @@ import time
 import click
 import redis as redis_lib
 
+from sync_worker import integrations
 from sync_worker.cli.common import celery_app, integration_option, masked, redis_client, use_service_redis
 from sync_worker.heartbeat import worker_health
 from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.resync.progress import progress_line, summarize
 from sync_worker.resync.runs import CANCELLED, FINISHED, RUNNING, RunOptions, RunRecord
 from sync_worker.resync.settings import get_resync_settings
-from sync_worker.resync.starter import make_store, start
+from sync_worker.resync.starter import DryRunUnsupported, make_store, start
 
 FOLLOW_INTERVAL_SECONDS = 1.0
 NO_WORKER_HINT_SECONDS = 5.0
@@ -38,9 +41,9 @@ NO_WORKER_HINT_SECONDS = 5.0
 HEARTBEAT_FRESH_SECONDS = 60.0
 
 
-def _load(client: redis_lib.Redis, run_id: str | None) -> RunRecord:
+def _load(client: redis_lib.Redis, run_id: str | None, integration: str | None = None) -> RunRecord:
     store = make_store(client, get_resync_settings())
-    record = store.load(run_id) if run_id else store.latest()
+    record = store.load(run_id) if run_id else store.latest(integration)
     if record is None:
         raise click.ClickException(f"no re-sync run {run_id}" if run_id else "no re-sync run yet")
     return record
@@ -109,7 +112,12 @@ def _exit_for(record: RunRecord) -> None:
 @click.option("--all", "write_all", is_flag=True, help="Write every contact, changed or not.")
 @click.option("--follow", "-f", is_flag=True, help="Show progress until the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@integration_option
+@click.option(
+    "--integration",
+    type=click.Choice(sorted(integrations.REGISTRY)),
+    default=None,
+    help=f"The integration to re-sync (default: {LEGACY_INTEGRATION}); it walks what that integration walks.",
+)
 @click.pass_context
 def resync(
     ctx: click.Context, dry_run: bool, write_all: bool, follow: bool, as_json: bool, integration: str | None
@@ -121,17 +129,16 @@ def resync(
     settings = get_resync_settings()
     client, app = redis_client(), celery_app()
     only_changed = settings.only_changed and not write_all
-    result = start(
-        client,
-        app,
-        RunOptions(
-            dry_run=dry_run,
-            only_changed=only_changed,
-            trigger="manual",
-            integration=integration or LEGACY_INTEGRATION,
-        ),
-        settings,
+    options = RunOptions(
+        dry_run=dry_run,
+        only_changed=only_changed,
+        trigger="manual",
+        integration=integration or LEGACY_INTEGRATION,
     )
+    try:
+        result = start(client, app, options, settings)
+    except DryRunUnsupported as refused:
+        raise click.UsageError(str(refused)) from None
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
@@ -145,10 +152,11 @@ def resync(
 @click.argument("run_id", required=False)
 @click.option("--follow", "-f", is_flag=True, help="Show progress until the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def status(run_id: str | None, follow: bool, as_json: bool) -> None:
-    """Show a run (default: the latest): counts, rate, ETA."""
+@integration_option
+def status(run_id: str | None, follow: bool, as_json: bool, integration: str | None) -> None:
+    """Show a run (default: the latest, of one integration with ``--integration``): counts, rate, ETA."""
     client = redis_client()
-    record = _load(client, run_id)
+    record = _load(client, run_id, integration)
     if follow:
         _exit_for(_follow(client, record.id, as_json))
         return

@@ -120,6 +120,11 @@ def _print_banner(info: dict) -> None:
         "Sync a sample contact and show what Intercom now holds (in another terminal):",
         "",
         f"  .venv/bin/sync-worker try {example}",
+        *(
+            ["  .venv/bin/sync-worker try --integration dealer_users user123   (a sample dealer user)"]
+            if info["sandboxed"] and "dealer_users" in info.get("integrations", ())
+            else []
+        ),
         "",
         "or by hand:",
         "",
@@ -133,7 +138,13 @@ def _print_banner(info: dict) -> None:
 
 
 @click.command(name="try")
-@click.argument("email")
+@click.argument("identity", metavar="EMAIL_OR_USER_ID")
+@click.option(
+    "--integration",
+    default=integrations.DEFAULT,
+    show_default=True,
+    help="The integration to sync with: clients (give an email) or dealer_users (give a user id).",
+)
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
@@ -141,19 +152,26 @@ def _print_banner(info: dict) -> None:
     help="The dev stack's directory (default: var/dev here, then in this checkout).",
 )
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the worker.")
-def try_contact(email: str, state_dir: Path | None, timeout: float) -> None:
-    """Sync EMAIL through the running `sync-worker dev` stack and print the contact's attributes."""
+def try_contact(identity: str, integration: str, state_dir: Path | None, timeout: float) -> None:
+    """Sync one contact through the running `sync-worker dev` stack and print what Intercom now holds:
+    a client by its EMAIL, or (``--integration dealer_users``) a dealer user by its USER_ID."""
+    try:
+        chosen = integrations.get(integration)
+    except integrations.UnknownIntegration as unknown:
+        raise click.BadParameter(str(unknown), param_hint="--integration") from None
     stack = stackfile.find(state_dir)
     if stack is None:
         looked = ", ".join(str(path) for path in stackfile.candidates(state_dir))
         raise click.ClickException(f"no `sync-worker dev` stack found ({looked}): start scripts/dev first")
     info = stack.info
     client = redis_lib.Redis.from_url(info["redis_url"], decode_responses=True)
-    result_key = keys.last_result(keys.contact_key(None, email))
+    fields = {chosen.trigger_identity[0]: identity}
+    body = fields if chosen.name == integrations.DEFAULT else {"integration": chosen.name, **fields}
+    result_key = keys.last_result(chosen.trigger_request(fields, trigger="manual").contact_key)
     started = time.time()
     response = requests.post(
         f"{info['web_url']}/v1/sync",
-        json={"email": email},
+        json=body,
         headers={"Authorization": f"Bearer {info['sync_trigger_token']}"},
         timeout=10,
     )
@@ -182,10 +200,31 @@ def try_contact(email: str, state_dir: Path | None, timeout: float) -> None:
         return
     from sync_worker.devtools.devstack import SANDBOX_INTERCOM_TOKEN
 
-    contact = IntercomClient(info["intercom_api_url"], SANDBOX_INTERCOM_TOKEN).get_contact(contact_id)
+    intercom = IntercomClient(info["intercom_api_url"], SANDBOX_INTERCOM_TOKEN)
+    contact = intercom.get_contact(contact_id)
     click.echo(f"\nIntercom contact {contact_id}:")
-    for name, value in _in_display_order(contact):
+    shown = _in_display_order(contact) if chosen.name == integrations.DEFAULT else _dealer_user_shown(contact)
+    for name, value in shown:
         click.echo(f"  {name.ljust(26)}  {value}")
+    if chosen.name != integrations.DEFAULT:
+        for company in intercom.list_contact_companies(contact_id):
+            click.echo(f"  {'company'.ljust(26)}  {company.get('company_id')}  {company.get('name')}")
+
+
+def _dealer_user_shown(contact: dict) -> list[tuple[str, str]]:
+    """A dealer user's contact: its standard fields, then its custom attributes as written."""
+    from sync_worker.integrations.dealer_users.profile import resolve_user_names
+
+    names = resolve_user_names(get_settings().users_attribute_names)
+    shown = [
+        (field, str(contact[field]))
+        for field in ("role", "external_id", "email", "name")
+        if contact.get(field)
+    ]
+    custom = contact.get("custom_attributes", {})
+    return shown + [
+        (name, str(custom[name])) for name in names.contact_custom if custom.get(name) is not None
+    ]
 
 
 def _in_display_order(contact: dict) -> list[tuple[str, str]]:

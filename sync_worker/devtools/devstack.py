@@ -78,7 +78,7 @@ class DevStack:
         sandboxed = not self.environ.get("INTERCOM_ACCESS_TOKEN")
         if sandboxed:
             env.update(self._start_sandboxes())
-            # Every integration runs on the sandboxes (each one's source is served by one of them).
+            # On the sandboxes every integration runs, unless the environment chooses.
             env["SYNC_INTEGRATIONS"] = self.environ.get("SYNC_INTEGRATIONS") or ",".join(
                 integrations.REGISTRY
             )
@@ -109,6 +109,7 @@ class DevStack:
             "platform_api_url": child_env.get("PLATFORM_API_URL"),
             "referral_api_url": child_env.get("REFERRAL_API_URL"),
             "sandboxed": sandboxed,
+            "integrations": list(integrations.parse(child_env.get("SYNC_INTEGRATIONS"))),
             "sync_trigger_token": env["SYNC_TRIGGER_TOKEN"],
             "generated_trigger_token": not self.environ.get("SYNC_TRIGGER_TOKEN"),
             "sync_admin_token": env["SYNC_ADMIN_TOKEN"],

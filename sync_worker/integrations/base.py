@@ -11,8 +11,12 @@ declares:
 - its pipeline: how the source is read for one contact (:meth:`Integration.read_one`), what a
   failed read means (:attr:`Integration.unreadable`: those errors mean "stale", never "no
   account"), and what is written to Intercom (:meth:`Integration.pipeline`);
-- what a bulk re-sync walks (:attr:`Integration.resync_walks`) and how it reads in batches
-  (:meth:`Integration.read_batch`);
+- what a bulk re-sync walks (:attr:`Integration.resync_walks`, a walk of
+  :mod:`sync_worker.resync.walks`), how it reads in batches (:meth:`Integration.read_batch`, for a
+  walk whose chunks read), and the setting holding its schedule (:attr:`Integration.resync_cron`);
+- the fields of its ``POST /v1/sync`` body (:attr:`Integration.trigger_fields`, the ones that name
+  the contact: :attr:`Integration.trigger_identity`) and the sync a body asks for
+  (:meth:`Integration.trigger_request`, pure);
 - the Intercom webhook topics about a contact it acts on (:attr:`Integration.webhook_topics`) and
   the sync each such notification asks of it (:meth:`Integration.webhook_request`, pure: the
   receiver calls it, one stored sync per integration that subscribes);
@@ -45,10 +49,20 @@ class Integration:
 
     #: registry name, in every request and per-contact key
     name: ClassVar[str]
-    #: what a bulk re-sync walks: ``intercom_contacts`` (Intercom's ``GET /contacts``, a page at a time)
+    #: what a bulk re-sync walks (:mod:`sync_worker.resync.walks`): ``intercom_contacts`` (Intercom's
+    #: ``GET /contacts``, chunks read the source in batches) or ``platform_users`` (the platform's
+    #: ``GET /v1/users``, each page carrying whole records, applied by the pipeline's ``apply``)
     resync_walks: ClassVar[str] = "intercom_contacts"
+    #: the :class:`~sync_worker.config.Settings` field holding its nightly re-sync's cron
+    resync_cron: ClassVar[str] = "resync_cron"
+    #: whether its re-sync can be a dry run (its chunks' entries preview: compute, compare, write nothing)
+    resync_dry_run: ClassVar[bool] = True
     #: Intercom webhook topics about a contact (``contact.user.created``) this integration acts on
     webhook_topics: ClassVar[frozenset[str]] = frozenset()
+    #: the fields a ``POST /v1/sync`` body may give for this integration, and those that name the
+    #: contact (at least one is required)
+    trigger_fields: ClassVar[tuple[str, ...]] = ("email", "contact_id", "reply_to")
+    trigger_identity: ClassVar[tuple[str, ...]] = ("email", "contact_id")
     #: Flask blueprints the receiver adds for this integration (``module:attribute``)
     routes: ClassVar[tuple[str, ...]] = ()
     #: the module of its sandbox data (dev tooling, tests and benches only)
@@ -76,6 +90,19 @@ class Integration:
         :class:`~sync_worker.sync.SyncOutcome`) and ``intercom_calls(request)`` (the Intercom calls
         the run reserves together, :func:`sync_worker.ratelimit.reserving`)."""
         raise NotImplementedError
+
+    def trigger_request(self, fields: Mapping[str, Any], *, trigger: str) -> SyncRequest:
+        """The sync a ``POST /v1/sync`` body asks for (``fields``: its :attr:`trigger_fields`, already
+        validated; pure). The default names the contact by its Intercom id and/or email."""
+        from sync_worker.dispatch import SyncRequest
+
+        return SyncRequest(
+            contact_id=fields.get("contact_id"),
+            email=fields.get("email"),
+            trigger=trigger,
+            reply_to=fields.get("reply_to"),
+            integration=self.name,
+        )
 
     def webhook_request(self, topic: str, contact: Mapping[str, Any]) -> SyncRequest | None:
         """The sync an Intercom notification of ``topic`` (one of :attr:`webhook_topics`) about

@@ -1,4 +1,10 @@
-"""One chunk: a batched platform read for up to 100 contacts, then each one written if changed.
+"""One chunk: up to 100 entries of a walk (read from the platform in one batch where the walk
+needs it), then each one written if changed.
+
+What an entry is and how it is applied is the walk's (:mod:`sync_worker.resync.entries`): for the
+clients, an Intercom contact read in one ``POST /v1/clients/lookup`` for the chunk and written by
+:meth:`ContactSync.apply_records`; for dealer users, a whole platform user record applied by the
+dealer users pipeline (no read). Everything below holds for every walk.
 
 Guarantees:
 - a chunk runs only while its run is running and only in its current version (a
@@ -6,9 +12,9 @@ Guarantees:
 - a chunk that would write finds the Intercom budget first: when the next token is further
   away than a task may wait inline, the whole chunk is rescheduled for then before any
   platform call, so an exhausted window costs no platform lookups (they would be done again);
-- one batched read for the whole chunk (the integration's ``read_batch``: for clients one
-  ``POST /v1/clients/lookup``); each contact then goes through
-  :meth:`ContactSync.apply_records` (or, in a dry run, :func:`preview`, which computes
+- where the walk's entries need it, one batched read for the whole chunk (the integration's
+  ``read_batch``: for clients one ``POST /v1/clients/lookup``); each entry then goes through
+  its :meth:`ChunkEntries.apply` (or, in a dry run, :meth:`ChunkEntries.preview`, which computes
   and compares but never writes) with ``trigger="schedule"`` and
   ``force_write = not only_changed``;
 - the task never blocks on the rate limit or on a slow chunk: a :class:`RateLimitWait`,
@@ -49,9 +55,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sync_worker.circuit import CircuitBreaker
-from sync_worker.compute import compute_values
 from sync_worker.delivery.decision import retry_countdown
 from sync_worker.dispatch import SyncRequest
 from sync_worker.errors import SyncError, TransientError
@@ -60,17 +66,13 @@ from sync_worker.intercom import IntercomRateLimited
 from sync_worker.platform import PlatformClient, PlatformRateLimited
 from sync_worker.platform_circuit import guarded
 from sync_worker.ratelimit import RateLimitWait
+from sync_worker.resync.entries import Batch, ChunkEntries, ContactEntries
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore
 from sync_worker.schema import names_may_be_stale
-from sync_worker.screening import normalise_email
-from sync_worker.sync import ContactSync
 
 Park = Callable[[SyncRequest, Exception, int], object]
 Defer = Callable[[SyncRequest], object]
 Backoff = Callable[[int], float]
-
-#: Outcome statuses that mean the contact was (dry run: would be) written.
-WRITTEN = ("synced", "no_account", "stale")
 
 
 @dataclass(frozen=True)
@@ -83,18 +85,6 @@ class ChunkOutcome:
     rest: Chunk | None = None
     countdown: float = 0.0
     finished: bool = False
-
-
-def preview(
-    contact_sync: ContactSync, contact_id: str, records: list[dict] | None, request: SyncRequest
-) -> str:
-    """What :meth:`ContactSync.apply_records` would do, without writing: the outcome status."""
-    if records is None:
-        return "stale"
-    values = compute_values(contact_sync.profile, records, now=contact_sync.clock())
-    if not request.force_write and contact_sync.cache.shown(contact_id) == contact_sync.fingerprint(values):
-        return "unchanged"
-    return "synced" if records else "no_account"
 
 
 class _Reschedule(Exception):
@@ -115,7 +105,8 @@ class ChunkRunner:
     store: RunStore
     platform: PlatformClient
     circuit: CircuitBreaker
-    contact_sync: ContactSync
+    #: the integration's pipeline (the clients': a :class:`~sync_worker.sync.ContactSync`)
+    contact_sync: Any
     park: Park
     backoff: Backoff
     max_retries: int
@@ -133,6 +124,17 @@ class ChunkRunner:
     wall_clock: Callable[[], float] = time.time
     #: The workspace's halts; None: this runner never holds for one (tests of the chunk alone).
     halts: HaltStore | None = None
+    #: What the chunk's entries are (the walk's); None: Intercom contacts (:class:`ContactEntries`).
+    entries: ChunkEntries | None = None
+
+    def __post_init__(self) -> None:
+        if self.entries is None:
+            self.entries = ContactEntries(self.contact_sync)
+
+    @property
+    def _entries(self) -> ChunkEntries:
+        assert self.entries is not None
+        return self.entries
 
     def run(self, run_id: str, chunk_id: str, version: int) -> ChunkOutcome:
         record = self.store.load(run_id)
@@ -148,38 +150,38 @@ class ChunkRunner:
             if wait > self.max_inline_wait:
                 budget = _Reschedule(wait, attempt_used=False, held_since=chunk.held_since)
                 return self._record(run_id, chunk_id, chunk, counts, 0, budget)
+        entries = self._entries
         try:
-            records = self._lookup(chunk)
+            records = self._lookup(chunk) if entries.batched else {}
         except _Reschedule as wait:
             return self._record(run_id, chunk_id, chunk, counts, 0, wait)
         except SyncError as error:  # permanent: the batch cannot be read as sent
             held = self._held(run_id, chunk, error, batch=True)  # the platform's contract: a halt
             if held is not None:
                 return self._record(run_id, chunk_id, chunk, counts, 0, held)
-            for contact_id, email in chunk.contacts:
+            for entry in chunk.contacts:
                 self._fail(
-                    counts, self._request(contact_id, email, record.only_changed), error, chunk.attempt
+                    counts, entries.request(entry, only_changed=record.only_changed), error, chunk.attempt
                 )
             return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
         if records is None:  # held past the bound: a refresh per contact, no stale write
-            for contact_id, email in chunk.contacts:
+            for entry in chunk.contacts:
                 if not record.dry_run:
-                    self.defer(self._request(contact_id, email, record.only_changed))
+                    self.defer(entries.request(entry, only_changed=record.only_changed))
                 counts["deferred"] += 1
             return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
         deadline = self.clock() + self.time_budget_seconds
-        for index, (contact_id, email) in enumerate(chunk.contacts):
+        for index, entry in enumerate(chunk.contacts):
             if index and self.clock() > deadline:
                 return self._record(
                     run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=False)
                 )
-            request = self._request(contact_id, email, record.only_changed)
-            found = records.get(normalise_email(email), [])
+            request = entries.request(entry, only_changed=record.only_changed)
             try:
                 if record.dry_run:
-                    status = preview(self.contact_sync, contact_id, found, request)
+                    status, written = entries.preview(entry, records, request)
                 else:
-                    status = self.contact_sync.apply_records(contact_id, found, request).status
+                    status, written = entries.apply(entry, records, request)
             except RateLimitWait as wait:
                 return self._record(
                     run_id, chunk_id, chunk, counts, index, _Reschedule(wait.retry_in, attempt_used=False)
@@ -198,7 +200,7 @@ class ChunkRunner:
                 if held is not None:
                     return self._record(run_id, chunk_id, chunk, counts, index, held)
                 if names_may_be_stale(error) and chunk.attempt < self.max_retries:
-                    self.contact_sync.schema.forget()  # archived since it was cached: list it again
+                    entries.forget_names()  # archived since it was cached: list it again
                     return self._record(
                         run_id, chunk_id, chunk, counts, index, _Reschedule(0.0, attempt_used=True)
                     )
@@ -212,7 +214,7 @@ class ChunkRunner:
                 self._fail(counts, request, error, chunk.attempt)
                 continue
             counts[status] += 1
-            if status in WRITTEN:
+            if written:  # (a dry run: would be)
                 counts["written"] += 1
         return self._record(run_id, chunk_id, chunk, counts, len(chunk.contacts), None)
 
@@ -237,33 +239,22 @@ class ChunkRunner:
             return None
         return _Reschedule(halted.retry_after or 1.0, attempt_used=False, held_since=None, hold=True)
 
-    def _request(self, contact_id: str, email: str, only_changed: bool) -> SyncRequest:
-        return SyncRequest(
-            contact_id=contact_id,
-            email=email,
-            trigger="schedule",
-            force_write=not only_changed,
-            integration=self.contact_sync.integration.name,
-        )
-
-    def _lookup(self, chunk: Chunk) -> dict[str, list[dict]] | None:
-        """The chunk's records by normalised email; a hold (:class:`_Reschedule`) while the platform
-        cannot be read; None once it has been held ``max_hold_seconds``."""
+    def _lookup(self, chunk: Chunk) -> Batch | None:
+        """The chunk's records by normalised identity; a hold (:class:`_Reschedule`) while the
+        platform cannot be read; None once it has been held ``max_hold_seconds``."""
         unreadable: SyncError | None = None
         admission = self.circuit.admit()
         if admission is not None:
             try:
                 with guarded(self.circuit, admission):  # every end settles the circuit, a probe's too
-                    return self.contact_sync.integration.read_batch(
-                        self.platform, (email for _, email in chunk.contacts)
-                    )
+                    return self._entries.read_batch(self.platform, chunk.contacts)
             except RateLimitWait as wait:
                 raise _Reschedule(wait.retry_in, attempt_used=False, held_since=chunk.held_since) from None
             except PlatformRateLimited as limited:
                 raise _Reschedule(
                     limited.retry_after, attempt_used=False, held_since=chunk.held_since
                 ) from None
-            except self.contact_sync.integration.unreadable as error:
+            except self._entries.unreadable as error:
                 unreadable = error if isinstance(error, SyncError) else TransientError(str(error))
         now = self.wall_clock()
         held_since = now if chunk.held_since is None else chunk.held_since

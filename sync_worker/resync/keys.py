@@ -2,24 +2,31 @@
 
 Guarantees: every key starts with ``intercom-sync:resync:`` (the service's prefix,
 :data:`sync_worker.keys.PREFIX`), so one pattern finds everything the re-sync keeps.
-A run's keys hold its id; the run-independent ones (lock, active run, index) are fixed.
+A run's keys hold its id; the lock and the active run are one per integration (the ``clients``
+integration's keep the names they had before runs had an integration, so a run in flight at an
+upgrade is found as it is); the index of runs is one for all.
 """
 
 from __future__ import annotations
 
-from sync_worker.keys import PREFIX
+from sync_worker.keys import LEGACY_INTEGRATION, PREFIX
 
 BASE = f"{PREFIX}:resync"
 
 
-def lock() -> str:
-    """The one-run-at-a-time lock: value = the id of the run holding it."""
-    return f"{BASE}:lock"
+def _of(name: str, integration: str) -> str:
+    return f"{BASE}:{name}" if integration == LEGACY_INTEGRATION else f"{BASE}:{name}:{integration}"
 
 
-def active() -> str:
-    """The id of the run not finished yet (kept past the lock's expiry, so a crashed run resumes)."""
-    return f"{BASE}:active"
+def lock(integration: str = LEGACY_INTEGRATION) -> str:
+    """``integration``'s one-run-at-a-time lock: value = the id of the run holding it."""
+    return _of("lock", integration)
+
+
+def active(integration: str = LEGACY_INTEGRATION) -> str:
+    """The id of ``integration``'s run not finished yet (kept past the lock's expiry, so a crashed run
+    resumes)."""
+    return _of("active", integration)
 
 
 def runs_index() -> str:

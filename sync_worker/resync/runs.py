@@ -15,6 +15,8 @@ Guarantees:
 - the run finishes in the same script that removes its last chunk after the walk's
   last page (or commits a last page with nothing to do): status ``finished``, the
   lock and the active pointer released, the record kept ``keep_seconds``;
+- the lock and the active pointer a script takes are those of the run's own integration
+  (:func:`sync_worker.resync.keys.lock`), so runs of two integrations never touch each other's;
 - :meth:`RunStore.resume` bumps ``gen`` (older walk messages become no-ops) and
   returns the checkpoint and the chunks still pending, so a stalled run can be
   picked up exactly where it stopped.
@@ -47,7 +49,7 @@ COUNTERS = (
     "unchanged",  # values equal to what the contact shows: no write
     "failed",  # parked in the dead-letter store
     "gone",  # no longer in Intercom (merged or deleted, no survivor by email): nothing written
-    "pages",  # pages of GET /contacts read
+    "pages",  # pages the walk read (GET /contacts, GET /v1/users)
 )
 RUNNING, FINISHED, FAILED, CANCELLED = "running", "finished", "failed", "cancelled"
 
@@ -190,17 +192,19 @@ def _text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Up to 100 contacts of one run: ``(contact_id, email)`` pairs, how often it was retried, and
-    since when (epoch seconds) it has been held for a platform that cannot be read (None: not held)."""
+    """Up to 100 entries of one run, what its walk queued (:mod:`sync_worker.resync.walks`: a
+    contact's ``(contact_id, email)`` pair, or a user's whole record, a JSON object), how often
+    it was retried, and since when (epoch seconds) it has been held for a platform that cannot
+    be read (None: not held)."""
 
-    contacts: tuple[tuple[str, str], ...]
+    contacts: tuple[Any, ...]
     attempt: int = 0
     version: int = 0
     held_since: float | None = None
 
     def encode(self) -> str:
         document: dict[str, Any] = {
-            "contacts": [list(pair) for pair in self.contacts],
+            "contacts": list(self.contacts),  # a pair as an array, a record as an object
             "attempt": self.attempt,
         }
         if self.held_since is not None:
@@ -211,16 +215,24 @@ class Chunk:
     def decode(cls, raw: str | bytes) -> Chunk:
         version, _, body = _text(raw).partition(":")
         document = json.loads(body)
-        pairs = tuple((str(cid), str(email)) for cid, email in document["contacts"])
+        entries = tuple(_entry(entry) for entry in document["contacts"])
         held = document.get("held_since")
         return cls(
-            pairs, int(document.get("attempt", 0)), int(version), None if held is None else float(held)
+            entries, int(document.get("attempt", 0)), int(version), None if held is None else float(held)
         )
 
     def rest(self, start: int, *, attempt: int | None = None, held_since: float | None = None) -> Chunk:
         """The contacts from ``start`` on, as the chunk's next version (held since ``held_since``)."""
         attempt = self.attempt if attempt is None else attempt
         return Chunk(self.contacts[start:], attempt, self.version + 1, held_since)
+
+
+def _entry(raw: Any) -> Any:
+    """A stored entry: a pair (a JSON array) as a tuple of two strings, a record (an object) as a dict."""
+    if isinstance(raw, dict):
+        return raw
+    contact_id, email = raw
+    return (str(contact_id), str(email))
 
 
 def split_evenly(items: Sequence[Any], max_size: int) -> list[list[Any]]:
@@ -324,10 +336,21 @@ class RunStore:
         self._end = client.register_script(_END)
         self._hold_walk = client.register_script(_HOLD_WALK)
         self._resume = client.register_script(_RESUME)
+        self._integrations: dict[str, str] = {}  # run id -> integration (this store's, a task's life)
 
-    @staticmethod
-    def _keys(run_id: str) -> list[str]:
-        return [keys.run(run_id), keys.pending(run_id), keys.lock(), keys.active()]
+    def integration_of(self, run_id: str) -> str:
+        """The integration ``run_id`` re-syncs (a run recorded before runs had one, or gone: ``clients``);
+        read once per store (it never changes)."""
+        known = self._integrations.get(run_id)
+        if known is None:
+            raw = self._redis.hget(keys.run(run_id), "integration")
+            known = (_text(raw) if raw else "") or LEGACY_INTEGRATION
+            self._integrations[run_id] = known
+        return known
+
+    def _keys(self, run_id: str) -> list[str]:
+        integration = self.integration_of(run_id)
+        return [keys.run(run_id), keys.pending(run_id), keys.lock(integration), keys.active(integration)]
 
     def _head(self, run_id: str) -> list[Any]:
         return [run_id, repr(time.time()), self.keep_seconds]
@@ -358,16 +381,17 @@ class RunStore:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(keys.run(run_id), mapping=fields)
         pipe.zadd(keys.runs_index(), {run_id: now})
-        pipe.set(keys.active(), run_id)
+        pipe.set(keys.active(options.integration), run_id)
         pipe.execute()
+        self._integrations[run_id] = options.integration
         self._trim()
 
     def _trim(self) -> None:
+        """Forget the runs beyond the newest ``keep_runs`` (of every integration), but never a running one."""
         old = self._redis.zrange(keys.runs_index(), 0, -(self.keep_runs + 1))
-        active = self.active_id()
         for raw in old:
             run_id = _text(raw)
-            if run_id != active:
+            if _text(self._redis.hget(keys.run(run_id), "status") or "") != RUNNING:
                 self._redis.delete(keys.run(run_id))
                 self._redis.zrem(keys.runs_index(), run_id)
 
@@ -383,8 +407,9 @@ class RunStore:
             return None
         return RunRecord.from_hash({_text(k): _text(v) for k, v in raw.items()}, int(in_flight))
 
-    def active_id(self) -> str | None:
-        raw = self._redis.get(keys.active())
+    def active_id(self, integration: str = LEGACY_INTEGRATION) -> str | None:
+        """The id of ``integration``'s unfinished run, if any."""
+        raw = self._redis.get(keys.active(integration))
         return _text(raw) if raw else None
 
     def recent(self, limit: int = 20, *, integration: str | None = None) -> list[RunRecord]:
@@ -396,13 +421,14 @@ class RunStore:
         found = (record for record in (self.load(run_id) for run_id in ids) if record is not None)
         return [record for record in found if record.integration == integration][:limit]
 
-    def latest(self) -> RunRecord | None:
-        found = self.recent(1)
+    def latest(self, integration: str | None = None) -> RunRecord | None:
+        """The newest run (``integration``'s when given)."""
+        found = self.recent(1, integration=integration)
         return found[0] if found else None
 
-    def last_finished_seen(self) -> int | None:
-        """Contacts seen by the latest finished run (an estimate of the next run's total)."""
-        for record in self.recent(10):
+    def last_finished_seen(self, integration: str = LEGACY_INTEGRATION) -> int | None:
+        """What ``integration``'s latest finished run saw (an estimate of its next run's total)."""
+        for record in self.recent(10, integration=integration):
             if record.status == FINISHED:
                 return record.counts["seen"]
         return None

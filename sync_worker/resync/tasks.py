@@ -1,9 +1,10 @@
 """Celery tasks of the bulk re-sync (``sync_worker.resync.tasks.*``), all on ``sync.bulk``.
 
 Guarantees:
-- ``start_resync`` (the beat's entry) starts a run or resumes the unfinished one, at most
-  one at a time (:mod:`sync_worker.resync.starter`);
-- ``walk`` runs one walk step and re-publishes itself for the page the step stopped at
+- ``start_resync`` (the beat's entry) starts a run of one integration or resumes its unfinished
+  one, at most one at a time per integration (:mod:`sync_worker.resync.starter`);
+- ``walk`` runs one step of the run's integration's walk (:mod:`sync_worker.resync.walks`: Intercom's
+  contacts, or the platform's users) and re-publishes itself for the page the step stopped at
   (at once, or under backpressure or a rate-limit wait after a countdown): no task holds a
   long loop, and a killed worker loses at most the page it was reading;
 - ``chunk`` runs one chunk (:mod:`sync_worker.resync.chunks`) and re-publishes what is
@@ -14,11 +15,11 @@ Guarantees:
   shares, :func:`sync_worker.delivery.decision.retry_countdown`), up to
   ``SYNC_TASK_MAX_RETRIES`` times in a row (a step that read a page first starts the count
   afresh); a permanent one (or the last transient one) ends the run as ``failed`` with the
-  error code; while Intercom is halted (:mod:`sync_worker.halts`), or when the step's error halts
-  it, the walk holds at its page instead, re-published after the halt's wait; a held walk refreshes
+  error code; while the upstream the walk reads is halted (:mod:`sync_worker.halts`), or when the
+  step's error halts it, the walk holds at its page instead, re-published after the halt's wait; a held walk refreshes
   the run's lock each time (so the watchdog never resumes a run whose walk is only held) and one
   whose generation is stale ends;
-- ``watchdog`` resumes the active run if its lock expired (no progress for the lock's ttl);
+- ``watchdog`` resumes each integration's active run whose lock expired (no progress for the lock's ttl);
   it also runs when a worker starts, before the worker takes its first message, so
   restarting a crashed worker picks a stalled run up;
 - log lines carry run and chunk ids and counts, never emails; a chunk's contacts are counted
@@ -33,19 +34,22 @@ from typing import Any
 import redis as redis_lib
 from celery.signals import worker_ready
 
+from sync_worker import integrations
 from sync_worker.celery_app import app
 from sync_worker.delivery.decision import settings_backoff, task_retry_countdown
-from sync_worker.halts import INTERCOM, UpstreamHalted
+from sync_worker.halts import UpstreamHalted
 from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.logs import log_event
 from sync_worker.parking import park_contact
 from sync_worker.resync import keys as resync_keys
 from sync_worker.resync import messages
 from sync_worker.resync.chunks import ChunkRunner
+from sync_worker.resync.entries import BULK_TRIGGER
 from sync_worker.resync.runs import FAILED, RunOptions, RunStore
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store, resume_if_stalled, start
 from sync_worker.resync.walk import WalkOutcome, walk_step
+from sync_worker.resync.walks import walk_for, walk_kind
 from sync_worker.runtime import MAX_INLINE_WAIT_SECONDS, Runtime, get_runtime
 from sync_worker.stalerefresh import defer_to_refresh
 
@@ -54,8 +58,6 @@ logger = logging.getLogger(__name__)
 #: A chunk's counts that are a contact's sync outcome (the others: ``written`` sums some of them,
 #: ``failed`` ones were counted as dead letters when parked).
 SYNC_OUTCOMES = ("synced", "no_account", "unchanged", "stale", "skipped", "gone", "deferred")
-#: The trigger of a bulk run's syncs (``ChunkRunner``'s requests).
-BULK_TRIGGER = "schedule"
 
 
 @app.task(name=messages.START_TASK)
@@ -67,6 +69,7 @@ def start_resync(
 ) -> dict[str, Any]:
     settings = get_resync_settings()
     get_runtime().pipeline(integration)  # one that does not run here refuses: UnknownIntegration
+    walk_kind(integrations.get(integration))  # a walk this service does not have refuses: UnknownWalk
     options = RunOptions(
         dry_run=dry_run,
         only_changed=settings.only_changed if only_changed is None else only_changed,
@@ -88,19 +91,29 @@ def start_resync(
 
 @app.task(name=messages.WATCHDOG_TASK)
 def watchdog() -> dict[str, Any] | None:
-    result = resume_if_stalled(get_runtime().redis, app, get_resync_settings())
-    if result is not None:
-        log_event(logger, "resync_resumed", level=logging.WARNING, run_id=result.run_id)
-        return result.to_dict()
-    return None
+    """Resume every integration's stalled run (each has its own lock); the last one resumed, or None."""
+    resumed = None
+    for integration in integrations.REGISTRY:
+        result = resume_if_stalled(get_runtime().redis, app, get_resync_settings(), integration)
+        if result is not None:
+            log_event(
+                logger,
+                "resync_resumed",
+                level=logging.WARNING,
+                run_id=result.run_id,
+                integration=integration,
+            )
+            resumed = result.to_dict()
+    return resumed
 
 
 @app.task(name=messages.WALK_TASK)
 def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
     runtime, settings = get_runtime(), get_resync_settings()
     store = make_store(runtime.redis, settings)
+    source = walk_for(integrations.get(store.integration_of(run_id)), runtime)
     try:
-        runtime.halts.check([INTERCOM])
+        runtime.halts.check([source.upstream])
     except UpstreamHalted as halted:
         return _walk_held(store, run_id, gen, page, attempt, halted)
     outcome = walk_step(
@@ -108,13 +121,16 @@ def walk(run_id: str, gen: int, page: int, attempt: int = 0) -> dict[str, Any]:
         gen,
         page,
         store=store,
-        intercom=runtime.intercom,
-        excluded=tuple(runtime.settings.excluded_emails),
+        walk=source,
         settings=settings,
         publish_chunk=lambda rid, cid, version: messages.publish_chunk(app, rid, cid, version),
     )
     attempt = 0 if outcome.pages_read else attempt  # errors in a row at one page
-    halted = runtime.halts.escalate(outcome.error, run_id=run_id) if outcome.error else None
+    halted = (
+        runtime.halts.escalate(outcome.error, batch=source.contract_halts, run_id=run_id)
+        if outcome.error
+        else None
+    )
     if halted is not None:
         return _walk_held(store, run_id, gen, outcome.page, attempt, halted)
     if outcome.error is not None:
@@ -170,12 +186,14 @@ def _walk_failed(
 def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
     runtime, settings = get_runtime(), get_resync_settings()
     config = runtime.settings
-    integration = _run_integration(runtime, run_id)
+    store = make_store(runtime.redis, settings)
+    integration = store.integration_of(run_id)
+    pipeline = runtime.pipeline(integration)
     runner = ChunkRunner(
-        store=make_store(runtime.redis, settings),
+        store=store,
         platform=runtime.platform,
         circuit=runtime.circuit,
-        contact_sync=runtime.pipeline(integration),
+        contact_sync=pipeline,
         park=park_contact,
         backoff=settings_backoff(config),
         max_retries=config.task_max_retries,
@@ -185,6 +203,7 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
         defer=lambda request: defer_to_refresh(request, by=f"resync-chunk:{run_id}:{chunk_id}"),
         max_hold_seconds=config.rate_limit_max_wait_seconds,
         halts=runtime.halts,
+        entries=walk_kind(integrations.get(integration)).entries(pipeline, integration),
     )
     outcome = runner.run(run_id, chunk_id, version)
     if outcome.status == "held":
@@ -212,13 +231,6 @@ def chunk(run_id: str, chunk_id: str, version: int) -> dict[str, Any]:
     if outcome.finished:
         log_event(logger, "resync_finished", run_id=run_id)
     return {"status": outcome.status, "chunk_id": chunk_id, "counts": outcome.counts}
-
-
-def _run_integration(runtime: Runtime, run_id: str) -> str:
-    """The integration a run re-syncs (a run recorded before runs had one, or gone: ``clients``)."""
-    raw = runtime.redis.hget(resync_keys.run(run_id), "integration")
-    name = raw.decode() if isinstance(raw, bytes) else raw
-    return name or LEGACY_INTEGRATION
 
 
 def _count_syncs(runtime: Runtime, run_id: str, counts: dict[str, int], integration: str) -> None:

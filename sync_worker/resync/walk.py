@@ -1,4 +1,7 @@
-"""One walk step: read the next page(s) of Intercom contacts and queue them as chunks.
+"""One walk step: read the next page(s) of the run's walk and queue them as chunks.
+
+The walk is the integration's (:mod:`sync_worker.resync.walks`: Intercom's contacts for the
+clients, the platform's users for dealer users); this step is the same for every walk.
 
 Guarantees:
 - a step works only from the run's checkpoint (``gen``, ``page``, ``cursor``): a message
@@ -14,10 +17,10 @@ Guarantees:
 - each page is committed in one script (checkpoint, chunks, counts) *before* its chunk
   messages are published: a crash in between leaves the chunks pending in Redis, where a
   resume finds them; a crash before the commit re-reads that one page, never the walk;
-- contacts without an email, and addresses the screening refuses (excluded, invalid), are
-  counted as skipped and never queued;
+- what the walk's plan leaves out (for Intercom's contacts: no email, an address the screening
+  refuses) is counted as skipped and never queued;
 - a step reads at most ``pages_per_step`` pages, then hands on to a fresh message;
-- an Intercom call that cannot be made or fails (a rate-limit wait, a 429, an error) ends the
+- a page read that cannot be made or fails (a rate-limit wait, a 429, an error) ends the
   step with the page it was reading, never the page the step started from: the pages before
   it are committed, so whoever carries on must start there (a message for the step's first
   page would find the checkpoint moved on and do nothing, and the walk would stall).
@@ -26,17 +29,19 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sync_worker.errors import SyncError
-from sync_worker.intercom import IntercomClient, IntercomRateLimited
+from sync_worker.intercom import IntercomRateLimited
 from sync_worker.logs import log_event
+from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore, split_evenly
-from sync_worker.resync.settings import PAGE_SIZE, ResyncSettings
-from sync_worker.screening import screen
+from sync_worker.resync.settings import ResyncSettings
+from sync_worker.resync.walks import Walk, plan_page
+
+__all__ = ["WalkOutcome", "plan_page", "walk_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,39 +65,18 @@ class WalkOutcome:
     error: SyncError | None = None
 
 
-def plan_page(
-    contacts: Iterable[Mapping[str, Any]], excluded: Sequence[str]
-) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """The ``(contact_id, email)`` pairs to sync from one page, and the page's counts (pure)."""
-    pairs: list[tuple[str, str]] = []
-    counts = {"seen": 0, "skipped": 0, "no_email": 0, "queued": 0}
-    for contact in contacts:
-        counts["seen"] += 1
-        email = (contact.get("email") or "").strip()
-        if not email:
-            counts["skipped"] += 1
-            counts["no_email"] += 1
-            continue
-        if screen(email, excluded=excluded) is not None:
-            counts["skipped"] += 1
-            continue
-        pairs.append((str(contact["id"]), email))
-        counts["queued"] += 1
-    return pairs, counts
-
-
 def walk_step(
     run_id: str,
     gen: int,
     page: int,
     *,
     store: RunStore,
-    intercom: IntercomClient,
-    excluded: Sequence[str],
+    walk: Walk,
     settings: ResyncSettings,
     publish_chunk: PublishChunk,
 ) -> WalkOutcome:
-    """Read up to ``pages_per_step`` pages from the checkpoint; an Intercom error ends the step (see above)."""
+    """Read up to ``pages_per_step`` pages of ``walk`` from the checkpoint; a read's error ends the step
+    (see above)."""
     pages_read = 0
     for _ in range(settings.pages_per_step):
         record = store.load(run_id)
@@ -107,23 +91,22 @@ def walk_step(
         if record.in_flight >= settings.max_in_flight:
             return WalkOutcome("paused", page, pages_read, countdown=settings.backpressure_pause_seconds)
         try:
-            listed = intercom.list_contacts(per_page=PAGE_SIZE, starting_after=record.cursor)
+            listed = walk.read_page(record.cursor)
         except RateLimitWait as wait:
             return WalkOutcome("rate_limited", page, pages_read, countdown=max(0.1, wait.retry_in))
-        except IntercomRateLimited as limited:
+        except (IntercomRateLimited, PlatformRateLimited) as limited:
             return WalkOutcome("rate_limited", page, pages_read, countdown=max(0.1, limited.retry_after))
         except SyncError as error:
             return WalkOutcome("error", page, pages_read, error=error)
-        total = getattr(listed, "total_count", None)
-        if page == 0 and isinstance(total, int):
-            store.set_total_estimate(run_id, total)
-        pairs, counts = plan_page(listed.contacts, excluded)
+        if page == 0 and isinstance(listed.total, int):
+            store.set_total_estimate(run_id, listed.total)
+        entries, counts = walk.plan(listed.items)
         counts["pages"] = 1
         chunks = [
             (f"{page}.{n}", Chunk(tuple(group)))
-            for n, group in enumerate(split_evenly(pairs, settings.chunk_size))
+            for n, group in enumerate(split_evenly(entries, settings.chunk_size))
         ]
-        next_cursor = listed.next_cursor if listed.contacts else None
+        next_cursor = listed.next_cursor
         committed, finished = store.commit_page(
             run_id, gen=gen, page=page, next_cursor=next_cursor, counts=counts, chunks=chunks
         )
@@ -134,6 +117,8 @@ def walk_step(
         page += 1
         pages_read += 1
         if next_cursor is None:
-            log_event(logger, "resync_walk_done", run_id=run_id, pages=page, finished=finished)
+            log_event(
+                logger, "resync_walk_done", run_id=run_id, walk=walk.name, pages=page, finished=finished
+            )
             return WalkOutcome("walk_done", page, pages_read, finished=finished)
     return WalkOutcome("continue", page, pages_read, countdown=0.0)

@@ -95,6 +95,22 @@ def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
         assert "worker result: synced" in tried.stdout
         assert re.search(r"Data Status\s+Live", tried.stdout), tried.stdout
         assert re.search(r"Platform Account Exists\s+Yes", tried.stdout), tried.stdout
+        assert "try --integration dealer_users user123" in banner  # every integration runs on the sandboxes
+        user = subprocess.run(
+            [str(SCRIPT), "try", "--integration", "dealer_users", "user123"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert user.returncode == 0, user.stdout + user.stderr
+        assert "worker result: synced" in user.stdout, user.stdout
+        assert re.search(r"external_id\s+user123", user.stdout), user.stdout
+        assert re.search(r"User_roles\s+Company Billing Admin, Location Sales Admin", user.stdout), (
+            user.stdout
+        )
+        assert re.search(r"company\s+location_id_1\s+Location 1", user.stdout), user.stdout
         assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
         stack = json.loads((tmp_path / "var" / "dev" / "stack.json").read_text())
         referral = requests.get(f"{stack['referral_api_url']}/_sandbox/config", timeout=5).json()

@@ -1,4 +1,5 @@
-"""The re-sync's state in a real Redis: lock, run record, chunks in flight, starter, progress."""
+"""The re-sync's state in a real Redis: lock, run record, chunks in flight, starter, progress; one lock
+and one active run per integration (the clients' keys keep their names)."""
 
 from __future__ import annotations
 
@@ -275,3 +276,78 @@ def test_the_watchdog_resumes_only_a_stalled_run(client, celery_app, store):
     assert resumed is not None and resumed.run_id == first.run_id
     assert [m["kwargs"]["gen"] for m in queued(client)] == [1]
     assert resume_if_stalled(client, celery_app, settings()) is None  # the lock is held again
+
+
+# --- per integration: one lock and one active run each ------------------------------------------
+
+USERS = "dealer_users"
+
+
+def test_the_clients_keys_keep_their_names_and_another_integration_has_its_own():
+    assert keys.lock() == keys.lock("clients") == "intercom-sync:resync:lock"
+    assert keys.active() == keys.active("clients") == "intercom-sync:resync:active"
+    assert keys.lock(USERS) == "intercom-sync:resync:lock:dealer_users"
+    assert keys.active(USERS) == "intercom-sync:resync:active:dealer_users"
+
+
+def test_runs_of_two_integrations_start_side_by_side_each_one_at_a_time(client, celery_app, store):
+    clients = start(client, celery_app, RunOptions(), settings())
+    users = start(client, celery_app, RunOptions(integration=USERS), settings())
+    assert clients.status == users.status == "started" and clients.run_id != users.run_id
+    assert client.get(keys.lock()).decode() == clients.run_id == store.active_id()
+    assert client.get(keys.lock(USERS)).decode() == users.run_id == store.active_id(USERS)
+    again = start(client, celery_app, RunOptions(integration=USERS), settings())
+    assert (again.status, again.run_id) == ("already_running", users.run_id)
+    assert USERS in again.reason
+    assert start(client, celery_app, RunOptions(), settings()).run_id == clients.run_id
+    assert store.load(users.run_id).integration == USERS
+    walks = [m["kwargs"]["run_id"] for m in queued(client) if m["task"] == WALK_TASK]
+    assert walks == [clients.run_id, users.run_id]  # one first walk each
+
+
+def test_a_run_ending_releases_only_its_own_integrations_lock(client, celery_app, store):
+    clients = start(client, celery_app, RunOptions(), settings()).run_id
+    users = start(client, celery_app, RunOptions(integration=USERS), settings()).run_id
+    records = [{"user_id": "u1", "email": "a@example.com"}, {"user_id": "u2", "email": None}]
+    assert store.commit_page(
+        users, gen=0, page=0, next_cursor=None, counts={"queued": 2}, chunks=[("0.0", Chunk(tuple(records)))]
+    ) == (True, False)
+    assert store.chunk(users, "0.0").contacts == tuple(records)  # whole records round-trip
+    assert store.record_chunk(users, "0.0", 0, {"unchanged": 2}, None) == (True, True)
+    assert store.load(users).status == FINISHED
+    assert client.get(keys.lock(USERS)) is None and client.get(keys.active(USERS)) is None
+    assert client.get(keys.lock()).decode() == clients == store.active_id()
+    assert store.load(clients).status == RUNNING
+    assert start(client, celery_app, RunOptions(integration=USERS), settings()).status == "started"
+
+
+def test_a_scheduled_start_is_skipped_only_after_a_recent_run_of_the_same_integration(
+    client, celery_app, store
+):
+    first = start(client, celery_app, RunOptions(trigger="schedule"), settings()).run_id
+    store.end(first, "cancelled")
+    assert start(client, celery_app, RunOptions(trigger="schedule"), settings()).status == "skipped"
+    users = start(client, celery_app, RunOptions(trigger="schedule", integration=USERS), settings())
+    assert users.status == "started"
+
+
+def test_the_watchdog_resumes_each_integrations_stalled_run_on_its_own(client, celery_app, store):
+    clients = start(client, celery_app, RunOptions(), settings()).run_id
+    users = start(client, celery_app, RunOptions(integration=USERS), settings()).run_id
+    client.pexpire(keys.lock(USERS), 50)
+    wait_until(lambda: client.get(keys.lock(USERS)) is None, 5, message="the users' lock to expire")
+    assert resume_if_stalled(client, celery_app, settings()) is None  # the clients' run is alive
+    resumed = resume_if_stalled(client, celery_app, settings(), USERS)
+    assert resumed is not None and resumed.run_id == users
+    assert client.get(keys.lock(USERS)).decode() == users and store.load(users).gen == 1
+    assert store.load(clients).gen == 0
+
+
+def test_trimming_old_runs_never_drops_a_running_one(client, celery_app, store):
+    users = start(client, celery_app, RunOptions(integration=USERS), settings()).run_id
+    for n in range(6):  # keep_runs is 5: the users' run is the oldest
+        store.create(f"c{n}", RunOptions())
+        store.end(f"c{n}", "cancelled")
+    assert store.load(users) is not None and store.load(users).status == RUNNING
+    assert store.latest(USERS).id == users and store.latest().id == "c5"
+    assert [r.id for r in store.recent(10, integration=USERS)] == [users]

@@ -490,13 +490,23 @@ class IntercomState:
             visible_before = self.clock() - self.config.search_lag_seconds
             contacts = [
                 c
-                for i, c in self._contacts.items()
+                for i, c in self._search_candidates(query)
                 if i not in self._merged
                 and not c["archived"]
                 and c["_created"] <= visible_before
                 and _matches(c, query)
             ]
             return self._page(contacts, per_page, pagination.get("starting_after"))
+
+    def _search_candidates(self, query: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
+        """``(id, contact)`` of every contact a search for ``query`` must test, in creation order:
+        all of them (a benchmark's state may index them: any superset of the matches will do)."""
+        return self._contacts.items()
+
+    def _identity_candidates(self, email: Any, external_id: Any) -> Iterable[tuple[str, dict[str, Any]]]:
+        """``(id, contact)`` of every contact that may hold ``email`` or ``external_id``, in creation
+        order: all of them (as :meth:`_search_candidates`)."""
+        return self._contacts.items()
 
     def _cursor_id(self, cursor: str) -> str:
         after = _decode_cursor(cursor)
@@ -691,7 +701,7 @@ class IntercomState:
     def _check_unique(self, role: str, email: Any, external_id: Any, *, exclude: str | None = None) -> None:
         """409 naming the contact (archived ones included) that already has a user's ``email`` or
         the ``external_id``; ``exclude`` is the contact being updated."""
-        for contact_id, contact in self._contacts.items():
+        for contact_id, contact in self._identity_candidates(email, external_id):
             if contact_id in self._merged or contact_id == exclude:
                 continue
             same_email = (
