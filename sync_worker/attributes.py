@@ -56,6 +56,8 @@ class InvalidAttributeName(PermanentError):
     """An attribute name Intercom would refuse (or a naming setting that cannot work)."""
 
     code = "invalid_attribute_name"
+    #: the setting that names attributes (where a refused name came from)
+    setting = "SYNC_ATTRIBUTE_NAMES"
 
     def __init__(self, name: str, problem: str, *, key: str | None = None):
         where = f" (attribute {key!r})" if key else ""

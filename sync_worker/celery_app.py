@@ -44,7 +44,8 @@ from kombu import Exchange, Queue
 
 from sync_worker import integrations, redis_policy
 from sync_worker.config import Settings, get_settings
-from sync_worker.crons import parse_cron
+from sync_worker.cron import parse_cron
+from sync_worker.referral_intake import schedule as referral_intake_schedule
 from sync_worker.resync.settings import ResyncSettings, get_resync_settings
 
 REALTIME_QUEUE = "sync.realtime"
@@ -144,7 +145,10 @@ def resync_schedules(settings: Settings) -> dict[str, dict[str, Any]]:
     clients' ``SYNC_RESYNC_CRON``, dealer users' ``USERS_RESYNC_CRON``). The clients' entry keeps
     its name and its message (no argument: a run of ``clients``)."""
     schedule: dict[str, dict[str, Any]] = {}
-    for integration in integrations.enabled(settings.integrations):
+    # Built as the app is imported: a name not registered is left to the start checks, which
+    # refuse it in one line (workerprocess), not a traceback here.
+    known = [name for name in integrations.parse(settings.integrations) if name in integrations.REGISTRY]
+    for integration in map(integrations.get, known):
         entry: dict[str, Any] = {
             "task": "sync_worker.resync.tasks.start_resync",
             "schedule": parse_cron(getattr(settings, integration.resync_cron)),
@@ -162,7 +166,9 @@ def resync_schedules(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """What beat runs: each integration's nightly re-sync (:func:`resync_schedules`), their watchdog,
-    the halt probe (``SYNC_HALT_PROBE_SECONDS``), and the dead-letter replay when it has a cron."""
+    the halt probe (``SYNC_HALT_PROBE_SECONDS``), the referral program's walk and qualification
+    backstop when ``referral_leads`` runs (:mod:`sync_worker.referral_intake.schedule`), and the
+    dead-letter replay when it has a cron."""
     schedule: dict[str, dict[str, Any]] = {
         **resync_schedules(settings),
         "resync-watchdog": {
@@ -178,6 +184,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"queue": REALTIME_QUEUE, "expires": halt_probe_expires(settings)},
         },
     }
+    schedule.update(referral_intake_schedule.beat_entries(settings, queue=BULK_QUEUE))
     if settings.dead_letter_replay_cron:
         schedule["dead-letter-replay"] = {
             "task": REPLAY_DEAD_LETTERS_TASK,
@@ -199,7 +206,12 @@ def create_celery(settings: Settings | None = None, resync: ResyncSettings | Non
     app = Celery(
         "intercom_sync",
         broker=settings.redis_url,
-        include=["sync_worker.tasks", "sync_worker.resync.tasks", "sync_worker.haltprobe"],
+        include=[
+            "sync_worker.tasks",
+            "sync_worker.resync.tasks",
+            "sync_worker.haltprobe",
+            "sync_worker.referral_intake.tasks",
+        ],
     )
     exchange = Exchange("sync", type="direct")
     app.conf.update(

@@ -16,14 +16,19 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sync_worker.crons import parse_cron
+from sync_worker.cron import crontab_of, parse_cron
 
 
 class MissingSetting(RuntimeError):
     """A required environment variable is not set; the message names it."""
+
+
+class InvalidSetting(ValueError):
+    """A setting's value cannot work; the message starts with the variable's name (a worker's start
+    refuses with it, one line)."""
 
 
 def _csv(value: object) -> object:
@@ -142,13 +147,38 @@ class Settings(BaseSettings):
     #: SYNC_MAX_RESCHEDULE_SECONDS) before looking again.
     halt_probe_seconds: float = Field(30.0, gt=0, validation_alias="SYNC_HALT_PROBE_SECONDS")
 
-    # --- schedule (each cron is checked at start: sync_worker.crons) --------------------------
+    # --- schedule (each cron is checked at start: sync_worker.cron) --------------------------
     #: The clients integration's bulk re-sync (each integration names its own: Integration.resync_cron).
     resync_cron: str = Field("0 3 * * *", validation_alias="SYNC_RESYNC_CRON")
     #: The dealer users integration's bulk re-sync (nightly, after the clients').
     users_resync_cron: str = Field("0 4 * * *", validation_alias="USERS_RESYNC_CRON")
     #: When set, beat replays every dead letter on this cron (unset: only operators replay).
     dead_letter_replay_cron: str | None = Field(None, validation_alias="SYNC_DEAD_LETTER_REPLAY_CRON")
+
+    # --- referral leads (docs/integrations/referral_leads.md) ---------------------------
+    # Read as given; the integration checks them when its pipeline is built, at a worker's start
+    # (sync_worker/integrations/referral_leads/options.py: InvalidSetting naming the variable).
+    #: Which of the program's users are sent: referred (person_invited), direct, all.
+    referral_user_types: str = Field("referred", validation_alias="REFERRAL_USER_TYPES")
+    #: Campaign ids sent (comma-separated); empty: every campaign.
+    referral_campaigns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="REFERRAL_CAMPAIGNS"
+    )
+    #: JSON {"<referral field>": "<Intercom attribute>" or null} over the defaults.
+    referral_field_map: str = Field("", validation_alias="REFERRAL_FIELD_MAP")
+    #: signed_up (the lead becomes a user) or property (REFERRAL_QUALIFY_PROPERTY's value).
+    referral_qualify_on: str = Field("signed_up", validation_alias="REFERRAL_QUALIFY_ON")
+    referral_qualify_property: str = Field("Lead Status", validation_alias="REFERRAL_QUALIFY_PROPERTY")
+    referral_qualify_initial: str = Field("New", validation_alias="REFERRAL_QUALIFY_INITIAL")
+    referral_qualify_values: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="REFERRAL_QUALIFY_VALUES"
+    )
+    #: The program's webhook must carry it in X-Referral-Token.
+    referral_webhook_token: SecretStr | None = Field(None, validation_alias="REFERRAL_WEBHOOK_TOKEN")
+    #: Beat walks the program's users newest first on this cron (the reconciliation walk).
+    referral_poll_cron: str = Field("*/5 * * * *", validation_alias="REFERRAL_POLL_CRON")
+    #: Beat searches Intercom for pending referral contacts that qualify on this cron (the backstop).
+    referral_qualify_poll_cron: str = Field("*/15 * * * *", validation_alias="REFERRAL_QUALIFY_POLL_CRON")
 
     @property
     def soft_time_limit_seconds(self) -> float:
@@ -163,6 +193,13 @@ class Settings(BaseSettings):
             raise ValueError("SYNC_TASK_SOFT_TIME_LIMIT_SECONDS must be below SYNC_TASK_TIME_LIMIT_SECONDS")
         return self
 
+    @field_validator("referral_poll_cron", "referral_qualify_poll_cron")
+    @classmethod
+    def _a_cron(cls, value: str, info: ValidationInfo) -> str:
+        field = cls.model_fields[info.field_name or ""]
+        crontab_of(value, str(field.validation_alias))  # BadCron (a ValueError) names the setting
+        return value
+
     @field_validator("resync_cron", "users_resync_cron", "dead_letter_replay_cron")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
@@ -170,7 +207,9 @@ class Settings(BaseSettings):
             parse_cron(value)  # ValueError: what is wrong with it, under the setting's name
         return value
 
-    @field_validator("excluded_emails", "webhook_topics", mode="before")
+    @field_validator(
+        "excluded_emails", "webhook_topics", "referral_campaigns", "referral_qualify_values", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: object) -> object:
         return _csv(value)
@@ -202,6 +241,7 @@ _ENV_NAMES = {
     "sync_trigger_token": "SYNC_TRIGGER_TOKEN",
     "sync_connector_token": "SYNC_CONNECTOR_TOKEN",
     "sync_admin_token": "SYNC_ADMIN_TOKEN",
+    "referral_webhook_token": "REFERRAL_WEBHOOK_TOKEN",
 }
 
 

@@ -146,3 +146,32 @@ def replay_run(run_id: str) -> str:
 def replay_run_latest() -> str:
     """String: the id of the newest replay run."""
     return f"{PREFIX}:replay-run-latest"
+
+
+def referral(referral_id: str) -> str:
+    """Hash: what the referral-leads integration knows of one referral user (its id in the
+    program): ``contact_id`` / ``email`` of its Intercom contact (the pairing), ``seen`` (the
+    qualifying value last seen), ``shown`` (fingerprint of the lead's attributes written),
+    ``reported_at`` (its qualification was reported, or the program had it), ``skipped`` (a reason
+    code). No expiry: it is the record that a qualification is reported once."""
+    return f"{PREFIX}:referral:{referral_id}"
+
+
+def referral_email(email: str) -> str:
+    """String: the referral user id whose lead has this (normalised) email."""
+    return f"{PREFIX}:referral-email:{email.strip().lower()}"
+
+
+def referral_qualifying(referral_id: str) -> str:
+    """String with an expiry: the token of the one run reporting this referral's qualification."""
+    return f"{PREFIX}:referral-qualifying:{referral_id}"
+
+
+def referral_creating(referral_id: str) -> str:
+    """String with an expiry: a run is creating this referral's lead (no second one may)."""
+    return f"{PREFIX}:referral-creating:{referral_id}"
+
+
+def referral_referrer(referral_id: str) -> str:
+    """String (JSON ``{first_name, email}``) with an expiry: a referrer as the program last gave it."""
+    return f"{PREFIX}:referral-referrer:{referral_id}"

@@ -113,6 +113,9 @@ class SyncOutcome:
     data_status: str | None = None
     written: bool = False
     accounts: int = 0
+    #: a machine code for why (a skip's reason, e.g. ``email_required``): counted as the outcome's
+    #: ``error_code`` in ``/metrics``, so it must be low-cardinality (never an address)
+    code: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -220,7 +220,9 @@ def _sync(
     results = [outcome.to_dict() for outcome in outcomes]
     elapsed = round(time.monotonic() - started, 3)
     for outcome in outcomes:
-        runtime.metrics.sync(outcome.status, trigger=outcome.trigger, integration=request.integration)
+        runtime.metrics.sync(
+            outcome.status, trigger=outcome.trigger, integration=request.integration, error_code=outcome.code
+        )
         log_event(
             logger,
             "sync_finished",

@@ -3,8 +3,9 @@ the metrics flush at a pool child's exit, and a contact parked when its task fai
 handling.
 
 Guarantees:
-- a worker without its credentials, with a ``SYNC_INTEGRATIONS`` name not registered, or with a
-  display zone or attribute names an integration's profile refuses stops at start with one line
+- a worker without its credentials, with a ``SYNC_INTEGRATIONS`` name not registered, with a
+  display zone or attribute names an integration's profile refuses, or with a setting an
+  integration cannot work with (:class:`~sync_worker.config.InvalidSetting`) stops at start with one line
   naming the setting (exit 2), not a dead letter per contact;
 - Celery's processes log JSON lines (:mod:`sync_worker.logs`);
 - each worker keeps its heartbeat fresh every :data:`HEARTBEAT_SECONDS` (Redis's clock);
@@ -27,7 +28,7 @@ from celery.signals import celeryd_init, setup_logging, task_failure, worker_pro
 from sync_worker import heartbeat
 from sync_worker.attributes import InvalidAttributeName
 from sync_worker.celery_app import SYNC_TASK
-from sync_worker.config import MissingSetting, require
+from sync_worker.config import InvalidSetting, MissingSetting, require
 from sync_worker.dispatch import SyncRequest
 from sync_worker.formatting import UnknownTimezone
 from sync_worker.integrations import UnknownIntegration
@@ -69,12 +70,12 @@ def _check_required_settings(**_: Any) -> None:
             runtime.pipeline(name)
     except UnknownIntegration as unknown:
         _refuse_to_start(f"SYNC_INTEGRATIONS: {unknown}")
-    except MissingSetting as missing:
-        _refuse_to_start(str(missing))
+    except (MissingSetting, InvalidSetting) as wrong:
+        _refuse_to_start(str(wrong))
     except UnknownTimezone as zone:
         _refuse_to_start(f"SYNC_DISPLAY_TIMEZONE: {zone}")
     except InvalidAttributeName as name:
-        _refuse_to_start(f"SYNC_ATTRIBUTE_NAMES: {name}")
+        _refuse_to_start(f"{name.setting}: {name}")
 
 
 def _refuse_to_start(line: str) -> NoReturn:

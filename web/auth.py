@@ -31,11 +31,17 @@ def plain_secret(secret: SecretStr | None) -> bytes | None:
     return value.encode() if value else None
 
 
-def require_bearer(authorization: str | None, expected: SecretStr | None, *, setting: str) -> None:
-    """Raise :class:`ApiError` unless ``authorization`` is ``Bearer <expected>``."""
+def configured_token(expected: SecretStr | None, *, setting: str) -> bytes:
+    """The route's secret as bytes, or the 403 ``not_configured`` naming ``setting``."""
     token = plain_secret(expected)
     if token is None:
         raise ApiError(403, "not_configured", f"{setting} is not set: this route is disabled.")
+    return token
+
+
+def require_bearer(authorization: str | None, expected: SecretStr | None, *, setting: str) -> None:
+    """Raise :class:`ApiError` unless ``authorization`` is ``Bearer <expected>``."""
+    token = configured_token(expected, setting=setting)
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise ApiError(
@@ -46,6 +52,18 @@ def require_bearer(authorization: str | None, expected: SecretStr | None, *, set
         )
     if not hmac.compare_digest(presented.strip().encode(), token):
         raise ApiError(401, "invalid_token", "The bearer token is not valid.", headers=_BEARER_CHALLENGE)
+
+
+def require_header_token(
+    presented: str | None, expected: SecretStr | None, *, setting: str, header: str
+) -> None:
+    """Raise :class:`ApiError` unless the ``header`` value ``presented`` is ``expected`` (a token a
+    caller sends in a header of its own, e.g. the referral program's ``X-Referral-Token``)."""
+    token = configured_token(expected, setting=setting)
+    if not (presented or "").strip():
+        raise ApiError(401, "missing_token", f"Send the token as '{header}: <token>'.")
+    if not hmac.compare_digest((presented or "").strip().encode(), token):
+        raise ApiError(401, "invalid_token", f"The {header} header is not valid.")
 
 
 def require_admin() -> None:

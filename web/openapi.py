@@ -21,6 +21,10 @@ from sync_worker.dispatch import SOURCE_ID_PATTERN
 from web.connector import DATA_STATUS, STALE_KEY
 from web.context import web_context
 from web.notifications import Conversation, Notification, NotificationData
+from web.referrals import INTEGRATION as REFERRAL_INTEGRATION
+from web.referrals import ROUTE as REFERRAL_ROUTE
+from web.referrals import TOKEN_HEADER as REFERRAL_TOKEN_HEADER
+from web.referrals import ReferralWebhook
 from web.triggers import INTEGRATION_PATTERN, MAX_ADDRESS_LENGTH, MAX_BODY_BYTES
 
 bp = Blueprint("openapi", __name__)
@@ -110,6 +114,57 @@ def _client_attributes() -> dict[str, Any]:
     }
 
 
+def _referrals_run(settings: Settings) -> bool:
+    """The referral program's route is served (its integration runs)."""
+    return REFERRAL_INTEGRATION in integrations.parse(settings.integrations)
+
+
+def _referral_schemas(skipped: dict[str, Any]) -> dict[str, Any]:
+    body = ReferralWebhook.model_json_schema(ref_template=REF)
+    body["description"] = (
+        "What the program's webhook may carry that is read; other fields are ignored. It names the "
+        "user by id, else code, else email (one of them is required: 400 no_user otherwise)."
+    )
+    answer = {
+        "type": "object",
+        "required": ["status", "source_id"],
+        "properties": {
+            "status": {"enum": ["queued", "folded", "duplicate"]},
+            "task_id": {"type": ["string", "null"]},
+            "source_id": {
+                "type": ["string", "null"],
+                "description": "The user's id, or code:<code>; null when only an email names the user.",
+            },
+        },
+    }
+    return {"ReferralWebhook": body, "ReferralAnswer": {"anyOf": [answer, skipped]}}
+
+
+def _referral_paths(settings: Settings) -> dict[str, Any]:
+    return {
+        REFERRAL_ROUTE: {
+            "post": {
+                "operationId": "receiveReferralWebhook",
+                "summary": "Receive the referral program's webhook (a user joined, a lead was created).",
+                "description": (
+                    f"Carries {REFERRAL_TOKEN_HEADER}: <REFERRAL_WEBHOOK_TOKEN>. The body only names the "
+                    "user; the worker reads it through the program's API. One sync per event and user: "
+                    f"a redelivery answers duplicate. Body limit {settings.webhook_max_body_bytes} bytes."
+                ),
+                "security": [{"referralToken": []}],
+                "requestBody": _body(_ref("ReferralWebhook")),
+                "responses": {
+                    "200": _response(
+                        "Stored (queued or folded), duplicate, or skipped with the reason.",
+                        _ref("ReferralAnswer"),
+                    ),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            }
+        }
+    }
+
+
 def _component_schemas(settings: Settings) -> dict[str, Any]:
     error = {
         "type": "object",
@@ -194,7 +249,9 @@ def _component_schemas(settings: Settings) -> dict[str, Any]:
         "additionalProperties": True,
         "description": "A contact whose sync failed for good: its integration, ids, error and the trigger to replay.",
     }
+    referral = _referral_schemas(skipped) if _referrals_run(settings) else {}
     return {
+        **referral,
         "Error": error,
         "TriggerBody": trigger,
         "SyncQueued": queued,
@@ -535,7 +592,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         },
         # Each operation's own "security" names the one credential it takes; the rest take none.
         "security": [],
-        "paths": _paths(settings),
+        "paths": {**_paths(settings), **(_referral_paths(settings) if _referrals_run(settings) else {})},
         "components": {
             "securitySchemes": {
                 "triggerToken": {
@@ -552,6 +609,12 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "SYNC_ADMIN_TOKEN: /v1/admin/* only",
+                },
+                "referralToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": REFERRAL_TOKEN_HEADER,
+                    "description": "REFERRAL_WEBHOOK_TOKEN: POST /webhooks/referrals only",
                 },
                 "intercomSignature": {
                     "type": "apiKey",

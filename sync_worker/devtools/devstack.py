@@ -6,7 +6,8 @@ Guarantees of :class:`DevStack`:
 - with no ``INTERCOM_ACCESS_TOKEN`` it starts the sandboxes (Intercom and the platform seeded
   with the sample dataset, the referral program with its sample users, its ``user.join``
   webhook aimed at the receiver's ``/webhooks/referrals`` with ``X-Referral-Token``), and
-  points the service at them (``REFERRAL_API_URL``/``TOKEN``, ``REFERRAL_WEBHOOK_TOKEN``);
+  points the service at them (``REFERRAL_API_URL``/``TOKEN``, ``REFERRAL_WEBHOOK_TOKEN``), with
+  every registered integration running (``SYNC_INTEGRATIONS``, unless the environment names some);
   with one, it uses the real Intercom and the configured platform;
 - it then starts web (waitress, ``web.serve``), one worker and beat, each in its own process
   group, and writes ``stack.json`` (URLs and the dev tokens, :mod:`sync_worker.stackfile`)

@@ -21,6 +21,7 @@ from sync_worker.integrations.base import ContactAttributes, Integration
 REGISTRY: dict[str, str] = {
     "clients": "sync_worker.integrations.clients:ClientsIntegration",
     "dealer_users": "sync_worker.integrations.dealer_users:DealerUsersIntegration",
+    "referral_leads": "sync_worker.integrations.referral_leads:ReferralLeadsIntegration",
 }
 #: what runs when ``SYNC_INTEGRATIONS`` is not set, and what a request without a name is
 DEFAULT = "clients"

@@ -117,8 +117,11 @@ def test_contact_user_created_fills_a_new_messenger_user_within_seconds(
     assert response.status_code == 200, response.text
     assert [s["integration"] for s in response.json()["syncs"]] == ["dealer_users"]
 
-    def filled() -> bool:
-        return bool(intercom_sandbox.contact(messenger["id"]).get("custom_attributes", {}).get("User_roles"))
+    def filled() -> bool:  # the contact's write comes first, its memberships after it
+        attributes = intercom_sandbox.contact(messenger["id"]).get("custom_attributes", {})
+        return bool(attributes.get("User_roles")) and bool(
+            intercom_sandbox.contact_companies(messenger["id"])
+        )
 
     wait_until(filled, 10, message="the Messenger's user to be filled")
     contact = intercom_sandbox.contact(messenger["id"])

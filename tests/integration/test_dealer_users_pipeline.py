@@ -19,6 +19,7 @@ from sync_worker.devtools.sandbox.dealer_users_dataset import (
     over_cap_user,
 )
 from sync_worker.dispatch import SyncRequest
+from sync_worker.haltprobe import probe_intercom
 from sync_worker.platform import PlatformUnavailable
 from sync_worker.runtime import Runtime
 
@@ -255,3 +256,13 @@ def test_more_locations_than_intercom_allows_is_permanent_before_any_write(
         _sync(runtime, "user140")
     assert refused.value.code == "company_limit_reached" and "1,000" in refused.value.message
     assert _calls(intercom_sandbox) == 0
+
+
+def test_the_halt_probe_ensures_the_dealer_users_attributes_contacts_and_companies(
+    runtime, intercom_sandbox, platform_sandbox
+):
+    probe_intercom(runtime)
+    listed = intercom_sandbox.client().list_data_attributes(model="company")
+    assert "Dealer Company" in {a["name"] for a in listed if a.get("custom", True)}
+    contact_names = {a["name"] for a in intercom_sandbox.client().list_data_attributes(model="contact")}
+    assert {"Source", "User_roles", "User_companies", "Client ID"} <= contact_names

@@ -118,6 +118,18 @@ def test_dev_runs_everything_and_try_shows_a_synced_contact(tmp_path):
             referral["webhook_url"] == f"http://127.0.0.1:{port}/webhooks/referrals"
         )  # aimed at our receiver
         assert set(referral["webhook_headers"]) == {"X-Referral-Token"}
+        # A referred user joins the program: its webhook reaches the receiver, its lead Intercom.
+        joined = requests.post(
+            f"{stack['referral_api_url']}/_sandbox/join", json={"email": "dev.joiner@example.com"}, timeout=10
+        ).json()
+        assert joined["webhook"]["status"] == 200, joined
+
+        def lead() -> dict | None:
+            contacts = requests.get(f"{stack['intercom_api_url']}/_sandbox/contacts", timeout=5).json()
+            return next((c for c in contacts if c.get("email") == "dev.joiner@example.com"), None)
+
+        wait_until(lead, 30, interval=0.2, message="the joiner's lead in the Intercom sandbox")
+        assert lead()["custom_attributes"]["Referral ID"] == str(joined["user"]["id"])
         by_hand = re.search(r"curl -s -X POST (\S+) -H \"Authorization: Bearer (\S+)\"", banner)
         assert by_hand, banner  # the copy-paste curl line carries a token that works as printed
         url, bearer = by_hand.groups()

@@ -39,5 +39,32 @@ def test_worker_with_an_unknown_display_zone_does_not_start(service_env):
 def test_worker_with_an_unknown_integration_does_not_start(service_env):
     """``SYNC_INTEGRATIONS`` naming an integration that is not registered: one line, the known ones."""
     assert _refusal(service_env, "SYNC_INTEGRATIONS", "clients,dealers") == [
-        "intercom-sync worker: SYNC_INTEGRATIONS: unknown integration 'dealers' (known: clients)"
+        "intercom-sync worker: SYNC_INTEGRATIONS: unknown integration 'dealers' (known: clients, dealer_users, referral_leads)"
+    ]
+
+
+def test_worker_with_a_referral_field_map_that_cannot_work_does_not_start(service_env):
+    """An unknown referral field: one line naming the setting and the field, no traceback."""
+    env = {**service_env, "SYNC_INTEGRATIONS": "clients,referral_leads"}
+    assert _refusal(env, "REFERRAL_FIELD_MAP", '{"nickname": "Nick"}') == [
+        "intercom-sync worker: REFERRAL_FIELD_MAP: unknown referral field 'nickname' (known: first_name, "
+        "email, code, url, source, type, campaign_id, campaign_name, referrer_name, referrer_email, "
+        "signed_up_at, meta.<label>)"
+    ]
+
+
+def test_worker_qualifying_by_property_without_values_does_not_start(service_env):
+    env = {**service_env, "SYNC_INTEGRATIONS": "referral_leads", "REFERRAL_QUALIFY_ON": "property"}
+    assert _refusal(env, "REFERRAL_QUALIFY_VALUES", "") == [
+        "intercom-sync worker: REFERRAL_QUALIFY_VALUES is empty: REFERRAL_QUALIFY_ON=property needs the "
+        "values that qualify"
+    ]
+
+
+def test_worker_with_a_dealer_users_name_intercom_refuses_does_not_start(service_env):
+    """``USERS_ATTRIBUTE_NAMES`` is checked at start like ``SYNC_ATTRIBUTE_NAMES``, and named."""
+    env = {**service_env, "SYNC_INTEGRATIONS": "clients,dealer_users"}
+    assert _refusal(env, "USERS_ATTRIBUTE_NAMES", '{"roles": "Roles.v2"}') == [
+        "intercom-sync worker: USERS_ATTRIBUTE_NAMES: invalid_attribute_name: invalid Intercom attribute name 'Roles.v2' "
+        "(attribute 'roles'): Intercom does not allow . in attribute names"
     ]

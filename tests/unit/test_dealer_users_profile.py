@@ -132,8 +132,9 @@ def test_custom_names_are_configurable_and_checked():
     assert names.company_custom == ["Dealer Group"]
     custom, _ = contact_update(compute_user(_user(), source_label=LABEL), names)
     assert "Dealer Roles" in custom and "User_roles" not in custom
-    with pytest.raises(InvalidAttributeName, match="email"):
+    with pytest.raises(InvalidAttributeName, match="email") as refused:
         resolve_user_names({"email": "Mail"})  # a standard field stays one
+    assert refused.value.setting == "USERS_ATTRIBUTE_NAMES"
     with pytest.raises(InvalidAttributeName, match="roles"):
         resolve_user_names({"roles": "Bad.Name"})
     with pytest.raises(InvalidAttributeName, match="also the name"):

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sync_worker import integrations
 from sync_worker.celery_app import beat_schedule
 from sync_worker.config import Settings
-from sync_worker.crons import parse_cron
+from sync_worker.cron import parse_cron
 from sync_worker.integrations.clients import ClientsIntegration
 from sync_worker.resync.walks import (
     INTERCOM_CONTACTS,
@@ -86,10 +86,10 @@ def test_each_running_integration_has_its_own_nightly_entry_on_its_own_cron():
 @pytest.mark.parametrize(
     ("cron", "says"),
     [
-        ("nightly", "it needs 5 fields"),
-        ("0 3 * *", "it has 4"),
-        ("0 25 * * *", "not a valid cron: Invalid end range: 25 > 23"),
-        ("0 3 * * someday", "not a valid cron"),
+        ("nightly", "give 5 fields"),
+        ("0 3 * *", "got 4"),
+        ("0 25 * * *", "not a cron expression: Invalid end range: 25 > 23"),
+        ("0 3 * * someday", "not a cron expression"),
     ],
 )
 def test_a_bad_cron_is_refused_at_start_naming_the_setting(cron, says):

@@ -167,24 +167,10 @@ class DealerUserSync:
 
     def apply(self, user: Mapping[str, Any] | None, request: SyncRequest) -> SyncOutcome:
         """Steps 2 to 6 for a user already read (None: the platform does not have this user)."""
-        if user is None:
-            log_event(
-                logger,
-                "dealer_user_no_account",
-                integration=self.integration,
-                user_id=request.source_id,
-                contact_id=request.contact_id,
-                trigger=request.trigger,
-            )
-            return SyncOutcome(
-                "no_account", request.contact_id, request.trigger, reason="the platform has no such user"
-            )
-        computed = compute_user(check_user(user), source_label=self.source_label)
-        skip = screen(computed.email, excluded=self.excluded_emails)
-        if skip is not None:
-            return SyncOutcome("skipped", request.contact_id, request.trigger, reason=skip.message)
-        check_location_count(len(computed.locations))
-        record = self.users.load(computed.user_id)
+        checked = self._checked(user, request)
+        if isinstance(checked, SyncOutcome):
+            return checked
+        computed, record = checked
         company_ids, company_writes = self._write_companies(computed.locations)
         contact_id, created, contact_written = self._write_contact(computed, record, request)
         memberships = self._write_memberships(computed, record, contact_id, created, company_ids, request)
@@ -209,16 +195,10 @@ class DealerUserSync:
         """What :meth:`apply` would do, with no Intercom call and nothing stored (a dry run):
         ``unchanged`` when every fingerprint is the one last written, else ``synced`` with
         ``written`` (a user never written before counts as a write: its lookups are not made)."""
-        if user is None:
-            return SyncOutcome(
-                "no_account", request.contact_id, request.trigger, reason="the platform has no such user"
-            )
-        computed = compute_user(check_user(user), source_label=self.source_label)
-        skip = screen(computed.email, excluded=self.excluded_emails)
-        if skip is not None:
-            return SyncOutcome("skipped", request.contact_id, request.trigger, reason=skip.message)
-        check_location_count(len(computed.locations))
-        record = self.users.load(computed.user_id)
+        checked = self._checked(user, request, quiet=True)
+        if isinstance(checked, SyncOutcome):
+            return checked
+        computed, record = checked
         known = self.companies.load_many(location.company_id for location in computed.locations)
         companies_same = all(
             known[location.company_id] is not None
@@ -237,6 +217,31 @@ class DealerUserSync:
         )
         status = "unchanged" if same else "synced"
         return SyncOutcome(status, contact_id, request.trigger, written=not same, accounts=1)
+
+    def _checked(
+        self, user: Mapping[str, Any] | None, request: SyncRequest, *, quiet: bool = False
+    ) -> SyncOutcome | tuple[UserValues, UserRecord]:
+        """Step 2: the outcome that ends the run here (``no_account``, ``skipped``), or the user's
+        values and what was last written for it (:class:`TooManyLocations` past the cap)."""
+        if user is None:
+            if not quiet:
+                log_event(
+                    logger,
+                    "dealer_user_no_account",
+                    integration=self.integration,
+                    user_id=request.source_id,
+                    contact_id=request.contact_id,
+                    trigger=request.trigger,
+                )
+            return SyncOutcome(
+                "no_account", request.contact_id, request.trigger, reason="the platform has no such user"
+            )
+        computed = compute_user(check_user(user), source_label=self.source_label)
+        skip = screen(computed.email, excluded=self.excluded_emails)
+        if skip is not None:
+            return SyncOutcome("skipped", request.contact_id, request.trigger, reason=skip.message)
+        check_location_count(len(computed.locations))
+        return computed, self.users.load(computed.user_id)
 
     @property
     def schema(self) -> AttributeSchema:

@@ -46,6 +46,8 @@ CONTACT_ATTRIBUTES: tuple[AttributeSpec, ...] = (
     AttributeSpec("companies", "User_companies", custom_fallback=NONE),
 )
 COMPANY_ATTRIBUTES: tuple[AttributeSpec, ...] = (AttributeSpec("dealer_company", "Dealer Company"),)
+#: The setting that renames them.
+NAMES_SETTING = "USERS_ATTRIBUTE_NAMES"
 #: The keys ``USERS_ATTRIBUTE_NAMES`` may rename (the custom ones).
 RENAMEABLE = frozenset(
     spec.key for spec in CONTACT_ATTRIBUTES + COMPANY_ATTRIBUTES if spec.standard_field is None
@@ -162,14 +164,21 @@ def resolve_user_names(override: Mapping[str, str] | None = None) -> UserNames:
     """The Intercom names of every key with ``override`` applied (:class:`InvalidAttributeName`
     for an override of a key that is not a custom one, or a name Intercom would refuse)."""
     override = dict(override or {})
-    for key, name in override.items():
-        if key not in RENAMEABLE:
-            raise InvalidAttributeName(
-                str(name), f"no custom attribute {key!r} to rename (known: {', '.join(sorted(RENAMEABLE))})"
-            )
-    contact_keys = {spec.key for spec in CONTACT_ATTRIBUTES}
-    contact = resolve_names(CONTACT_ATTRIBUTES, {k: v for k, v in override.items() if k in contact_keys})
-    company = resolve_names(COMPANY_ATTRIBUTES, {k: v for k, v in override.items() if k not in contact_keys})
+    try:
+        for key, name in override.items():
+            if key not in RENAMEABLE:
+                raise InvalidAttributeName(
+                    str(name),
+                    f"no custom attribute {key!r} to rename (known: {', '.join(sorted(RENAMEABLE))})",
+                )
+        contact_keys = {spec.key for spec in CONTACT_ATTRIBUTES}
+        contact = resolve_names(CONTACT_ATTRIBUTES, {k: v for k, v in override.items() if k in contact_keys})
+        company = resolve_names(
+            COMPANY_ATTRIBUTES, {k: v for k, v in override.items() if k not in contact_keys}
+        )
+    except InvalidAttributeName as refused:
+        refused.setting = NAMES_SETTING
+        raise
     return UserNames(
         contact={key: target for key, (target, _) in contact.items()},
         company={key: target for key, (target, _) in company.items()},
