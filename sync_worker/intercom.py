@@ -391,7 +391,9 @@ class IntercomClient:
 
     def search_contacts_by_email(self, email: str) -> list[dict[str, Any]]:
         """Contacts whose email is ``email`` (Intercom's search: new contacts show up after a delay)."""
-        return list(self.iter_search({"field": "email", "operator": "=", "value": email}))
+        # One page, one call (the run reserves one search): more than a page of contacts with one
+        # email is a duplicates problem the caller refuses (``MAX_CONTACTS_PER_EMAIL``) anyway.
+        return self.search_contacts({"field": "email", "operator": "=", "value": email}).contacts
 
     def find_contacts_by_external_id(self, external_id: str) -> list[dict[str, Any]]:
         """Contacts whose standard ``external_id`` is ``external_id`` (search lags behind writes)."""

@@ -215,6 +215,7 @@ def test_openapi_document_describes_the_routes(web_server: WebServer) -> None:
         "triggerToken",
         "connectorToken",
         "adminToken",
+        "referralToken",
         "intercomSignature",
     }
     # Which token each route takes: the connector its own, never the trigger token (issue 12 item 8).
