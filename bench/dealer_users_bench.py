@@ -76,6 +76,8 @@ INTEGRATION = "dealer_users"
 #: Peak RSS within this of the smaller population's counts as flat (the same process varies by
 #: about 1 MiB from run to run; 40,000 more users at 50 bytes each would exceed it).
 RSS_TOLERANCE_MIB = 2.0
+#: How often a run in progress prints its counts and memory (seconds).
+PROGRESS_SECONDS = 60.0
 #: The Intercom operation that writes a company (create or update by ``company_id``).
 COMPANY_WRITE = "createOrUpdateCompany"
 #: POST operations that only read.
@@ -112,6 +114,16 @@ def distinct_locations(users: int, locations: int, seed: int = 0) -> int:
     return len(seen)
 
 
+def _progress(counts: dict[str, Any], watches: list[GroupWatch], redis_used: int) -> None:
+    """One line while a run goes: its counts, each process's peak RSS so far, Redis's used memory."""
+    worker, beat = watches[0].figures(), watches[-1].figures()
+    print(
+        f"    {time.strftime('%H:%M:%S', time.gmtime())} counts {counts}"
+        f"  worker parent {worker['peak_rss_mib_parent']} MiB children {worker['peak_rss_mib_children']}"
+        f"  beat {beat['peak_rss_mib_parent']} MiB  redis used {round(redis_used / MIB, 1)} MiB"
+    )
+
+
 def _run(
     state: WindowedIntercomState,
     client: redis_lib.Redis,
@@ -124,9 +136,14 @@ def _run(
     before = state.stats()
     cpu_before = cpu.now()
     redis_peak = [0]
+    last_shown = [time.monotonic()]
 
     def sample_redis() -> None:
-        redis_peak[0] = max(redis_peak[0], int(client.info("memory")["used_memory"]))
+        used = int(client.info("memory")["used_memory"])
+        redis_peak[0] = max(redis_peak[0], used)
+        if time.monotonic() - last_shown[0] >= PROGRESS_SECONDS:  # a long run shows as it goes
+            last_shown[0] = time.monotonic()
+            _progress(store.load(run_id).counts, watches, used)
 
     began = time.time()
     started = time.monotonic()
@@ -198,6 +215,7 @@ def bench(
         first = _run(state, client, env, watches, cpu, timeout, methods)
         unchanged = _run(state, client, env, watches, cpu, timeout, methods)
         redis_memory = client.info("memory")
+        user_counts_agree = state.user_counts_agree()
     finally:
         stop(children)
         platform_state.close()
@@ -223,6 +241,7 @@ def bench(
         "no_429_no_window_over_limit": all(
             run["calls_refused_429"] == 0 and run["windows_over_limit"] == 0 for run in (first, unchanged)
         ),
+        "sandbox_user_counts_agree_with_its_scan": user_counts_agree,
         "every_user_done": all(
             run["counts"]["seen"] == users and run["counts"]["failed"] == 0 for run in (first, unchanged)
         ),
