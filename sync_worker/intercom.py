@@ -41,23 +41,17 @@ Contacts, companies and memberships (what the dealer-users profile writes):
 
 from __future__ import annotations
 
-import logging
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 from requests.utils import parse_header_links
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from sync_worker.errors import PermanentError, SyncError, TransientError
-from sync_worker.http import NoHooks, RequestHooks
-from sync_worker.logs import log_event
-
-logger = logging.getLogger(__name__)
+from sync_worker.transport import JsonApiClient
 
 UPSTREAM = "intercom"
 DEFAULT_RATE_LIMIT_WAIT = 10.0  # one Intercom window, when a 429 says nothing about its reset
@@ -351,43 +345,47 @@ class _Call:
     path: str
     params: dict[str, Any] | None = None
     json: Any = None
-    attempts: int = field(default=0)
 
 
-class IntercomClient:
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        version: str = "2.14",
-        timeout: float = 10.0,
-        hooks: RequestHooks | None = None,
-        session: requests.Session | None = None,
-        max_attempts: int = 3,
-        backoff_base: float = 0.1,
-        backoff_max: float = 1.0,
-        clock: Callable[[], float] = time.time,
-    ):
-        self.base_url = base_url.rstrip("/")
+class IntercomClient(JsonApiClient):
+    upstream = UPSTREAM
+    label = "Intercom"
+    unavailable_error = IntercomUnavailable
+    timeout_error = IntercomUnavailable
+    timeout_code = "intercom_timeout"
+    retried = (IntercomUnavailable, IntercomConflict)
+    error_table = staticmethod(error_for_response)
+    default_backoff_max = 1.0
+
+    def __init__(self, base_url: str, token: str, *, version: str = "2.14", **options: Any):
+        """``options``: :class:`~sync_worker.transport.JsonApiClient`'s (timeout, hooks, session,
+        retries, clock)."""
+        super().__init__(base_url, token, **options)
         self.version = version
-        self.timeout = timeout
-        self.hooks: RequestHooks = hooks or NoHooks()
-        self.session = session or requests.Session()
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.clock = clock
         self.last_rate_limit: RateLimitState | None = None
-        self._token = token
 
     def __repr__(self) -> str:  # never shows the token
         return f"IntercomClient({self.base_url!r}, version={self.version!r})"
 
+    # --- what the request loop asks (sync_worker.transport) ------------------------------
+
+    def extra_headers(self) -> dict[str, str]:
+        return {"Intercom-Version": self.version}
+
+    def observe_response(self, response: requests.Response) -> None:
+        state = RateLimitState.from_headers(response.headers)
+        if state is not None:
+            self.last_rate_limit = state
+
+    def failure_fields(self, error: SyncError | None) -> dict[str, Any]:
+        if isinstance(error, IntercomError):
+            return {"intercom_code": error.intercom_code, "request_id": error.request_id}
+        return super().failure_fields(error)
+
     # --- operations ------------------------------------------------------------------
 
     def get_contact(self, contact_id: str) -> dict[str, Any]:
-        return self._request(_Call("get_contact", "GET", f"/contacts/{_segment(contact_id)}"))
+        return self._call(_Call("get_contact", "GET", f"/contacts/{_segment(contact_id)}"))
 
     def search_contacts_by_email(self, email: str) -> list[dict[str, Any]]:
         """Contacts whose email is ``email`` (Intercom's search: new contacts show up after a delay)."""
@@ -410,7 +408,7 @@ class IntercomClient:
         if starting_after:
             pagination["starting_after"] = starting_after
         body = {"query": dict(query), "pagination": pagination}
-        answer = self._request(_Call("search_contacts", "POST", "/contacts/search", json=body))
+        answer = self._call(_Call("search_contacts", "POST", "/contacts/search", json=body))
         total = answer.get("total_count")
         return ContactPage(
             list(answer.get("data") or []),
@@ -446,22 +444,20 @@ class IntercomClient:
                 body[key] = value
         if custom_attributes:
             body["custom_attributes"] = dict(custom_attributes)
-        return self._request(_Call("create_contact", "POST", "/contacts", json=body))
+        return self._call(_Call("create_contact", "POST", "/contacts", json=body))
 
     def archive_contact(self, contact_id: str) -> dict[str, Any]:
-        return self._request(_Call("archive_contact", "POST", f"/contacts/{_segment(contact_id)}/archive"))
+        return self._call(_Call("archive_contact", "POST", f"/contacts/{_segment(contact_id)}/archive"))
 
     def unarchive_contact(self, contact_id: str) -> dict[str, Any]:
         """``POST /contacts/{id}/unarchive``: the contact answers reads and writes again."""
-        return self._request(
-            _Call("unarchive_contact", "POST", f"/contacts/{_segment(contact_id)}/unarchive")
-        )
+        return self._call(_Call("unarchive_contact", "POST", f"/contacts/{_segment(contact_id)}/unarchive"))
 
     def list_contacts(self, per_page: int = 150, starting_after: str | None = None) -> ContactPage:
         params: dict[str, Any] = {"per_page": per_page}
         if starting_after:
             params["starting_after"] = starting_after
-        answer = self._request(_Call("list_contacts", "GET", "/contacts", params=params))
+        answer = self._call(_Call("list_contacts", "GET", "/contacts", params=params))
         total = answer.get("total_count")
         return ContactPage(
             list(answer.get("data") or []),
@@ -493,7 +489,7 @@ class IntercomClient:
         if "custom_attributes" in body:
             raise ValueError("pass custom attributes as custom_attributes=, not inside standard=")
         body["custom_attributes"] = dict(custom_attributes)
-        return self._request(_Call("update_contact", "PUT", f"/contacts/{_segment(contact_id)}", json=body))
+        return self._call(_Call("update_contact", "PUT", f"/contacts/{_segment(contact_id)}", json=body))
 
     def list_data_attributes(
         self, model: str = "contact", *, include_archived: bool = True
@@ -501,7 +497,7 @@ class IntercomClient:
         """The workspace's data attributes, archived ones included unless told otherwise (an
         archived name cannot be written nor created again: the caller must see it)."""
         params = {"model": model, "include_archived": "true" if include_archived else "false"}
-        answer = self._request(_Call("list_data_attributes", "GET", "/data_attributes", params=params))
+        answer = self._call(_Call("list_data_attributes", "GET", "/data_attributes", params=params))
         return list(answer.get("data") or [])
 
     def create_data_attribute(
@@ -515,7 +511,7 @@ class IntercomClient:
         body: dict[str, Any] = {"name": name, "model": model, "data_type": data_type}
         if description is not None:
             body["description"] = description
-        return self._request(_Call("create_data_attribute", "POST", "/data_attributes", json=body))
+        return self._call(_Call("create_data_attribute", "POST", "/data_attributes", json=body))
 
     # --- companies and memberships ---------------------------------------------------
 
@@ -529,30 +525,28 @@ class IntercomClient:
         body: dict[str, Any] = {"company_id": company_id, "name": name}
         if custom_attributes:
             body["custom_attributes"] = dict(custom_attributes)
-        return self._request(_Call("upsert_company", "POST", "/companies", json=body))
+        return self._call(_Call("upsert_company", "POST", "/companies", json=body))
 
     def find_company(self, company_id: str) -> dict[str, Any] | None:
         """The company keyed by ``company_id`` (``GET /companies?company_id=``), None when none."""
         if not company_id:
             raise ValueError("company_id must not be empty")
         try:
-            answer = self._request(
-                _Call("find_company", "GET", "/companies", params={"company_id": company_id})
-            )
+            answer = self._call(_Call("find_company", "GET", "/companies", params={"company_id": company_id}))
         except IntercomNotFound:
             return None
         return company_from_listing(answer, company_id)
 
     def get_company(self, company_intercom_id: str) -> dict[str, Any]:
         """The company by Intercom's own id (:class:`IntercomNotFound` when none)."""
-        return self._request(_Call("get_company", "GET", f"/companies/{_segment(company_intercom_id)}"))
+        return self._call(_Call("get_company", "GET", f"/companies/{_segment(company_intercom_id)}"))
 
     def list_contact_companies(self, contact_id: str, *, per_page: int = 50) -> list[dict[str, Any]]:
         """Every company the contact is attached to, following ``pages`` when there are several."""
         companies: list[dict[str, Any]] = []
         page = 1
         while True:
-            answer = self._request(
+            answer = self._call(
                 _Call(
                     "list_contact_companies",
                     "GET",
@@ -576,105 +570,21 @@ class IntercomClient:
         if not company_intercom_id:
             raise ValueError("company_intercom_id must not be empty")
         body = {"id": company_intercom_id}
-        return self._request(
+        return self._call(
             _Call("attach_company", "POST", f"/contacts/{_segment(contact_id)}/companies", json=body)
         )
 
     def detach_company(self, contact_id: str, company_intercom_id: str) -> dict[str, Any]:
         path = f"/contacts/{_segment(contact_id)}/companies/{_segment(company_intercom_id)}"
-        return self._request(_Call("detach_company", "DELETE", path))
-
-    def close(self) -> None:
-        self.session.close()
+        return self._call(_Call("detach_company", "DELETE", path))
 
     # --- transport -------------------------------------------------------------------
 
-    def _request(self, call: _Call) -> dict[str, Any]:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
-            retry=retry_if_exception_type((IntercomUnavailable, IntercomConflict)),
-            reraise=True,
-        )
-        return retrying(self._attempt, call)
-
-    def _attempt(self, call: _Call) -> dict[str, Any]:
-        call.attempts += 1
-        self.hooks.before_request(UPSTREAM, call.operation)
-        started = time.monotonic()
-        try:
-            response = self.session.request(
-                call.method,
-                self.base_url + call.path,
-                params=call.params,
-                json=call.json,
-                headers=self._headers(),
-                timeout=self.timeout,
-            )
-        except requests.Timeout as exc:
-            self._log_failure(call, None, "timeout", None)
-            raise IntercomUnavailable(
-                f"Intercom {call.operation} timed out after {self.timeout}s", code="intercom_timeout"
-            ) from exc
-        except requests.RequestException as exc:
-            self._log_failure(call, None, type(exc).__name__, None)
-            raise IntercomUnavailable(f"Intercom {call.operation} failed: {type(exc).__name__}") from exc
-        headers = response.headers  # case-insensitive
-        state = RateLimitState.from_headers(headers)
-        if state is not None:
-            self.last_rate_limit = state
-        self.hooks.after_response(UPSTREAM, response.status_code, headers)
-        payload = _json_or_none(response)
-        if 200 <= response.status_code < 300:
-            if not isinstance(payload, dict):
-                raise IntercomUnavailable(
-                    f"Intercom {call.operation} answered {response.status_code} without a JSON object",
-                    status=response.status_code,
-                )
-            log_event(
-                logger,
-                "intercom_call",
-                level=logging.DEBUG,
-                operation=call.operation,
-                status=response.status_code,
-                attempt=call.attempts,
-                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
-            )
-            return payload
-        error = error_for_response(
-            response.status_code, headers, payload, operation=call.operation, now=self.clock()
-        )
-        self._log_failure(call, response.status_code, error.intercom_code, error.request_id)
-        raise error
-
-    def _headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self._token}",
-            "Accept": "application/json",
-            "Intercom-Version": self.version,
-        }
-
-    def _log_failure(self, call: _Call, status: int | None, code: str | None, request_id: str | None) -> None:
-        log_event(
-            logger,
-            "intercom_call_failed",
-            level=logging.WARNING,
-            operation=call.operation,
-            status=status,
-            intercom_code=code,
-            request_id=request_id,
-            attempt=call.attempts,
-        )
+    def _call(self, call: _Call) -> dict[str, Any]:
+        return self._request(call.operation, call.method, call.path, params=call.params, json=call.json)
 
 
 def _segment(value: str) -> str:
     if not value:
         raise ValueError("an Intercom id must not be empty")
     return quote(str(value), safe="")
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None

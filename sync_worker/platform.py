@@ -1,6 +1,7 @@
 """Platform API client: the read side the sync uses (``docs/contracts/platform-api.yaml``).
 
-Guarantees:
+Guarantees (the request loop is :class:`~sync_worker.transport.JsonApiClient`'s, one for every
+upstream; this module gives it the platform's error table and its timeout error):
 - every request carries ``Authorization: Bearer <token>``, ``Accept: application/json`` and a
   timeout: ``timeout`` seconds to connect and again for each socket read (so one attempt can
   last longer than ``timeout``); or, for :meth:`PlatformClient.clients_by_email` given
@@ -48,24 +49,18 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-from urllib3.exceptions import ReadTimeoutError
-from urllib3.util import Timeout
 
 from sync_worker.errors import PermanentError, SyncError, TransientError
-from sync_worker.http import NoHooks, RequestHooks
 from sync_worker.logs import log_event
 from sync_worker.platform_users import user_problems
+from sync_worker.ratelimit.headers import retry_after_seconds
+from sync_worker.transport import JsonApiClient
 
 logger = logging.getLogger(__name__)
 
@@ -134,26 +129,6 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def parse_retry_after(value: str | None, *, now: float) -> float:
-    """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP date), never negative."""
-    if value is None or not value.strip():
-        return DEFAULT_RETRY_AFTER
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return DEFAULT_RETRY_AFTER
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now
-    if not math.isfinite(seconds):
-        return DEFAULT_RETRY_AFTER
-    return max(0.0, seconds)
-
-
 def error_for_response(
     status: int, headers: Mapping[str, str], payload: Any, *, operation: str, now: float
 ) -> PlatformError:
@@ -163,8 +138,8 @@ def error_for_response(
         f": {message}" if isinstance(message, str) and message else ""
     )
     if status == 429:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        return PlatformRateLimited(text, retry_after=parse_retry_after(lowered.get("retry-after"), now=now))
+        wait = retry_after_seconds(headers, now=now, default=DEFAULT_RETRY_AFTER)
+        return PlatformRateLimited(text, retry_after=wait)
     if status in (401, 403):
         return PlatformAuthError(text, status=status)
     if 400 <= status < 500:
@@ -210,30 +185,14 @@ class UsersPage:
 # --- the client ---------------------------------------------------------------------------
 
 
-class PlatformClient:
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        timeout: float = 5.0,
-        hooks: RequestHooks | None = None,
-        session: requests.Session | None = None,
-        max_attempts: int = 3,
-        backoff_base: float = 0.1,
-        backoff_max: float = 0.5,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.hooks: RequestHooks = hooks or NoHooks()
-        self.session = session or requests.Session()
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self._token = token
-
-    def __repr__(self) -> str:  # never shows the token
-        return f"PlatformClient({self.base_url!r})"
+class PlatformClient(JsonApiClient):
+    upstream = UPSTREAM
+    label = "platform"
+    unavailable_error = PlatformUnavailable
+    timeout_error = PlatformTimedOut
+    retried = (PlatformUnavailable,)
+    error_table = staticmethod(error_for_response)
+    default_timeout = 5.0
 
     # --- operations ------------------------------------------------------------------
 
@@ -376,9 +335,6 @@ class PlatformClient:
         self.hooks.after_response(UPSTREAM, response.status_code, dict(response.headers))
         return 200 <= response.status_code < 300
 
-    def close(self) -> None:
-        self.session.close()
-
     # --- transport -------------------------------------------------------------------
 
     def _batched(
@@ -393,99 +349,3 @@ class PlatformClient:
             if not isinstance(data, Mapping):
                 raise PlatformContractError(f"platform {operation}: data is not an object")
             yield start, batch, data
-
-    def _request(
-        self, operation: str, method: str, path: str, *, total_timeout: float | None = None, **kwargs: Any
-    ) -> Mapping[str, Any]:
-        attempts = [0]
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
-            retry=retry_if_exception_type(PlatformUnavailable),
-            reraise=True,
-        )
-        return retrying(self._attempt, operation, method, path, attempts, total_timeout, **kwargs)
-
-    def _attempt(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        attempts: list[int],
-        total_timeout: float | None,
-        **kwargs: Any,
-    ) -> Mapping[str, Any]:
-        attempts[0] += 1
-        attempt = attempts[0]
-        self.hooks.before_request(UPSTREAM, operation)
-        started = time.monotonic()
-        # A new Timeout per attempt: urllib3 starts its total when the attempt starts.
-        timeout: float | Timeout = self.timeout if total_timeout is None else Timeout(total=total_timeout)
-        try:
-            response = self.session.request(
-                method, self.base_url + path, headers=self._headers(), timeout=timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            if _timed_out(exc):
-                self._log_failure(operation, None, "timeout", attempt)
-                seconds = self.timeout if total_timeout is None else total_timeout
-                raise PlatformTimedOut(f"platform {operation} timed out after {seconds}s") from exc
-            self._log_failure(operation, None, type(exc).__name__, attempt)
-            raise PlatformUnavailable(f"platform {operation} failed: {type(exc).__name__}") from exc
-        headers = dict(response.headers)
-        self.hooks.after_response(UPSTREAM, response.status_code, headers)
-        payload = _json_or_none(response)
-        if 200 <= response.status_code < 300:
-            if not isinstance(payload, Mapping):
-                self._log_failure(operation, response.status_code, "not_json", attempt)
-                raise PlatformUnavailable(
-                    f"platform {operation} answered {response.status_code} without a JSON object",
-                    status=response.status_code,
-                )
-            log_event(
-                logger,
-                "platform_call",
-                level=logging.DEBUG,
-                operation=operation,
-                status=response.status_code,
-                attempt=attempt,
-                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
-            )
-            return payload
-        error = error_for_response(
-            response.status_code, headers, payload, operation=operation, now=time.time()
-        )
-        self._log_failure(operation, response.status_code, error.code, attempt)
-        raise error
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-
-    @staticmethod
-    def _log_failure(operation: str, status: int | None, error: str | None, attempt: int) -> None:
-        log_event(
-            logger,
-            "platform_call_failed",
-            level=logging.WARNING,
-            operation=operation,
-            status=status,
-            error=error,
-            attempt=attempt,
-        )
-
-
-def _timed_out(exc: requests.RequestException) -> bool:
-    """Did the call give up waiting (connect or read), rather than fail? (requests reports a read
-    timeout met while reading the body as a ``ConnectionError`` wrapping urllib3's.)"""
-    if isinstance(exc, requests.Timeout):
-        return True
-    return isinstance(exc, requests.ConnectionError) and any(
-        isinstance(arg, ReadTimeoutError) for arg in exc.args
-    )
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None

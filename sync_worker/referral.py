@@ -1,6 +1,7 @@
 """Referral program client: the read and qualify side ``docs/contracts/referral-api.yaml`` describes.
 
-Guarantees:
+Guarantees (the request loop is :class:`~sync_worker.transport.JsonApiClient`'s, one for every
+upstream; this module gives it the program's error table):
 - every request carries ``Authorization: Bearer <token>``, ``Accept: application/json`` and a
   timeout (``timeout`` seconds to connect and again for each socket read); the token is never
   logged nor in the ``repr``;
@@ -39,14 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
 from sync_worker.errors import PermanentError, SyncError, TransientError
-from sync_worker.http import NoHooks, RequestHooks
 from sync_worker.logs import log_event
-from sync_worker.platform import _json_or_none, _timed_out, parse_retry_after
+from sync_worker.ratelimit.headers import retry_after_seconds
 from sync_worker.referral_records import campaign_problems, user_problems
+from sync_worker.transport import JsonApiClient
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +53,8 @@ UPSTREAM = "referral"
 MAX_PER_PAGE = 250
 #: How long a campaign (its name) is kept in-process.
 CAMPAIGN_TTL_SECONDS = 300.0
+#: The wait assumed for a 429 without a usable ``Retry-After``.
+DEFAULT_RETRY_AFTER = 1.0
 # --- errors -----------------------------------------------------------------------------
 
 
@@ -111,8 +111,8 @@ def error_for_response(
         f": {message}" if isinstance(message, str) and message else ""
     )
     if status == 429:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        return ReferralRateLimited(text, retry_after=parse_retry_after(lowered.get("retry-after"), now=now))
+        wait = retry_after_seconds(headers, now=now, default=DEFAULT_RETRY_AFTER)
+        return ReferralRateLimited(text, retry_after=wait)
     if status in (401, 403):
         return ReferralAuthError(text, status=status)
     if 400 <= status < 500:
@@ -156,34 +156,23 @@ def same_origin(url: str, base_url: str) -> bool:
 # --- the client ---------------------------------------------------------------------------
 
 
-class ReferralClient:
+class ReferralClient(JsonApiClient):
+    upstream = UPSTREAM
+    label = "referral"
+    unavailable_error = ReferralUnavailable
+    timeout_error = ReferralUnavailable
+    retried = (ReferralUnavailable,)
+    follow_redirects = False
+    error_table = staticmethod(error_for_response)
+
     def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        timeout: float = 10.0,
-        hooks: RequestHooks | None = None,
-        session: requests.Session | None = None,
-        max_attempts: int = 3,
-        backoff_base: float = 0.1,
-        backoff_max: float = 0.5,
-        campaign_ttl: float = CAMPAIGN_TTL_SECONDS,
+        self, base_url: str, token: str, *, campaign_ttl: float = CAMPAIGN_TTL_SECONDS, **options: Any
     ):
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.hooks: RequestHooks = hooks or NoHooks()
-        self.session = session or requests.Session()
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+        """``options``: :class:`~sync_worker.transport.JsonApiClient`'s (timeout, hooks, session, retries)."""
+        super().__init__(base_url, token, **options)
         self.campaign_ttl = campaign_ttl
-        self._token = token
         self._campaigns: dict[int, tuple[float, dict[str, Any] | None]] = {}
         self._campaigns_lock = threading.Lock()
-
-    def __repr__(self) -> str:  # never shows the token
-        return f"ReferralClient({self.base_url!r})"
 
     # --- operations ------------------------------------------------------------------
 
@@ -195,9 +184,7 @@ class ReferralClient:
         params = {"campaign_id": campaign_id} if campaign_id is not None else None
         operation = "user"
         try:
-            payload = self._request(
-                operation, "GET", self._url(f"/users/{quote(text, safe='@')}"), params=params
-            )
+            payload = self._request(operation, "GET", f"/users/{quote(text, safe='@')}", params=params)
         except ReferralRequestError as error:
             if error.status == 404:
                 return None
@@ -213,7 +200,7 @@ class ReferralClient:
         params: dict[str, int] = {"page": page, "per_page": per_page}
         if campaign_id is not None:
             params["campaign_id"] = campaign_id
-        return self._page(self._url("/users"), params)
+        return self._page(self.base_url + "/users", params)
 
     def next_page(self, next_url: str) -> ReferralPage:
         """The page ``links.next`` named, followed as given (only to the program's own host)."""
@@ -241,7 +228,7 @@ class ReferralClient:
             return kept[1]
         operation = "campaign"
         try:
-            payload = self._request(operation, "GET", self._url(f"/campaigns/{int(campaign_id)}"))
+            payload = self._request(operation, "GET", f"/campaigns/{int(campaign_id)}")
         except ReferralRequestError as error:
             if error.status != 404:
                 raise
@@ -262,18 +249,15 @@ class ReferralClient:
             raise ValueError("qualify needs an integer user id")
         operation = "qualify"
         payload = self._request(
-            operation, "PUT", self._url("/users/qualification"), json={"id": user_id, "qualified": True}
+            operation, "PUT", "/users/qualification", json={"id": user_id, "qualified": True}
         )
         return checked_user(payload.get("data"), operation=operation)
-
-    def close(self) -> None:
-        self.session.close()
 
     # --- paging ----------------------------------------------------------------------
 
     def _page(self, url: str, params: Mapping[str, int] | None) -> ReferralPage:
         operation = "users"
-        payload = self._request(operation, "GET", url, params=params)
+        payload = self._request_url(operation, "GET", url, params=params)
         data, links = payload.get("data"), payload.get("links")
         if not isinstance(data, list):
             raise ReferralContractError(f"referral {operation}: data is not an array")
@@ -305,76 +289,3 @@ class ReferralClient:
                 problems=list(problems),
             )
         return ReferralPage(users=users, next_url=next_url, rejected=rejected)
-
-    # --- transport -------------------------------------------------------------------
-
-    def _url(self, path: str) -> str:
-        return self.base_url + path
-
-    def _request(self, operation: str, method: str, url: str, **kwargs: Any) -> Mapping[str, Any]:
-        attempts = [0]
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_max),
-            retry=retry_if_exception_type(ReferralUnavailable),
-            reraise=True,
-        )
-        return retrying(self._attempt, operation, method, url, attempts, **kwargs)
-
-    def _attempt(
-        self, operation: str, method: str, url: str, attempts: list[int], **kwargs: Any
-    ) -> Mapping[str, Any]:
-        attempts[0] += 1
-        attempt = attempts[0]
-        self.hooks.before_request(UPSTREAM, operation)
-        started = time.monotonic()
-        try:
-            response = self.session.request(
-                method, url, headers=self._headers(), timeout=self.timeout, allow_redirects=False, **kwargs
-            )
-        except requests.RequestException as exc:
-            if _timed_out(exc):
-                self._log_failure(operation, None, "timeout", attempt)
-                raise ReferralUnavailable(f"referral {operation} timed out after {self.timeout}s") from exc
-            self._log_failure(operation, None, type(exc).__name__, attempt)
-            raise ReferralUnavailable(f"referral {operation} failed: {type(exc).__name__}") from exc
-        headers = dict(response.headers)
-        self.hooks.after_response(UPSTREAM, response.status_code, headers)
-        payload = _json_or_none(response)
-        if 200 <= response.status_code < 300:
-            if not isinstance(payload, Mapping):
-                self._log_failure(operation, response.status_code, "not_json", attempt)
-                raise ReferralUnavailable(
-                    f"referral {operation} answered {response.status_code} without a JSON object",
-                    status=response.status_code,
-                )
-            log_event(
-                logger,
-                "referral_call",
-                level=logging.DEBUG,
-                operation=operation,
-                status=response.status_code,
-                attempt=attempt,
-                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
-            )
-            return payload
-        error = error_for_response(
-            response.status_code, headers, payload, operation=operation, now=time.time()
-        )
-        self._log_failure(operation, response.status_code, error.code, attempt)
-        raise error
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-
-    @staticmethod
-    def _log_failure(operation: str, status: int | None, error: str | None, attempt: int) -> None:
-        log_event(
-            logger,
-            "referral_call_failed",
-            level=logging.WARNING,
-            operation=operation,
-            status=status,
-            error=error,
-            attempt=attempt,
-        )

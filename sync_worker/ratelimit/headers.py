@@ -7,8 +7,10 @@ odd headers never fails a sync on its way through the hooks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 
@@ -61,7 +63,8 @@ def parse_intercom_window(headers: Mapping[str, str]) -> UpstreamWindow | None:
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> RetryAfter | None:
-    """``Retry-After`` as delay-seconds or as an HTTP date; None when absent or unreadable."""
+    """``Retry-After`` as delay-seconds or as an HTTP date (one without a zone read as UTC); None
+    when absent or unreadable (a delay that is not a finite number included)."""
     value = header(headers, "Retry-After")
     if value is None:
         return None
@@ -70,7 +73,24 @@ def parse_retry_after(headers: Mapping[str, str]) -> RetryAfter | None:
         seconds = float(value)
     except ValueError:
         try:
-            return RetryAfter(until=parsedate_to_datetime(value).timestamp())
+            when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return RetryAfter(until=when.timestamp())
+    if not math.isfinite(seconds):
+        return None
     return RetryAfter(seconds=max(0.0, seconds))
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float, default: float) -> float:
+    """Seconds to wait that ``Retry-After`` asks for (``now`` in Unix seconds), never negative;
+    ``default`` when the header is absent or unreadable."""
+    retry_after = parse_retry_after(headers)
+    if retry_after is None:
+        return default
+    if retry_after.seconds is not None:
+        return retry_after.seconds
+    until = retry_after.until if retry_after.until is not None else now
+    return max(0.0, until - now)
