@@ -91,7 +91,7 @@ def _labelled(name: str, documentation: str, label: str, values: Mapping[str, fl
 
 
 def state_families(state: ServiceState) -> Iterator[Metric]:
-    """The gauges: queues, dead letters, circuit, rate limits, halts, the latest re-sync run."""
+    """The gauges: queues, dead letters, circuit, rate limits, halts, each integration's latest re-sync run."""
     yield _labelled("queue_depth", "Messages waiting on each queue.", "queue", state.queue_depths)
     yield _gauge(
         "queue_unacked_messages",
@@ -140,30 +140,36 @@ def state_families(state: ServiceState) -> Iterator[Metric]:
     yield from resync_families(state.resync)
 
 
-def resync_families(summary: Mapping[str, object] | None) -> Iterator[Metric]:
-    """The latest re-sync run's progress (the admin API's summary); empty families before the first."""
-    run = summary or {}
+def resync_families(runs: Mapping[str, Mapping[str, object]]) -> Iterator[Metric]:
+    """Each integration's latest re-sync run (the admin API's summary), labelled ``integration``;
+    empty families before the first run of any."""
     info = GaugeMetricFamily(
         f"{SERVICE}_resync_run_info",
-        "The latest bulk re-sync run (value 1).",
-        labels=["run_id", "status", "trigger"],
+        "The latest bulk re-sync run of each integration (value 1).",
+        labels=["integration", "run_id", "status", "trigger"],
     )
-    if run:
-        info.add_metric([str(run["id"]), str(run["status"]), str(run["trigger"])], 1.0)
+    for integration, run in sorted(runs.items()):
+        info.add_metric([integration, str(run["id"]), str(run["status"]), str(run["trigger"])], 1.0)
     yield info
-    yield _gauge(
-        "resync_running",
-        "1 while a bulk re-sync run is running.",
-        None if not run else (1.0 if run["status"] == "running" else 0.0),
+    running = GaugeMetricFamily(
+        f"{SERVICE}_resync_running",
+        "1 while the integration's bulk re-sync run is running.",
+        labels=["integration"],
     )
-    counts = run.get("counts") or {}
-    assert isinstance(counts, Mapping)
-    yield _labelled(
-        "resync_contacts",
+    for integration, run in sorted(runs.items()):
+        running.add_metric([integration], 1.0 if run["status"] == "running" else 0.0)
+    yield running
+    contacts = GaugeMetricFamily(
+        f"{SERVICE}_resync_contacts",
         "The latest run's contacts by count (seen, written, unchanged, failed, ...).",
-        "count",
-        counts,
+        labels=["integration", "count"],
     )
+    for integration, run in sorted(runs.items()):
+        counts = run.get("counts") or {}
+        assert isinstance(counts, Mapping)
+        for count, value in counts.items():
+            contacts.add_metric([integration, count], float(value))
+    yield contacts
     figures = {
         "resync_done_contacts": ("done", "Contacts the latest run has finished with."),
         "resync_total_contacts": ("total_estimate", "Contacts the latest run expects (absent when unknown)."),
@@ -179,8 +185,12 @@ def resync_families(summary: Mapping[str, object] | None) -> Iterator[Metric]:
         "resync_started_timestamp_seconds": ("started_at", "When the latest run started (Unix time)."),
     }
     for name, (field, documentation) in figures.items():
-        value = run.get(field)
-        yield _gauge(name, documentation, None if value is None else float(value))  # type: ignore[arg-type]
+        family = GaugeMetricFamily(f"{SERVICE}_{name}", documentation, labels=["integration"])
+        for integration, run in sorted(runs.items()):
+            value = run.get(field)
+            if value is not None:
+                family.add_metric([integration], float(value))  # type: ignore[arg-type]
+        yield family
 
 
 class ServiceCollector(Collector):

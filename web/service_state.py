@@ -64,7 +64,9 @@ class ServiceState:
     circuit: CircuitState
     budgets: dict[str, Budget]
     halted: dict[str, bool]
-    resync: dict[str, Any] | None  # summarize() of the latest run, None before the first
+    resync: dict[
+        str, dict[str, Any]
+    ]  # integration -> summarize() of its latest run (absent before its first)
     counters: dict[str, dict[str, float]]  # worker counter name -> {labels json: value}
 
 
@@ -102,7 +104,13 @@ def read_service_state(runtime: Runtime, client: redis_lib.Redis) -> ServiceStat
         "intercom": intercom,
         **{name: lim.inspect() for name, lim in limiters.items() if name != "intercom"},
     }
-    latest = make_store(client, get_resync_settings()).latest()
+    store = make_store(client, get_resync_settings())
+    now = time.time()
+    resync = {
+        name: summarize(latest, now)
+        for name in runtime.integrations
+        if (latest := store.latest(name)) is not None
+    }
     return ServiceState(
         queue_depths=depths,
         unacked=unacked,
@@ -110,6 +118,6 @@ def read_service_state(runtime: Runtime, client: redis_lib.Redis) -> ServiceStat
         circuit=runtime.circuit.state(),
         budgets=budgets,
         halted=halted,
-        resync=summarize(latest, time.time()) if latest is not None else None,
+        resync=resync,
         counters=counters,
     )

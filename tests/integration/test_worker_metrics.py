@@ -182,7 +182,16 @@ def test_metrics_show_what_real_workers_did(
     samples = wait_for(
         url,
         lambda s: (
-            s.get(key("intercom_sync_resync_run_info", run_id=run_id, status="finished", trigger="api")) == 1
+            s.get(
+                key(
+                    "intercom_sync_resync_run_info",
+                    integration="clients",
+                    run_id=run_id,
+                    status="finished",
+                    trigger="api",
+                )
+            )
+            == 1
         ),
         "the re-sync run finished",
         timeout=90,
@@ -192,11 +201,16 @@ def test_metrics_show_what_real_workers_did(
     ).json()
     counts = report["counts"]
     assert counts["seen"] == len(contacts)
-    assert samples[key("intercom_sync_resync_contacts", count="seen")] == counts["seen"]
-    assert samples[key("intercom_sync_resync_contacts", count="written")] == counts["written"]
-    assert samples[key("intercom_sync_resync_progress_ratio")] == 1
-    assert samples[key("intercom_sync_resync_running")] == 0
-    assert samples[key("intercom_sync_resync_in_flight_chunks")] == 0
+    assert (
+        samples[key("intercom_sync_resync_contacts", count="seen", integration="clients")] == counts["seen"]
+    )
+    assert (
+        samples[key("intercom_sync_resync_contacts", count="written", integration="clients")]
+        == counts["written"]
+    )
+    assert samples[key("intercom_sync_resync_progress_ratio", integration="clients")] == 1
+    assert samples[key("intercom_sync_resync_running", integration="clients")] == 0
+    assert samples[key("intercom_sync_resync_in_flight_chunks", integration="clients")] == 0
     # The chunks' counts reach Redis within a flush interval of the run's end.
     bulk = counts["written"] + counts["unchanged"]
     wait_for(url, lambda s: syncs(s, trigger="schedule") == bulk, f"the {bulk} bulk syncs counted")
