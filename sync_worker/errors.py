@@ -39,6 +39,13 @@ class TransientError(SyncError):
         self.retry_after = retry_after
 
 
+class RateLimited(TransientError):
+    """A wait for a rate limit, ours or an upstream's 429, not a failure: a task reschedules itself
+    ``retry_after`` seconds later without spending a retry (``sync_contact``, the referral intake)."""
+
+    code = "rate_limited"
+
+
 class PermanentError(SyncError):
     """Trying again with the same input will fail the same way."""
 

@@ -50,7 +50,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.utils import parse_header_links
 
-from sync_worker.errors import PermanentError, SyncError, TransientError
+from sync_worker.errors import PermanentError, RateLimited, SyncError, TransientError
 from sync_worker.transport import JsonApiClient
 
 UPSTREAM = "intercom"
@@ -96,7 +96,7 @@ class ContactMerged(IntercomError, PermanentError):
         self.survivor_id = survivor_id
 
 
-class IntercomRateLimited(IntercomError, TransientError):
+class IntercomRateLimited(IntercomError, RateLimited):
     """429: no call may succeed before ``reset_at`` (Unix seconds); ``retry_after`` is the wait."""
 
     code = "intercom_rate_limited"

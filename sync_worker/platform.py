@@ -56,7 +56,7 @@ from urllib.parse import quote
 
 import requests
 
-from sync_worker.errors import PermanentError, SyncError, TransientError
+from sync_worker.errors import PermanentError, RateLimited, SyncError, TransientError
 from sync_worker.logs import log_event
 from sync_worker.platform_users import user_problems
 from sync_worker.ratelimit.headers import retry_after_seconds
@@ -96,7 +96,7 @@ class PlatformTimedOut(PlatformUnavailable):
     """No answer within the timeout: the platform may be down, or only slower than the caller could wait."""
 
 
-class PlatformRateLimited(PlatformError, TransientError):
+class PlatformRateLimited(PlatformError, RateLimited):
     """429: wait ``retry_after`` seconds before the next call."""
 
     code = "platform_rate_limited"

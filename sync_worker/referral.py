@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from sync_worker.errors import PermanentError, SyncError, TransientError
+from sync_worker.errors import PermanentError, RateLimited, SyncError, TransientError
 from sync_worker.logs import log_event
 from sync_worker.ratelimit.headers import retry_after_seconds
 from sync_worker.referral_records import campaign_problems, user_problems
@@ -74,7 +74,7 @@ class ReferralUnavailable(ReferralError, TransientError):
     code = "referral_unavailable"
 
 
-class ReferralRateLimited(ReferralError, TransientError):
+class ReferralRateLimited(ReferralError, RateLimited):
     """429: wait ``retry_after`` seconds before the next call (every worker's limiter is paused)."""
 
     code = "referral_rate_limited"

@@ -62,14 +62,12 @@ from sync_worker.delivery.base import DeliveryTask
 from sync_worker.delivery.decision import settings_backoff, task_retry_countdown
 from sync_worker.delivery.redisloss import REDIS_UNAVAILABLE
 from sync_worker.dispatch import PENDING_TTL_SECONDS, SyncRequest, claim, enqueue_replay, hold_pending
-from sync_worker.errors import PermanentError, SyncError, TransientError
+from sync_worker.errors import PermanentError, RateLimited, SyncError, TransientError
 from sync_worker.halts import UpstreamHalted
 from sync_worker.integrations import UnknownIntegration
-from sync_worker.intercom import IntercomRateLimited
 from sync_worker.keys import LEGACY_INTEGRATION
 from sync_worker.logs import log_event
 from sync_worker.parking import park_contact, record_result
-from sync_worker.platform import PlatformRateLimited
 from sync_worker.ratelimit import RateLimitWait, Reservation, reserving
 from sync_worker.ratelimit.hooks import INTERCOM
 from sync_worker.runtime import get_runtime
@@ -80,8 +78,6 @@ from sync_worker.stalerefresh import keep_refresh_claim, note_live_run, schedule
 from sync_worker.sync import ContactNotFoundYet, SyncOutcome
 
 logger = logging.getLogger(__name__)
-
-RATE_LIMIT_SIGNALS = (RateLimitWait, IntercomRateLimited, PlatformRateLimited)
 
 
 class SyncTask(DeliveryTask):
@@ -162,7 +158,7 @@ def _sync(
             outcomes = _run_unless_halted(request)
     except UpstreamHalted as halted:
         _wait_out_halt(self, request, halted, attempt, refreshes, kwargs)
-    except RATE_LIMIT_SIGNALS as wait:
+    except RateLimited as wait:  # ours or any upstream's 429: a wait, no retry spent
         waiting_since = waiting_since or time.time()
         if time.time() - waiting_since > settings.rate_limit_max_wait_seconds:
             return park_contact(request, wait, attempt + 1)

@@ -49,7 +49,7 @@ from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from sync_worker import keys
-from sync_worker.errors import TransientError
+from sync_worker.errors import RateLimited
 from sync_worker.ratelimit.reservation import Reservation, Take
 
 #: How long a limit the upstream reported stays in force without being reported again.
@@ -328,7 +328,7 @@ class Budget:
         return self.limit / self.window_seconds
 
 
-class RateLimitWait(TransientError):
+class RateLimitWait(RateLimited):
     """No token within the caller's ``max_wait``: try again in ``retry_in`` seconds (reschedule, do not block).
 
     ``reservation``, when set, is the token(s) promised to the caller for then: the rescheduled run

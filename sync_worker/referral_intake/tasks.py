@@ -40,12 +40,10 @@ from sync_worker.celery_app import BULK_QUEUE, app
 from sync_worker.delivery.base import DeliveryTask
 from sync_worker.delivery.decision import task_retry_countdown
 from sync_worker.dispatch import SyncRequest, enqueue_sync
-from sync_worker.errors import SyncError
+from sync_worker.errors import RateLimited, SyncError
 from sync_worker.halts import REFERRAL, UpstreamHalted
 from sync_worker.keys import PREFIX
 from sync_worker.logs import log_event
-from sync_worker.ratelimit import RateLimitWait
-from sync_worker.referral import ReferralRateLimited
 from sync_worker.referral_intake.highwater import HighWater
 from sync_worker.referral_intake.marks import Mark
 from sync_worker.referral_intake.pagecache import PageCache
@@ -64,7 +62,6 @@ LOCK_TTL_SECONDS = 600.0
 PAGES_PER_STEP = 4
 BACKSTOP_TRIGGER = "schedule"
 #: A wait for the program's budget, not a failure: the walk goes on after it, spending no retry.
-RATE_LIMIT_WAITS = (RateLimitWait, ReferralRateLimited)
 
 
 def walk_lock(runtime: Runtime) -> RunLock:
@@ -175,7 +172,7 @@ def _failed(runtime: Runtime, state: WalkState, error: SyncError, attempt: int) 
     halted = runtime.halts.escalate(error, run_id=state.run_id)
     if halted is not None:
         return _held(state, halted, attempt)
-    if isinstance(error, RATE_LIMIT_WAITS):  # the program's limit (ours or its 429): no retry spent
+    if isinstance(error, RateLimited):  # the program's limit (ours or its 429): no retry spent
         countdown = min(runtime.settings.max_reschedule_seconds, max(0.1, float(error.retry_after or 1.0)))
         log_event(logger, "referral_walk_waiting", run_id=state.run_id, countdown=round(countdown, 2))
         _publish(state, countdown=countdown, attempt=attempt)

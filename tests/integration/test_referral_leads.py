@@ -308,14 +308,17 @@ def _dead_letter(stack: Stack, user_id: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("failure", "code"),
+    ("failure", "codes", "attempts"),
     [
-        ({"down": True}, "referral_unavailable"),
-        ({"throttle": {"calls": 1000, "retry_after": 1}}, "referral_rate_limited"),
+        # down: the first try and SYNC_TASK_MAX_RETRIES=3 retries
+        ({"down": True}, {"referral_unavailable"}, 4),
+        # its 429s (and our limiter, paused by them) are waits, not failures: no retry is spent,
+        # the sync is parked once it has waited SYNC_RATE_LIMIT_MAX_WAIT_SECONDS
+        ({"throttle": {"calls": 1000, "retry_after": 1}}, {"referral_rate_limited", "rate_limit_wait"}, 1),
     ],
 )
 def test_the_program_failing_qualification_retries_parks_and_an_operators_replay_sends_it_once(
-    stack, failure, code
+    stack, failure, codes, attempts
 ):
     stack.start(**BY_PROPERTY, SYNC_RATE_LIMIT_MAX_WAIT_SECONDS="4")
     stack.sync(5002)
@@ -325,8 +328,8 @@ def test_the_program_failing_qualification_retries_parks_and_an_operators_replay
     stack.referral.config(**failure)
     stack.agent.change(lead["id"], custom_attributes={"Lead Status": "Qualified"})
     parked = _dead_letter(stack, 5002)
-    assert parked["error_code"] == code, parked
-    assert parked["attempts"] == 4  # the first try and SYNC_TASK_MAX_RETRIES=3 retries
+    assert parked["error_code"] in codes, parked
+    assert parked["attempts"] == attempts, parked
     assert [q for q in stack.qualifications(5002) if q["status"] == 200] == []
     assert stack.lead_of(5002)["custom_attributes"]["Referral Status"] == "Pending"
 
