@@ -4,8 +4,10 @@ Guarantees: for each halted upstream (:mod:`sync_worker.halts`) one cheap authen
 - Intercom: the data attributes are listed afresh (the cached schema forgotten) and the names
   the sync writes ensured, so a restored token, an unarchived or renamed attribute, or room
   made under the cap all clear the halt, and a schema problem still there keeps it;
-- the platform: one read and one batched read (what a bulk chunk sends: a ``contract`` halt is
-  about it) for an address no client has (``PROBE_EMAIL``);
+- the platform: for each integration that runs here and reads it, one read and one batched read
+  (what a sync and a bulk chunk of it send: a ``contract`` halt is about the batch) of its
+  :attr:`~sync_worker.integrations.base.Integration.probe_identity`, which nobody has; so the
+  dealer users' probe reads ``/v1/users...`` and the clients' ``/v1/clients...``;
 - the referral program: one page of one user (any answer but an error means the token works);
 a probe that works clears the halt (the waiting work goes on at its next look); one that fails
 notes its error on the halt (``probes``, ``last_probe_error``) and keeps it. An upstream without
@@ -20,9 +22,6 @@ from sync_worker.celery_app import HALT_PROBE_TASK, app
 from sync_worker.halts import INTERCOM, PLATFORM, REFERRAL
 from sync_worker.runtime import Runtime, get_runtime
 
-#: The platform probe's address: a reserved domain (RFC 2606), so it is nobody's.
-PROBE_EMAIL = "halt-probe@example.invalid"
-
 
 def probe_intercom(runtime: Runtime) -> None:
     """The data attributes of every integration that runs here listed and ensured again."""
@@ -32,8 +31,11 @@ def probe_intercom(runtime: Runtime) -> None:
 
 
 def probe_platform(runtime: Runtime) -> None:
-    runtime.platform.clients_by_email(PROBE_EMAIL)
-    runtime.platform.lookup([PROBE_EMAIL])
+    """The reads of every integration that runs here and reads the platform, for nobody."""
+    for integration in runtime.integrations.values():
+        if integration.probe_identity is not None:
+            integration.read_one(runtime.platform, integration.probe_identity)
+            integration.read_batch(runtime.platform, [integration.probe_identity])
 
 
 def probe_referral(runtime: Runtime) -> None:

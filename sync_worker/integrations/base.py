@@ -23,7 +23,9 @@ declares:
 - the routes it adds to the receiver (:attr:`Integration.routes`, ``module:attribute`` names of
   Flask blueprints, loaded by ``web`` only: the worker never imports the receiver);
 - its sandbox data (:attr:`Integration.sandbox_dataset`, a module name loaded by the dev
-  tooling only).
+  tooling only);
+- what the platform's halt probe reads for it (:attr:`Integration.probe_identity`: the reads a
+  sync and a bulk chunk of it make, for an identity nobody has).
 
 :class:`ContactAttributes` is the shared base of the integrations that write attributes onto
 an Intercom contact found by its id or email (as most kombu transports share
@@ -69,6 +71,9 @@ class Integration:
     sandbox_dataset: ClassVar[str | None] = None
     #: errors of a source read that mean "the source cannot be read now" (stale, never "none")
     unreadable: ClassVar[tuple[type[Exception], ...]] = (PlatformUnavailable,)
+    #: an identity nobody has, read by the platform's halt probe (:mod:`sync_worker.haltprobe`)
+    #: with :meth:`read_one` and :meth:`read_batch`; None: the integration reads no platform
+    probe_identity: ClassVar[str | None] = None
 
     def profile(self, **options: Any) -> Profile:
         """A new instance of its pure compute, built with ``options`` (``display_timezone``)."""

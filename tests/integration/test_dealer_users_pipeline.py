@@ -19,8 +19,8 @@ from sync_worker.devtools.sandbox.dealer_users_dataset import (
     over_cap_user,
 )
 from sync_worker.dispatch import SyncRequest
-from sync_worker.haltprobe import probe_intercom
-from sync_worker.platform import PlatformUnavailable
+from sync_worker.haltprobe import probe_intercom, probe_platform
+from sync_worker.platform import PlatformAuthError, PlatformUnavailable
 from sync_worker.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -266,3 +266,41 @@ def test_the_halt_probe_ensures_the_dealer_users_attributes_contacts_and_compani
     assert "Dealer Company" in {a["name"] for a in listed if a.get("custom", True)}
     contact_names = {a["name"] for a in intercom_sandbox.client().list_data_attributes(model="contact")}
     assert {"Source", "User_roles", "User_companies", "Client ID"} <= contact_names
+
+
+@pytest.mark.parametrize(
+    ("integrations", "routes"),
+    [
+        ("dealer_users", {"GET /v1/users/{user_id}": 1, "POST /v1/users/lookup": 1}),
+        (
+            "clients,dealer_users",
+            {
+                "GET /v1/clients": 1,
+                "POST /v1/clients/lookup": 1,
+                "GET /v1/users/{user_id}": 1,
+                "POST /v1/users/lookup": 1,
+            },
+        ),
+    ],
+)
+def test_the_platforms_halt_probe_reads_what_the_running_integrations_read(
+    service_env, platform_sandbox, integrations, routes
+):
+    """A halt about the users routes is cleared by reading them, not the clients' routes."""
+    probing = Runtime(Settings(**{**service_env, "SYNC_INTEGRATIONS": integrations}))
+    try:
+        before = dict(platform_sandbox.stats()["calls"])
+        probe_platform(probing)
+        after = platform_sandbox.stats()["calls"]
+        made = {
+            route: after[route] - before.get(route, 0)
+            for route in after
+            if after[route] != before.get(route, 0)
+        }
+        assert made == routes
+        platform_sandbox.config(token_revoked=True)
+        with pytest.raises(PlatformAuthError):
+            probe_platform(probing)
+    finally:
+        platform_sandbox.config(token_revoked=False)
+        probing.redis.close()

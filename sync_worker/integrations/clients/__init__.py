@@ -27,6 +27,8 @@ class ClientsIntegration(ContactAttributes):
     def profile(self, **options: Any) -> ClientProfile:
         return ClientProfile(**options)
 
+    probe_identity = "halt-probe@example.invalid"  # a reserved domain (RFC 2606): nobody's
+
     def read_one(self, platform: PlatformClient, identity: str, **options: Any) -> list[dict[str, Any]]:
         return platform.clients_by_email(identity, **options)
 

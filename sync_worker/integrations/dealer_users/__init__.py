@@ -43,6 +43,8 @@ class DealerUsersIntegration(Integration):
     trigger_fields: ClassVar[tuple[str, ...]] = ("user_id",)
     trigger_identity: ClassVar[tuple[str, ...]] = ("user_id",)
 
+    probe_identity = "halt-probe"  # no dealer user has it: a 404 and a lookup answering null
+
     def trigger_request(self, fields: Mapping[str, Any], *, trigger: str) -> SyncRequest:
         """A sync of the user ``user_id``; not forced (the platform calls on every change of a user,
         a role or a location: a call that changes nothing costs no Intercom call)."""
