@@ -32,11 +32,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sync_worker.errors import SyncError
-from sync_worker.intercom import IntercomRateLimited
+from sync_worker.errors import RateLimited, SyncError
 from sync_worker.logs import log_event
-from sync_worker.platform import PlatformRateLimited
-from sync_worker.ratelimit import RateLimitWait
 from sync_worker.resync.runs import RUNNING, Chunk, RunStore, split_evenly
 from sync_worker.resync.settings import ResyncSettings
 from sync_worker.resync.walks import Walk, plan_page
@@ -92,10 +89,9 @@ def walk_step(
             return WalkOutcome("paused", page, pages_read, countdown=settings.backpressure_pause_seconds)
         try:
             listed = walk.read_page(record.cursor)
-        except RateLimitWait as wait:
-            return WalkOutcome("rate_limited", page, pages_read, countdown=max(0.1, wait.retry_in))
-        except (IntercomRateLimited, PlatformRateLimited) as limited:
-            return WalkOutcome("rate_limited", page, pages_read, countdown=max(0.1, limited.retry_after))
+        except RateLimited as limited:  # our limiter's wait or the upstream's 429
+            countdown = max(0.1, limited.retry_after or 1.0)
+            return WalkOutcome("rate_limited", page, pages_read, countdown=countdown)
         except SyncError as error:
             return WalkOutcome("error", page, pages_read, error=error)
         if page == 0 and isinstance(listed.total, int):
