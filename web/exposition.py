@@ -9,7 +9,8 @@ Guarantees:
 - the receiver's names are those ``/metrics`` served before it used ``prometheus_client``
   (``intercom_sync_web_<name>_total``, ``intercom_sync_web_request_duration_seconds``);
 - turning what was read into families is pure (:func:`web_families`, :func:`counter_families`,
-  :func:`state_families`); a Redis that cannot be read raises :class:`redis.RedisError`.
+  :func:`state_families`, :func:`referral_families`); a figure not recorded is an absent sample
+  (an empty family), never a zero; a Redis that cannot be read raises :class:`redis.RedisError`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from prometheus_client.registry import Collector
 from sync_worker import servicemetrics
 from sync_worker.circuit import CLOSED, HALF_OPEN, OPEN
 from sync_worker.countbuffer import label_field
+from sync_worker.referral_intake.status import IntakeStatus
 from sync_worker.runtime import Runtime
 from web.metrics import BUCKETS, COUNTERS, LATENCY, NAMESPACE, RedisMetrics, Snapshot
 from web.service_state import ServiceState, read_service_state
@@ -91,7 +93,8 @@ def _labelled(name: str, documentation: str, label: str, values: Mapping[str, fl
 
 
 def state_families(state: ServiceState) -> Iterator[Metric]:
-    """The gauges: queues, dead letters, circuit, rate limits, halts, each integration's latest re-sync run."""
+    """The gauges: queues, dead letters, circuit, rate limits, halts, each integration's latest re-sync run,
+    the referral intake's walk and backstop."""
     yield _labelled("queue_depth", "Messages waiting on each queue.", "queue", state.queue_depths)
     yield _gauge(
         "queue_unacked_messages",
@@ -138,6 +141,7 @@ def state_families(state: ServiceState) -> Iterator[Metric]:
         {name: 1.0 if halted else 0.0 for name, halted in state.halted.items()},
     )
     yield from resync_families(state.resync)
+    yield from referral_families(state.referral)
 
 
 def resync_families(runs: Mapping[str, Mapping[str, object]]) -> Iterator[Metric]:
@@ -191,6 +195,70 @@ def resync_families(runs: Mapping[str, Mapping[str, object]]) -> Iterator[Metric
             if value is not None:
                 family.add_metric([integration], float(value))  # type: ignore[arg-type]
         yield family
+
+
+def _last_end(name: str, what: str, record: Mapping[str, object] | None) -> GaugeMetricFamily:
+    """When the latest run of ``what`` ended (Unix time), labelled with its status and error code."""
+    family = GaugeMetricFamily(
+        f"{SERVICE}_{name}",
+        f"When the latest {what} ended (Unix time), by its status (finished, failed) and error code.",
+        labels=["status", "error_code"],
+    )
+    if record is not None and record.get("ended_at") is not None:
+        labels = [str(record.get("status")), str(record.get("error_code") or "none")]
+        family.add_metric(labels, float(record["ended_at"]))  # type: ignore[arg-type]
+    return family
+
+
+def _record_counts(
+    name: str, documentation: str, record: Mapping[str, object] | None, fields: tuple[str, ...]
+) -> GaugeMetricFamily:
+    """The ``fields`` of a run's record that it has, labelled ``count``."""
+    family = GaugeMetricFamily(f"{SERVICE}_{name}", documentation, labels=["count"])
+    for field in fields:
+        value = (record or {}).get(field)
+        if value is not None:
+            family.add_metric([field], float(value))  # type: ignore[arg-type]
+    return family
+
+
+def referral_families(intake: IntakeStatus | None) -> Iterator[Metric]:
+    """The referral intake's reconciliation walk and qualification backstop (what
+    :func:`sync_worker.referral_intake.status.read_intake` read); empty families in a deployment
+    that does not run ``referral_leads`` (``None``), and for what no run has recorded yet."""
+    walk = intake.last_walk if intake else None
+    backstop = intake.last_backstop if intake else None
+    yield _last_end("referral_walk_last_ended_timestamp_seconds", "reconciliation walk", walk)
+    pages = (walk or {}).get("pages")
+    yield _gauge(
+        "referral_walk_last_pages",
+        "Pages of the program's users the latest walk to end read.",
+        None if pages is None else float(pages),  # type: ignore[arg-type]
+    )
+    yield _record_counts(
+        "referral_walk_last_users",
+        "The latest walk's users above the high-water mark: stored (as syncs), already (handled before).",
+        walk,
+        ("stored", "already"),
+    )
+    yield _gauge(
+        "referral_walk_running",
+        "1 while a reconciliation walk holds its lock (a crashed walk's until the lock expires).",
+        None if intake is None else float(intake.walk_running),
+    )
+    mark = intake.high_water if intake else None
+    yield _gauge(
+        "referral_high_water_timestamp_seconds",
+        "The walk's high-water mark: the signed_up_at (Unix time) of the newest user it stops at.",
+        None if mark is None else mark.signed_up_at,
+    )
+    yield _last_end("referral_backstop_last_ended_timestamp_seconds", "qualification backstop", backstop)
+    yield _record_counts(
+        "referral_backstop_last_contacts",
+        "The latest backstop's contacts: found (qualifying now, by Intercom's search), stored (as syncs).",
+        backstop,
+        ("found", "stored"),
+    )
 
 
 class ServiceCollector(Collector):

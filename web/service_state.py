@@ -6,8 +6,10 @@ Guarantees:
   not acknowledged (kombu's ``unacked`` hash), the dead-letter count, the platform circuit's
   state, each upstream's rate-limit budget, the latest re-sync run's progress
   (:func:`sync_worker.resync.progress.summarize`, what the admin API shows), which upstreams
-  are halted (:func:`halted_upstreams`), and every counter the workers keep
-  (:data:`sync_worker.servicemetrics.COUNTERS`);
+  are halted (:func:`halted_upstreams`), every counter the workers keep
+  (:data:`sync_worker.servicemetrics.COUNTERS`), and, in a deployment that runs
+  ``referral_leads``, its intake's runs (:func:`sync_worker.referral_intake.status.read_intake`:
+  the latest walk's and backstop's ends, the walk's lock, the high-water mark);
 - a Redis that cannot be read raises :class:`redis.RedisError` (``/metrics`` answers 503).
 """
 
@@ -28,6 +30,8 @@ from sync_worker.circuit import CircuitState
 from sync_worker.countbuffer import decode_hash
 from sync_worker.halts import UPSTREAMS as HALTABLE
 from sync_worker.ratelimit.limiter import Budget
+from sync_worker.referral_intake.schedule import INTEGRATION as REFERRAL_LEADS
+from sync_worker.referral_intake.status import IntakeStatus, read_intake
 from sync_worker.resync.progress import summarize
 from sync_worker.resync.settings import get_resync_settings
 from sync_worker.resync.starter import make_store
@@ -68,6 +72,7 @@ class ServiceState:
         str, dict[str, Any]
     ]  # integration -> summarize() of its latest run (absent before its first)
     counters: dict[str, dict[str, float]]  # worker counter name -> {labels json: value}
+    referral: IntakeStatus | None = None  # None: the deployment does not run referral_leads
 
 
 def _plain_reads(pipe: Pipeline) -> None:
@@ -120,4 +125,5 @@ def read_service_state(runtime: Runtime, client: redis_lib.Redis) -> ServiceStat
         halted=halted,
         resync=resync,
         counters=counters,
+        referral=read_intake(client) if REFERRAL_LEADS in runtime.integrations else None,
     )

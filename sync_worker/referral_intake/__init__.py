@@ -12,5 +12,7 @@ One concept a module:
 - :mod:`.walk`: the reconciliation walk's step (newest first, page by page, until users already
   handled; the unhandled ones stored as syncs served from the pages just read);
 - :mod:`.backstop`: the qualification backstop (pending referral contacts that qualify in Intercom);
-- :mod:`.tasks`: their Celery tasks on beat (one walk at a time: a lock).
+- :mod:`.tasks`: their Celery tasks on beat (one walk at a time: a lock);
+- :mod:`.status`: what those tasks leave in Redis about their runs (the latest ends, the lock), as
+  ``/metrics`` reads it.
 """

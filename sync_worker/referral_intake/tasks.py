@@ -16,19 +16,21 @@ dropped with a log line):
   backoff (``SYNC_TASK_MAX_RETRIES`` in a row); a halt of the referral upstream (a revoked
   token) holds the walk at its page for the halt's wait; a permanent error ends the walk
   (``referral_walk_failed``, the lock let go, the mark unmoved: the next beat walks again); the
-  latest walk's end (finished or failed, its counts) is kept under :data:`LAST_WALK_KEY`;
+  latest walk's end (finished or failed, its counts) is kept under :data:`LAST_WALK_KEY`
+  (:mod:`.status`);
 - ``qualify_backstop`` (beat's, every ``REFERRAL_QUALIFY_POLL_CRON``) searches Intercom for the
   pending referral contacts that qualify now (the pipeline's ``backstop_query``) and stores one
   sync per contact (``source_id`` its ``Referral ID``, ``contact_id`` its id, trigger
   ``schedule``): the pipeline decides and reports each once, with the task's retries and dead
-  letters; a search that fails is retried by Celery with backoff;
+  letters; a search that fails is retried by Celery with backoff; the latest backstop's end
+  (finished, or failed after its retries: the contacts the search ``found`` and the syncs
+  ``stored``) is kept under :data:`LAST_BACKSTOP_KEY`;
 - both do nothing (``not_running``) in a deployment that does not run ``referral_leads``; log
   lines carry run ids, counts and referral or contact ids, never emails.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -42,21 +44,19 @@ from sync_worker.delivery.decision import task_retry_countdown
 from sync_worker.dispatch import SyncRequest, enqueue_sync
 from sync_worker.errors import RateLimited, SyncError
 from sync_worker.halts import REFERRAL, UpstreamHalted
-from sync_worker.keys import PREFIX
 from sync_worker.logs import log_event
 from sync_worker.referral_intake.highwater import HighWater
 from sync_worker.referral_intake.marks import Mark
 from sync_worker.referral_intake.pagecache import PageCache
 from sync_worker.referral_intake.schedule import BACKSTOP_TASK, INTEGRATION, WALK_START_TASK, WALK_STEP_TASK
+from sync_worker.referral_intake.status import LAST_BACKSTOP_KEY, LAST_WALK_KEY, record_end
+from sync_worker.referral_intake.status import WALK_LOCK_KEY as LOCK_KEY
 from sync_worker.referral_intake.walk import WalkState, walk_pages
 from sync_worker.resync.lock import RunLock
 from sync_worker.runtime import Runtime, get_runtime
 
 logger = logging.getLogger(__name__)
 
-LOCK_KEY = f"{PREFIX}:referral-walk:lock"
-#: JSON of the latest walk to end: run id, status, counts, ``ended_at`` (Unix seconds).
-LAST_WALK_KEY = f"{PREFIX}:referral-walk:last"
 #: A walk that makes no progress for this long lets the next beat start another.
 LOCK_TTL_SECONDS = 600.0
 PAGES_PER_STEP = 4
@@ -148,8 +148,7 @@ def _step(runtime: Runtime, state: WalkState, *, attempt: int) -> dict[str, Any]
 def _ended(runtime: Runtime, state: WalkState, status: str, **more: Any) -> dict[str, Any]:
     """Record the walk's end (``LAST_WALK_KEY``); the task's result."""
     result = {"status": status, **more, **_counts(state)}
-    record = {**result, "run_id": state.run_id, "ended_at": time.time()}
-    runtime.redis.set(LAST_WALK_KEY, json.dumps(record))
+    record_end(runtime.redis, LAST_WALK_KEY, {**result, "run_id": state.run_id})
     return result
 
 
@@ -191,7 +190,7 @@ def _failed(runtime: Runtime, state: WalkState, error: SyncError, attempt: int) 
         return {"status": "retrying", **_counts(state)}
     walk_lock(runtime).release(state.run_id)
     log_event(logger, "referral_walk_failed", level=logging.ERROR, run_id=state.run_id, error_code=error.code)
-    return {"status": "failed", "error_code": error.code, **_counts(state)}
+    return _ended(runtime, state, "failed", error_code=error.code)
 
 
 @app.task(bind=True, base=DeliveryTask, name=BACKSTOP_TASK, max_retries=6, default_retry_delay=30)
@@ -203,9 +202,10 @@ def qualify_backstop(self: Task) -> dict[str, Any]:
     if not _running(runtime):
         return {"status": "not_running"}
     pipeline = runtime.pipeline(INTEGRATION)
-    stored = 0
+    found = stored = 0
     try:
         for contact in runtime.intercom.iter_search(backstop_query(pipeline.options)):
+            found += 1
             referral_id = str((contact.get("custom_attributes") or {}).get(REFERRAL_ID) or "").strip()
             if not referral_id.isdigit() or not contact.get("id"):
                 continue
@@ -224,7 +224,14 @@ def qualify_backstop(self: Task) -> dict[str, Any]:
         countdown = task_retry_countdown(error, self.request.retries, runtime.settings)
         if countdown is None:
             log_event(logger, "referral_backstop_failed", level=logging.ERROR, error_code=error.code)
-            return {"status": "failed", "error_code": error.code, "stored": stored}
+            return _backstop_ended(runtime, "failed", found=found, stored=stored, error_code=error.code)
         raise self.retry(countdown=countdown) from None
-    log_event(logger, "referral_backstop_finished", stored=stored)
-    return {"status": "finished", "stored": stored}
+    log_event(logger, "referral_backstop_finished", found=found, stored=stored)
+    return _backstop_ended(runtime, "finished", found=found, stored=stored)
+
+
+def _backstop_ended(runtime: Runtime, status: str, **figures: Any) -> dict[str, Any]:
+    """Record the backstop's end (``LAST_BACKSTOP_KEY``); the task's result."""
+    result = {"status": status, **figures}
+    record_end(runtime.redis, LAST_BACKSTOP_KEY, result)
+    return result

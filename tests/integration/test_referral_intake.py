@@ -1,7 +1,8 @@
 """The referral program's intake over real processes: the program's sandbox sending its webhook to
 the real receiver, real Celery workers, the Intercom sandbox. A lost referral webhook is made up
 by the reconciliation walk (which reads pages, never a user at a time), a lost Intercom webhook by
-the qualification backstop; a burst of joins is served from pages.
+the qualification backstop; a burst of joins is served from pages; the receiver's ``/metrics``
+shows what the walks and the backstop did.
 
 Beat's tasks are sent as beat sends them (``send_task`` by name on ``sync.bulk``), so a test
 does not wait for a cron minute; the schedule itself is checked in ``tests/unit``.
@@ -32,6 +33,7 @@ from sync_worker.referral_intake.tasks import LAST_WALK_KEY
 from sync_worker.referral_intake.tasks import LOCK_KEY as WALK_LOCK_KEY
 from sync_worker.resync.lock import RunLock
 from tests.fixtures.intercom_agent import IntercomAgent
+from tests.fixtures.prometheus import Key, key, scrape
 from tests.fixtures.referral_sandbox import ReferralSandbox, served_referral
 from tests.fixtures.resilience import log_events
 from tests.fixtures.web import stop_web
@@ -309,3 +311,78 @@ def test_the_walk_waits_out_the_programs_429_and_outage_and_goes_on(stack: Stack
         30,
         message="the retried walk to finish",
     )
+
+
+WALK_ENDED = "intercom_sync_referral_walk_last_ended_timestamp_seconds"
+WALK_RUNNING = "intercom_sync_referral_walk_running"
+HIGH_WATER = "intercom_sync_referral_high_water_timestamp_seconds"
+BACKSTOP_ENDED = "intercom_sync_referral_backstop_last_ended_timestamp_seconds"
+
+
+def ended_since(samples: dict[Key, float], name: str, since: float, **labels: str) -> float | None:
+    """The end time ``name`` shows, when it is ``since`` or later and has ``labels``; else None."""
+    for (sample, label_set), value in samples.items():
+        if sample == name and set(labels.items()) <= label_set and value >= since:
+            return value
+    return None
+
+
+def test_metrics_show_the_walks_the_mark_and_the_backstop(stack: Stack) -> None:
+    url = stack.receiver_url
+    samples = scrape(url)
+    assert samples[key(WALK_RUNNING)] == 0
+    assert [k for k in samples if k[0].startswith("intercom_sync_referral_") and k[0] != WALK_RUNNING] == []
+    held = RunLock(stack.redis, WALK_LOCK_KEY, ttl_seconds=60)
+    assert held.acquire("another-walk")
+    assert scrape(url)[key(WALK_RUNNING)] == 1
+    assert held.release("another-walk")
+
+    # A lead that signs up, Intercom's webhook lost: the backstop finds it and stores its sync.
+    joined = stack.referral.join(email="metrics.signup@example.com", referrer_id=None)
+    lead = stack.wait_for_lead("metrics.signup@example.com")
+    agent = IntercomAgent(stack.intercom)
+    try:
+        assert agent.signup(lead["id"])["receiver_status"] is None
+    finally:
+        agent.close()
+    sent_at = time.time()
+    stack.send_beat_task(BACKSTOP_TASK)
+    wait_until(
+        lambda: ended_since(scrape(url), BACKSTOP_ENDED, sent_at, status="finished", error_code="none"),
+        30,
+        message="/metrics to show the backstop's end",
+    )
+    wait_until(lambda: reported(stack, joined["user"]["id"]), 30, message="the backstop's qualification")
+    samples = scrape(url)
+    assert samples[key("intercom_sync_referral_backstop_last_contacts", count="found")] == 1
+    assert samples[key("intercom_sync_referral_backstop_last_contacts", count="stored")] == 1
+    assert not any(k[0] == WALK_ENDED for k in samples)
+
+    # The first walk: every user the program has, the joined one handled by its webhook already.
+    record = stack.walk_once()
+    mark = HighWater(stack.redis).get()
+    assert mark is not None and mark.id == joined["user"]["id"]
+    samples = scrape(url)
+    assert samples[key(WALK_ENDED, status="finished", error_code="none")] == record["ended_at"]
+    assert samples[key("intercom_sync_referral_walk_last_pages")] == record["pages"] >= 1
+    stored = samples[key("intercom_sync_referral_walk_last_users", count="stored")]
+    already = samples[key("intercom_sync_referral_walk_last_users", count="already")]
+    assert (stored, already) == (record["stored"], record["already"])
+    assert already >= 1 and stored + already == stack.referral.stats()["users"]
+    assert samples[key(HIGH_WATER)] == mark.signed_up_at
+    assert samples[key(WALK_RUNNING)] == 0
+
+    # A walk the program's outage ends after its retries: failed, the lock let go, the mark unmoved.
+    stack.referral.join(email="metrics.lost@example.com", referrer_id=None, send_webhook=False)
+    stack.referral.config(down=True)
+    sent_at = time.time()
+    stack.send_beat_task(WALK_START_TASK)
+    wait_until(
+        lambda: ended_since(scrape(url), WALK_ENDED, sent_at, status="failed"), 60, message="the walk to fail"
+    )
+    samples = scrape(url)
+    failed = [labels for (name, labels) in samples if name == WALK_ENDED]
+    assert len(failed) == 1 and dict(failed[0])["error_code"] != "none", failed
+    assert samples[key(WALK_RUNNING)] == 0
+    assert samples[key(HIGH_WATER)] == mark.signed_up_at
+    stack.referral.config(down=False)

@@ -21,7 +21,7 @@ from sync_worker.config import Settings
 from sync_worker.devtools.devstack import NO_ACCOUNT_EMAIL, seed_intercom_contacts
 from sync_worker.devtools.localredis import wait_until
 from sync_worker.ratelimit import RateLimiter
-from tests.fixtures.prometheus import Key, family_types, key, parse
+from tests.fixtures.prometheus import Key, family_types, key, scrape
 from tests.fixtures.workers import ADMIN_TOKEN, TRIGGER_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -29,13 +29,6 @@ pytestmark = pytest.mark.integration
 OLIVIA_EMAIL = "olivia.brandt@example.com"
 UNKNOWN_EMAIL = "nobody.in.intercom@example.com"
 SYNCS = "intercom_sync_worker_syncs_total"
-
-
-def scrape(url: str) -> dict[Key, float]:
-    response = requests.get(f"{url}/metrics", timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return parse(response.text)
 
 
 def wait_for(url: str, check: Callable[[dict[Key, float]], bool], message: str, timeout: float = 60) -> dict:
