@@ -37,8 +37,6 @@ Guarantees:
 from __future__ import annotations
 
 import argparse
-import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -46,7 +44,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from sync_worker.devtools.sandbox import platform_users
+from sync_worker.devtools.sandbox import platform_users, server
 from sync_worker.devtools.sandbox.dataset import (
     SYNTHETIC_BASE_ID,
     InvalidRecord,
@@ -59,8 +57,6 @@ from sync_worker.devtools.sandbox.dataset import (
 )
 from sync_worker.devtools.sandbox.dealer_users_dataset import load_sample_users, load_users
 from sync_worker.devtools.sandbox.platform_users import Synthetic, UsersStore
-from sync_worker.devtools.sandbox.server import ServedApp, store_records
-from sync_worker.devtools.sandbox.server import error_response as _error
 
 DEFAULT_TOKEN = "sandbox-platform-token"
 MAX_LOOKUP_EMAILS = 100
@@ -68,13 +64,12 @@ MAX_LOOKUP_EMAILS = 100
 TIMEOUT_HOLD_SECONDS = 30.0
 OUTAGES = ("503", "timeout")
 EXTENSION = "platform_sandbox"
+_KNOBS = ("latency_ms", "outage", "rate_limit", "token_revoked", "lookup_refused")
+#: The platform's error answer: ``{"error": ...}`` JSON (``_error(status, message, headers)``).
+_error = server.error_response
 
 
-def _normalise(email: str) -> str:
-    return email.strip().lower()
-
-
-class PlatformState:
+class PlatformState(server.SandboxState):
     """The sandbox's dataset, knobs and counters (thread-safe)."""
 
     def __init__(
@@ -84,11 +79,10 @@ class PlatformState:
         synthetic_count: int = 0,
         users: Iterable[Mapping[str, Any]] = (),
     ):
+        super().__init__()
         self._initial = [dict(record) for record in validate_dataset(list(dataset))]
         self.users = UsersStore(users)
         self.synthetic_count = synthetic_count
-        self._changed = threading.Condition()
-        self._closed = False
         self._set_records(self._initial)
         self._default_config()
         self._zero_stats()
@@ -99,7 +93,7 @@ class PlatformState:
         self._records: dict[int, dict[str, Any]] = {record["id"]: dict(record) for record in records}
         self._by_email: dict[str, list[int]] = {}
         for record_id, record in self._records.items():
-            self._by_email.setdefault(_normalise(record["email"]), []).append(record_id)
+            self._by_email.setdefault(server.normalise_email(record["email"]), []).append(record_id)
 
     def replace(self, records: list[Any]) -> int:
         validate_dataset(records)
@@ -122,7 +116,7 @@ class PlatformState:
             return len(records)
 
     def find(self, email: str) -> list[dict[str, Any]]:
-        wanted = _normalise(email)
+        wanted = server.normalise_email(email)
         with self._changed:
             found = [self._records[record_id] for record_id in self._by_email.get(wanted, [])]
             index = synthetic_index(wanted)
@@ -155,12 +149,8 @@ class PlatformState:
 
     def configure(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply the knobs named in ``changes`` (ValueError naming a bad one)."""
-        unknown = set(changes) - {"latency_ms", "outage", "rate_limit", "token_revoked", "lookup_refused"}
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        latency = changes.get("latency_ms", self.latency_ms)
-        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
-            raise ValueError("latency_ms must be a number >= 0")
+        server.checked_knobs(changes, _KNOBS)
+        latency = server.latency_knob(changes, self.latency_ms)
         outage = changes.get("outage", self.outage)
         outage = str(outage) if isinstance(outage, int) and not isinstance(outage, bool) else outage
         if outage is not None and outage not in OUTAGES:
@@ -174,7 +164,7 @@ class PlatformState:
             limit = changes["rate_limit"]
             if limit is None:
                 per_second = None
-            elif isinstance(limit, Mapping) and _positive(limit.get("per_second")):
+            elif isinstance(limit, Mapping) and server.positive_number(limit.get("per_second")):
                 per_second = float(limit["per_second"])
             else:
                 raise ValueError('rate_limit must be {"per_second": N > 0} or null')
@@ -203,13 +193,6 @@ class PlatformState:
                 return 0.0
             return (1.0 - self._tokens) / self.per_second
 
-    def serve_latency(self) -> None:
-        """Wait ``latency_ms`` (cut short when the sandbox closes)."""
-        with self._changed:
-            deadline = time.monotonic() + self.latency_ms / 1000
-            while not self._closed and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-
     def hold_while_timeout(self) -> bool:
         """Hold while the outage is ``timeout``; True when it was cleared (serve normally)."""
         with self._changed:
@@ -221,12 +204,6 @@ class PlatformState:
                 self._changed.wait(left)
             return not self._closed
 
-    def close(self) -> None:
-        """Release every held request (they answer 504) and stop holding new ones."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
     # --- stats -------------------------------------------------------------------------
 
     def _zero_stats(self) -> None:
@@ -237,10 +214,6 @@ class PlatformState:
     def count(self, route: str) -> None:
         with self._changed:
             self._calls[route] += 1
-
-    def answered(self, kind: str) -> None:
-        with self._changed:
-            self._answers[kind] += 1
 
     def counted_lookup(self, emails: int) -> None:
         with self._changed:
@@ -275,12 +248,6 @@ def _indexable(record: Mapping[str, Any]) -> bool:
     return isinstance(record_id, int) and not isinstance(record_id, bool) and isinstance(email, str)
 
 
-def _positive(value: Any) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-
-
 _ROUTES = {
     ("GET", "/v1/clients"): "GET /v1/clients",
     ("POST", "/v1/clients/lookup"): "POST /v1/clients/lookup",
@@ -310,7 +277,6 @@ def create_app(
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = state
-    expected_auth = f"Bearer {token}"
 
     @app.before_request
     def _gate() -> Response | None:
@@ -332,8 +298,8 @@ def create_app(
         wait = state.take_token()
         if wait > 0:
             state.answered("429")
-            return _error(429, "rate limit exceeded", {"Retry-After": str(max(1, math.ceil(wait)))})
-        if request.headers.get("Authorization", "") != expected_auth or state.token_revoked:
+            return _error(429, "rate limit exceeded", server.retry_after_header(wait))
+        if not server.bearer_accepted(token, revoked=state.token_revoked):
             state.answered("401")
             return _error(401, "missing or invalid bearer token")
         return None
@@ -367,38 +333,17 @@ def create_app(
             state.answered("400")
             return _error(400, problem)
         state.counted_lookup(len(emails))
-        return jsonify({"data": {_normalise(email): state.find(email) for email in emails}})
+        return jsonify({"data": {server.normalise_email(email): state.find(email) for email in emails}})
 
     platform_users.register(app, state)
 
     # --- control routes ------------------------------------------------------------------
 
-    @app.get("/_sandbox/config")
-    def get_config() -> Response:
-        return jsonify(state.config())
-
-    @app.put("/_sandbox/config")
-    def put_config() -> Response:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object")
-        try:
-            return jsonify(state.configure(body))
-        except ValueError as exc:
-            return _error(400, str(exc))
+    server.register_controls(app, state, _error)
 
     @app.route("/_sandbox/clients", methods=["PUT", "POST"])
     def put_clients() -> Response:
-        return store_records(state.replace, state.upsert, noun="client", refused=InvalidRecord)
-
-    @app.get("/_sandbox/stats")
-    def get_stats() -> Response:
-        return jsonify(state.stats())
-
-    @app.post("/_sandbox/reset")
-    def reset() -> Response:
-        state.reset()
-        return jsonify({"status": "reset"})
+        return server.store_records(state.replace, state.upsert, noun="client", refused=InvalidRecord)
 
     return app
 
@@ -434,12 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         f"platform sandbox on http://{args.host}:{args.port} ({len(dataset)} clients, {total} users)",
         flush=True,
     )
-    try:
-        ServedApp(app, host=args.host, port=args.port).serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        app.extensions[EXTENSION].close()
+    server.serve_until_interrupted(app, args.host, args.port, app.extensions[EXTENSION])
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from sync_worker.devtools.sandbox.dealer_users_dataset import (
     validate_user,
     validate_users,
 )
-from sync_worker.devtools.sandbox.server import error_response, store_records
+from sync_worker.devtools.sandbox.server import error_response, normalise_email, store_records
 
 if TYPE_CHECKING:
     from sync_worker.devtools.sandbox.platform import PlatformState
@@ -63,10 +63,6 @@ PAGE_LIMITS = (1, 500)
 DEFAULT_PAGE_LIMIT = 100
 #: The most synthetic users one population may have (their ids have 8 digits).
 MAX_SYNTHETIC_USERS = 10_000_000
-
-
-def _normalise(email: str) -> str:
-    return email.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class UsersStore:
         self._ids = sorted(self._users)
         self._by_email: dict[str, list[str]] = {}
         for user_id in self._ids:
-            self._by_email.setdefault(_normalise(self._users[user_id]["email"]), []).append(user_id)
+            self._by_email.setdefault(normalise_email(self._users[user_id]["email"]), []).append(user_id)
 
     def reset(self) -> None:
         with self._lock:
@@ -133,7 +129,7 @@ class UsersStore:
             return {user_id: self._get(user_id) for user_id in user_ids}
 
     def by_email(self, email: str) -> list[dict[str, Any]]:
-        wanted = _normalise(email)
+        wanted = normalise_email(email)
         with self._lock:
             ids = list(self._by_email.get(wanted, []))
             i = synthetic_user_index(wanted)

@@ -39,12 +39,11 @@ Guarantees:
 from __future__ import annotations
 
 import argparse
-import math
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,13 +51,13 @@ import requests
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from sync_worker.devtools.sandbox import server
 from sync_worker.devtools.sandbox.referral_dataset import (
     InvalidUser,
     sample_campaigns,
     sample_users,
     validate_users,
 )
-from sync_worker.devtools.sandbox.server import ServedApp
 from sync_worker.referral_records import DIRECT, REFERRED
 
 DEFAULT_TOKEN = "sandbox-referral-token"
@@ -83,10 +82,6 @@ _KNOBS = (
 DEFAULT_BLOCK_AFTER = 3
 
 
-def _normalise(email: str) -> str:
-    return email.strip().lower()
-
-
 def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -95,18 +90,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _positive(value: Any) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-
-
 def newest_first(users: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``users`` as the program lists them: newest ``signed_up_at`` first, then the higher id (pure)."""
     return sorted((dict(user) for user in users), key=lambda u: (u["signed_up_at"], u["id"]), reverse=True)
 
 
-class ReferralState:
+class ReferralState(server.SandboxState):
     """The sandbox's users, campaigns, knobs and counters (thread-safe)."""
 
     def __init__(
@@ -118,13 +107,12 @@ class ReferralState:
         webhook_url: str | None = None,
         webhook_headers: Mapping[str, str] | None = None,
     ):
+        super().__init__()
         self._campaigns = {c["id"]: dict(c) for c in (sample_campaigns() if campaigns is None else campaigns)}
         initial = sample_users() if users is None else validate_users(users, self._campaigns.values())
         self._initial = [dict(user) for user in initial]
         self._initial_rate = dict(rate_limit or DEFAULT_RATE_LIMIT)
         self._initial_webhook = (webhook_url, dict(webhook_headers or {}))
-        self._changed = threading.Condition()
-        self._closed = False
         self._users = {user["id"]: dict(user) for user in self._initial}
         self._default_config()
         self._zero_stats()
@@ -145,12 +133,12 @@ class ReferralState:
                 found = self._users.get(int(text))
                 return dict(found) if found is not None else None
             if "@" in text:
-                wanted = _normalise(text)
+                wanted = server.normalise_email(text)
                 matches = [
                     u
                     for u in self._users.values()
                     if isinstance(u.get("email"), str)
-                    and _normalise(u["email"]) == wanted
+                    and server.normalise_email(u["email"]) == wanted
                     and (campaign_id is None or u["campaign_id"] == campaign_id)
                 ]
             else:
@@ -237,13 +225,13 @@ class ReferralState:
             elif isinstance(body.get("code"), str):
                 user = next((u for u in self._users.values() if u["code"] == body["code"]), None)
             elif isinstance(body.get("email"), str) and _is_int(body.get("campaign_id")):
-                wanted = _normalise(body["email"])
+                wanted = server.normalise_email(body["email"])
                 user = next(
                     (
                         u
                         for u in self._users.values()
                         if isinstance(u.get("email"), str)
-                        and _normalise(u["email"]) == wanted
+                        and server.normalise_email(u["email"]) == wanted
                         and u["campaign_id"] == body["campaign_id"]
                     ),
                     None,
@@ -300,12 +288,8 @@ class ReferralState:
 
     def configure(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply the knobs named in ``changes`` (ValueError naming a bad one; nothing applied then)."""
-        unknown = set(changes) - set(_KNOBS)
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        latency = changes.get("latency_ms", self.latency_ms)
-        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
-            raise ValueError("latency_ms must be a number >= 0")
+        server.checked_knobs(changes, _KNOBS)
+        latency = server.latency_knob(changes, self.latency_ms)
         for name in ("down", "token_revoked"):
             if name in changes and not isinstance(changes[name], bool):
                 raise ValueError(f"{name} must be true or false")
@@ -320,7 +304,7 @@ class ReferralState:
             rate = dict(self._initial_rate)
         if not (isinstance(rate, Mapping) and _is_int(rate.get("calls")) and rate["calls"] > 0):
             raise ValueError('rate_limit must be {"calls": N > 0, "window_seconds": S > 0} or null')
-        if not _positive(rate.get("window_seconds", self._rate["window_seconds"])):
+        if not server.positive_number(rate.get("window_seconds", self._rate["window_seconds"])):
             raise ValueError("rate_limit.window_seconds must be > 0")
         url = changes.get("webhook_url", self.webhook_url)
         if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
@@ -387,17 +371,6 @@ class ReferralState:
             self._throttle_left -= 1
             return self._throttle_retry_after
 
-    def serve_latency(self) -> None:
-        with self._changed:
-            deadline = time.monotonic() + self.latency_ms / 1000
-            while not self._closed and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
     # --- stats -------------------------------------------------------------------------
 
     def _zero_stats(self) -> None:
@@ -405,10 +378,6 @@ class ReferralState:
         self._answers: Counter[str] = Counter()
         self._qualifications: list[dict[str, Any]] = []
         self._webhooks: list[dict[str, Any]] = []
-
-    def answered(self, kind: str) -> None:
-        with self._changed:
-            self._answers[kind] += 1
 
     def sent_webhook(self, result: dict[str, Any]) -> None:
         with self._changed:
@@ -440,12 +409,8 @@ class ReferralState:
             self._changed.notify_all()
 
 
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    response = jsonify({"message": message})
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+#: The program's error answer: ``{"message": ...}`` JSON (``_error(status, message, headers)``).
+_error = partial(server.json_error, key="message")
 
 
 def _operation(method: str, path: str) -> str | None:
@@ -520,7 +485,6 @@ def create_app(
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = state
-    expected_auth = f"Bearer {token}"
 
     @app.before_request
     def _gate() -> Response | None:
@@ -541,8 +505,8 @@ def create_app(
             return _error(429, "Too Many Attempts.", {"Retry-After": str(retry_after)})
         if wait > 0:
             state.went_over()
-            return _error(429, "Too Many Attempts.", {"Retry-After": str(max(1, math.ceil(wait)))})
-        if request.headers.get("Authorization", "") != expected_auth or state.token_revoked:
+            return _error(429, "Too Many Attempts.", server.retry_after_header(wait))
+        if not server.bearer_accepted(token, revoked=state.token_revoked):
             state.answered("401")
             return _error(401, "Unauthenticated.")
         return None
@@ -603,31 +567,11 @@ def create_app(
 
     # --- control routes ------------------------------------------------------------------
 
-    @app.get("/_sandbox/config")
-    def get_config() -> Response:
-        return jsonify(state.config())
-
-    @app.put("/_sandbox/config")
-    def put_config() -> Response:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object")
-        try:
-            return jsonify(state.configure(body))
-        except ValueError as exc:
-            return _error(400, str(exc))
+    server.register_controls(app, state, _error)
 
     @app.post("/_sandbox/users")
     def add_users() -> Response:
-        body = request.get_json(silent=True)
-        users = [body] if isinstance(body, dict) else body
-        if not isinstance(users, list):
-            return _error(400, "the body must be a user or a JSON array of users")
-        try:
-            count = state.upsert(users, check=request.args.get("check") != "false")
-        except InvalidUser as exc:
-            return _error(400, str(exc))
-        return jsonify({"count": count})
+        return server.store_records(None, state.upsert, noun="user", refused=InvalidUser, error=_error)
 
     @app.post("/_sandbox/join")
     def join() -> Response:
@@ -644,15 +588,6 @@ def create_app(
         else:
             webhook = {"sent": False, "reason": "send_webhook is false (a lost webhook)"}
         return jsonify({"user": joined, "webhook": webhook})
-
-    @app.get("/_sandbox/stats")
-    def get_stats() -> Response:
-        return jsonify(state.stats())
-
-    @app.post("/_sandbox/reset")
-    def reset() -> Response:
-        state.reset()
-        return jsonify({"status": "reset"})
 
     return app
 
@@ -686,12 +621,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     state = app.extensions[EXTENSION]
     print(f"referral sandbox on http://{args.host}:{args.port} ({state.stats()['users']} users)", flush=True)
-    try:
-        ServedApp(app, host=args.host, port=args.port).serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        state.close()
+    server.serve_until_interrupted(app, args.host, args.port, state)
 
 
 if __name__ == "__main__":
