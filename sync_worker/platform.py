@@ -56,11 +56,11 @@ from urllib.parse import quote
 
 import requests
 
-from sync_worker.errors import PermanentError, RateLimited, SyncError, TransientError
+from sync_worker.errors import PermanentError, TransientError
 from sync_worker.logs import log_event
 from sync_worker.platform_users import user_problems
-from sync_worker.ratelimit.headers import retry_after_seconds
 from sync_worker.transport import JsonApiClient
+from sync_worker.upstream_errors import StatusTable, UpstreamError, UpstreamRateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +76,10 @@ DEFAULT_RETRY_AFTER = 1.0
 # --- errors -----------------------------------------------------------------------------
 
 
-class PlatformError(SyncError):
+class PlatformError(UpstreamError):
     """A failed platform call; ``status`` is the HTTP status (None without a response)."""
 
     code = "platform_error"
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message, code=code)
-        self.status = status
 
 
 class PlatformUnavailable(PlatformError, TransientError):
@@ -96,14 +92,10 @@ class PlatformTimedOut(PlatformUnavailable):
     """No answer within the timeout: the platform may be down, or only slower than the caller could wait."""
 
 
-class PlatformRateLimited(PlatformError, RateLimited):
+class PlatformRateLimited(PlatformError, UpstreamRateLimited):
     """429: wait ``retry_after`` seconds before the next call."""
 
     code = "platform_rate_limited"
-
-    def __init__(self, message: str, *, retry_after: float, status: int | None = 429):
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
 
 
 class PlatformAuthError(PlatformError, PermanentError):
@@ -129,22 +121,18 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def error_for_response(
-    status: int, headers: Mapping[str, str], payload: Any, *, operation: str, now: float
-) -> PlatformError:
-    """The typed error for a non-2xx answer (pure: no I/O; ``now`` in Unix seconds)."""
-    message = payload.get("error") if isinstance(payload, Mapping) else None
-    text = f"platform {operation} answered {status}" + (
-        f": {message}" if isinstance(message, str) and message else ""
-    )
-    if status == 429:
-        wait = retry_after_seconds(headers, now=now, default=DEFAULT_RETRY_AFTER)
-        return PlatformRateLimited(text, retry_after=wait)
-    if status in (401, 403):
-        return PlatformAuthError(text, status=status)
-    if 400 <= status < 500:
-        return PlatformRequestError(text, status=status)
-    return PlatformUnavailable(text, status=status)
+#: The platform's one error table (its body's message is under ``error``).
+ERRORS = StatusTable(
+    label="platform",
+    message_field="error",
+    rate_limited=PlatformRateLimited,
+    auth=PlatformAuthError,
+    request=PlatformRequestError,
+    unavailable=PlatformUnavailable,
+    default_retry_after=DEFAULT_RETRY_AFTER,
+)
+#: The typed error for a non-2xx answer (pure: no I/O; ``now`` in Unix seconds).
+error_for_response = ERRORS.error_for
 
 
 def _records(value: Any, *, operation: str, where: str) -> list[Any]:

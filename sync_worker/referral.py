@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from sync_worker.errors import PermanentError, RateLimited, SyncError, TransientError
+from sync_worker.errors import PermanentError, TransientError
 from sync_worker.logs import log_event
-from sync_worker.ratelimit.headers import retry_after_seconds
 from sync_worker.referral_records import campaign_problems, user_problems
 from sync_worker.transport import JsonApiClient
+from sync_worker.upstream_errors import StatusTable, UpstreamError, UpstreamRateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +58,10 @@ DEFAULT_RETRY_AFTER = 1.0
 # --- errors -----------------------------------------------------------------------------
 
 
-class ReferralError(SyncError):
+class ReferralError(UpstreamError):
     """A failed referral program call; ``status`` is the HTTP status (None without a response)."""
 
     code = "referral_error"
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message, code=code)
-        self.status = status
 
 
 class ReferralUnavailable(ReferralError, TransientError):
@@ -74,14 +70,10 @@ class ReferralUnavailable(ReferralError, TransientError):
     code = "referral_unavailable"
 
 
-class ReferralRateLimited(ReferralError, RateLimited):
+class ReferralRateLimited(ReferralError, UpstreamRateLimited):
     """429: wait ``retry_after`` seconds before the next call (every worker's limiter is paused)."""
 
     code = "referral_rate_limited"
-
-    def __init__(self, message: str, *, retry_after: float, status: int | None = 429):
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
 
 
 class ReferralAuthError(ReferralError, PermanentError):
@@ -102,22 +94,18 @@ class ReferralContractError(ReferralError, PermanentError):
     code = "referral_contract"
 
 
-def error_for_response(
-    status: int, headers: Mapping[str, str], payload: Any, *, operation: str, now: float
-) -> ReferralError:
-    """The typed error for a non-2xx answer (pure: no I/O; ``now`` in Unix seconds)."""
-    message = payload.get("message") if isinstance(payload, Mapping) else None
-    text = f"referral {operation} answered {status}" + (
-        f": {message}" if isinstance(message, str) and message else ""
-    )
-    if status == 429:
-        wait = retry_after_seconds(headers, now=now, default=DEFAULT_RETRY_AFTER)
-        return ReferralRateLimited(text, retry_after=wait)
-    if status in (401, 403):
-        return ReferralAuthError(text, status=status)
-    if 400 <= status < 500:
-        return ReferralRequestError(text, status=status)
-    return ReferralUnavailable(text, status=status)
+#: The program's one error table (its body's message is under ``message``).
+ERRORS = StatusTable(
+    label="referral",
+    message_field="message",
+    rate_limited=ReferralRateLimited,
+    auth=ReferralAuthError,
+    request=ReferralRequestError,
+    unavailable=ReferralUnavailable,
+    default_retry_after=DEFAULT_RETRY_AFTER,
+)
+#: The typed error for a non-2xx answer (pure: no I/O; ``now`` in Unix seconds).
+error_for_response = ERRORS.error_for
 
 
 @dataclass(frozen=True)
