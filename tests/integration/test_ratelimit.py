@@ -22,9 +22,11 @@ from tests.fixtures.spawned import run_together
 
 pytestmark = pytest.mark.integration
 
-# A window long enough that no test crosses its end by accident (windows are aligned, so the
-# chance that a few-ms test straddles a boundary is a few in a million).
+# A window long enough that no test crosses its end by accident: windows are aligned on Redis's
+# clock, and every test starts at least EDGE_MARGIN seconds before the next boundary (the
+# autouse fixture below), more than any test here takes (a max_wait of 0.5 s included).
 LONG = 600.0
+EDGE_MARGIN = 10.0
 
 
 def redis_now(client: redis_lib.Redis) -> float:
@@ -34,6 +36,18 @@ def redis_now(client: redis_lib.Redis) -> float:
 
 def window_end(now: float, window: float) -> float:
     return (now // window + 1) * window
+
+
+@pytest.fixture(autouse=True)
+def away_from_a_long_windows_end(redis_client):
+    """Start each test at least EDGE_MARGIN seconds before a LONG window ends (at most that long a
+    wait, once every ten minutes), so a test that waits for a token cannot meet a new window."""
+    wait_until(
+        lambda: window_end(redis_now(redis_client), LONG) - redis_now(redis_client) > EDGE_MARGIN,
+        timeout=EDGE_MARGIN + 5,
+        interval=0.2,
+        message="a LONG window with room left",
+    )
 
 
 def test_grants_exactly_limit_in_a_window_then_waits_for_its_end(redis_client, redis_url):
