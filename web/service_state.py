@@ -68,9 +68,8 @@ class ServiceState:
     circuit: CircuitState
     budgets: dict[str, Budget]
     halted: dict[str, bool]
-    resync: dict[
-        str, dict[str, Any]
-    ]  # integration -> summarize() of its latest run (absent before its first)
+    #: integration -> summarize() of its latest run (absent before its first)
+    resync: dict[str, dict[str, Any]]
     counters: dict[str, dict[str, float]]  # worker counter name -> {labels json: value}
     referral: IntakeStatus | None = None  # None: the deployment does not run referral_leads
 

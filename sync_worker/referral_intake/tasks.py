@@ -61,7 +61,6 @@ logger = logging.getLogger(__name__)
 LOCK_TTL_SECONDS = 600.0
 PAGES_PER_STEP = 4
 BACKSTOP_TRIGGER = "schedule"
-#: A wait for the program's budget, not a failure: the walk goes on after it, spending no retry.
 
 
 def walk_lock(runtime: Runtime) -> RunLock:

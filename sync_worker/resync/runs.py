@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import redis as redis_lib
@@ -419,7 +420,9 @@ class RunStore:
             return [record for record in (self.load(run_id) for run_id in ids) if record is not None]
         ids = [_text(i) for i in self._redis.zrevrange(keys.runs_index(), 0, -1)]
         found = (record for record in (self.load(run_id) for run_id in ids) if record is not None)
-        return [record for record in found if record.integration == integration][:limit]
+        # Read only as far as the newest ``limit`` of this integration: every /metrics scrape asks
+        # each running integration's latest run.
+        return list(islice((record for record in found if record.integration == integration), limit))
 
     def latest(self, integration: str | None = None) -> RunRecord | None:
         """The newest run (``integration``'s when given)."""
